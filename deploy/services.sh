@@ -1,0 +1,494 @@
+#!/usr/bin/env bash
+# Starts and stops the real services the VolumeBackup tests talk to:
+# PostgreSQL 15, RabbitMQ 3.10, an NFS server (nfs-ganesha + rpcbind) and a
+# reflink-capable XFS storage pool. Everything they write lives under one state
+# folder ($VB_STATE, default <repo>/.state), every server binds to 127.0.0.1,
+# and every process we start is recorded in a PID file so `stop` ends only ours.
+#
+# Usage: deploy/services.sh install|start|stop [PART...]|status|env|start-nfs|stop-nfs
+#   PARTs: pool postgres rabbitmq rpcbind ganesha (stop without PARTs: all).
+#   With VB_STARTED_FILE set, start appends the PART of each service it really
+#   started (not those already running), so a caller can stop just those.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# realpath: ganesha exports and NFSv3 clients need the real path, no symlinks.
+STATE=$(realpath -m "${VB_STATE:-$REPO/.state}")
+case $STATE in
+  *[[:space:]\"\$\`\\]*) echo "services.sh: state path must not contain spaces, quotes, \$, \` or \\: $STATE" >&2; exit 2 ;;
+esac
+
+RUN=$STATE/run        # our PID files
+LOG=$STATE/log        # every service's log
+PGDATA=$STATE/pg
+PG_PORT=5432
+RABBIT_DIR=$STATE/rabbitmq
+RABBIT_NODE=vb@localhost
+AMQP_PORT=5672
+NFS_EXPORT=$STATE/nfs-export
+NFS_URL=nfs://127.0.0.1$NFS_EXPORT
+GANESHA_DIR=$STATE/ganesha
+POOL=$STATE/pool
+POOL_IMG=$STATE/pool.img
+POOL_SIZE=20G
+
+# Packages a fresh Debian 12 machine needs (PostgreSQL is usually preinstalled;
+# cmd_install adds postgresql-15 only when no initdb can be found).
+PACKAGES=(rabbitmq-server nfs-ganesha nfs-ganesha-vfs rpcbind libnfs13 libnfs-utils
+          xfsprogs python3-cinderclient jq curl)
+
+say()  { echo "services: $*"; }
+warn() { echo "services: WARNING: $*" >&2; }
+die()  { echo "services: ERROR: $*" >&2; exit 1; }
+
+# Fails with the tail of a log, so a broken start explains itself.
+die_log() {
+  local msg=$1 log=$2
+  echo "services: ERROR: $msg" >&2
+  # (ganesha logs a line per component at start; those say nothing.)
+  if [[ -f $log ]]; then echo "---- last lines of $log ----" >&2; grep -v SetComponentLogLevel "$log" | tail -n 25 >&2; fi
+  exit 1
+}
+
+# alive PID: the process exists and is not a zombie waiting to be reaped.
+alive() { kill -0 "$1" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
+
+# Records a part this run started (see VB_STARTED_FILE above).
+started() { if [[ -n ${VB_STARTED_FILE:-} ]]; then echo "$1" >>"$VB_STARTED_FILE"; fi; }
+
+# wait_until TRIES CMD...: retries CMD every 0.5 s, at most TRIES times.
+wait_until() {
+  local tries=$1; shift
+  for ((i = 0; i < tries; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+# wait_up PID TRIES CMD...: like wait_until, but gives up at once when process
+# PID has died (no point waiting 30 s for a crashed server).
+wait_up() {
+  local pid=$1 tries=$2; shift 2
+  for ((i = 0; i < tries; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    alive "$pid" || return 1
+    sleep 0.5
+  done
+  return 1
+}
+
+port_open() { timeout 1 bash -c ">/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+# pid_alive FILE NAME: the PID in FILE runs and its command line mentions NAME
+# (so a reused PID of some other program is never taken for ours).
+pid_alive() {
+  local pid
+  [[ -s $1 ]] || return 1
+  pid=$(head -n1 "$1")
+  [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+}
+
+# stop_pid FILE NAME: SIGTERM the recorded process and wait (bounded) until it is gone.
+stop_pid() {
+  local file=$1 name=$2 pid
+  if pid_alive "$file" "$name"; then
+    pid=$(head -n1 "$file")
+    kill "$pid"
+    if ! wait_until 60 eval "! alive $pid"; then
+      warn "$name (pid $pid) ignored SIGTERM for 30 s; sending SIGKILL"
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$file"
+}
+
+# Debian's PostgreSQL binaries are under /usr/lib/postgresql/15/bin when not on PATH.
+pg_bin() {
+  if command -v "$1" >/dev/null; then command -v "$1"
+  elif [[ -x /usr/lib/postgresql/15/bin/$1 ]]; then echo "/usr/lib/postgresql/15/bin/$1"
+  else return 1; fi
+}
+
+# ---------------------------------------------------------------- install ---
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+cmd_install() {
+  local want=("${PACKAGES[@]}") missing=()
+  pg_bin initdb >/dev/null || want+=(postgresql-15)
+  for p in "${want[@]}"; do installed "$p" || missing+=("$p"); done
+  if ((${#missing[@]} == 0)); then say "install: all packages present"; return; fi
+
+  say "install: installing ${missing[*]}"
+  # Package scripts would start system rabbitmq/epmd/postgres/ganesha on our
+  # ports. A policy-rc.d that exits 101 tells invoke-rc.d "do not start
+  # anything"; an existing one is put back afterwards.
+  POLICY=/usr/sbin/policy-rc.d POLICY_SAVED=""
+  if [[ -e $POLICY ]]; then POLICY_SAVED=$(mktemp); cp -p "$POLICY" "$POLICY_SAVED"; fi
+  trap restore_policy EXIT
+  printf '#!/bin/sh\n# temporary, from deploy/services.sh install\nexit 101\n' >"$POLICY"
+  chmod 755 "$POLICY"
+
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+
+  restore_policy
+  trap - EXIT
+}
+
+restore_policy() {
+  if [[ -n $POLICY_SAVED ]]; then mv -f "$POLICY_SAVED" "$POLICY"; else rm -f "$POLICY"; fi
+}
+
+# --------------------------------------------------------------- postgres ---
+
+# initdb and postgres refuse to run as root, so they run as the Debian
+# `postgres` user, or a system user of our own where that doesn't exist.
+pg_user() {
+  if id postgres >/dev/null 2>&1; then echo postgres
+  else
+    id vbpg >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin vbpg
+    echo vbpg
+  fi
+}
+# The same without creating a user (for stop/status).
+pg_user_if_any() { if id postgres >/dev/null 2>&1; then echo postgres; else echo vbpg; fi; }
+
+as_pg() { runuser -u "$PGUSER" -- "$@"; }
+
+pg_running() { [[ -d $PGDATA ]] && as_pg "$PG_CTL" status -D "$PGDATA" >/dev/null 2>&1; }
+
+start_postgres() {
+  PGUSER=$(pg_user)
+  PG_CTL=$(pg_bin pg_ctl) || die "pg_ctl not found; run: deploy/services.sh install"
+  if pg_running; then say "postgres: already running"; return; fi
+  port_open $PG_PORT && die "port $PG_PORT is taken by a PostgreSQL that is not ours ($PGDATA); stop it first"
+
+  # The postgres user must be able to walk down to its data folder; a repo
+  # under /root (mode 700) would block it, so add only the search bit.
+  # Walk from / downwards: a folder can only be tested once its parents pass.
+  local d="" part parts
+  IFS=/ read -ra parts <<<"${STATE#/}"
+  for part in "${parts[@]}"; do
+    d+=/$part
+    if ! runuser -u "$PGUSER" -- test -x "$d"; then
+      warn "granting o+x on $d so user $PGUSER can reach $PGDATA"
+      chmod o+x "$d"
+    fi
+  done
+
+  if [[ ! -s $PGDATA/PG_VERSION ]]; then
+    say "postgres: initdb $PGDATA (user $PGUSER)"
+    rm -rf "$PGDATA"
+    install -d -m 700 -o "$PGUSER" "$PGDATA"
+    # trust for local and host (127.0.0.1/::1) connections: a test database only.
+    as_pg "$(pg_bin initdb)" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$LOG/initdb.log" 2>&1 \
+      || die_log "initdb failed" "$LOG/initdb.log"
+    cat >>"$PGDATA/postgresql.conf" <<EOF
+
+# deploy/services.sh: loopback only, socket inside the state folder.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$RUN/pg'
+EOF
+  fi
+  install -d -m 755 -o "$PGUSER" "$RUN/pg"
+  touch "$LOG/postgres.log" && chown "$PGUSER" "$LOG/postgres.log"
+
+  as_pg "$PG_CTL" start -D "$PGDATA" -l "$LOG/postgres.log" -w -t 30 >/dev/null \
+    || die_log "postgres did not start" "$LOG/postgres.log"
+  wait_until 60 pg_isready -q -h 127.0.0.1 -p $PG_PORT || die_log "postgres does not answer on 127.0.0.1:$PG_PORT" "$LOG/postgres.log"
+
+  if [[ -z $(psql -h 127.0.0.1 -p $PG_PORT -U postgres -d postgres -tAc "select 1 from pg_database where datname = 'volumebackup'") ]]; then
+    psql -q -h 127.0.0.1 -p $PG_PORT -U postgres -d postgres -c 'create database volumebackup'
+  fi
+  started postgres
+  say "postgres: started on 127.0.0.1:$PG_PORT"
+}
+
+stop_postgres() {
+  PGUSER=$(pg_user_if_any)
+  PG_CTL=$(pg_bin pg_ctl) || return 0
+  if pg_running; then as_pg "$PG_CTL" stop -D "$PGDATA" -m fast -w -t 60 >/dev/null; say "postgres: stopped"; fi
+}
+
+# --------------------------------------------------------------- rabbitmq ---
+
+# The same environment for the server and for rabbitmqctl: our node name, our
+# folders, our config, and a HOME inside the state so the Erlang cookie lives
+# there (rabbitmqctl must read the same cookie to talk to the node).
+rabbit_env() {
+  export HOME=$RABBIT_DIR/home
+  export RABBITMQ_NODENAME=$RABBIT_NODE
+  export RABBITMQ_CONF_ENV_FILE=$RABBIT_DIR/rabbitmq-env.conf   # not /etc/rabbitmq's
+  export RABBITMQ_CONFIG_FILE=$RABBIT_DIR/rabbitmq.conf
+  export RABBITMQ_ADVANCED_CONFIG_FILE=$RABBIT_DIR/advanced.config
+  export RABBITMQ_ENABLED_PLUGINS_FILE=$RABBIT_DIR/enabled_plugins
+  export RABBITMQ_MNESIA_BASE=$RABBIT_DIR/mnesia
+  export RABBITMQ_LOG_BASE=$LOG/rabbitmq
+  export RABBITMQ_PID_FILE=$RUN/rabbitmq.pid
+  export RABBITMQ_DIST_PORT=25672
+  # epmd and Erlang distribution (server and CLI nodes) on loopback only.
+  export ERL_EPMD_ADDRESS=127.0.0.1
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+  export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+# The Debian wrappers in /usr/sbin re-run everything as user rabbitmq through
+# su, which resets HOME; the real scripts run fine as root with our env.
+RABBIT_SBIN=/usr/lib/rabbitmq/bin
+rabbitmqctl() { "$RABBIT_SBIN/rabbitmqctl" -n "$RABBIT_NODE" "$@"; }
+
+rabbit_running() { pid_alive "$RUN/rabbitmq.pid" beam; }
+
+start_rabbitmq() {
+  rabbit_env
+  if rabbit_running; then say "rabbitmq: already running"; return; fi
+  port_open $AMQP_PORT && die "port $AMQP_PORT is taken by a RabbitMQ that is not ours; stop it first"
+  [[ -x $RABBIT_SBIN/rabbitmq-server ]] || die "rabbitmq-server not found; run: deploy/services.sh install"
+
+  mkdir -p "$HOME" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
+  if [[ ! -s $HOME/.erlang.cookie ]]; then
+    # Written before the first start so server and CLI never race to create it.
+    (umask 077; head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$HOME/.erlang.cookie")
+    chmod 400 "$HOME/.erlang.cookie"
+  fi
+  : >"$RABBITMQ_CONF_ENV_FILE"
+  echo '[].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"   # no plugins: no extra ports
+  cat >"$RABBITMQ_CONFIG_FILE" <<'EOF'
+# deploy/services.sh: AMQP on loopback; guest/guest (allowed from loopback only).
+listeners.tcp.default = 127.0.0.1:5672
+loopback_users.guest = true
+default_user = guest
+default_pass = guest
+EOF
+
+  # epmd: use one that already answers, else start ours on loopback and
+  # remember its PID so `stop` can end it (erl would leave its own running).
+  if ! epmd -names >/dev/null 2>&1; then
+    setsid epmd -address 127.0.0.1 >"$LOG/epmd.log" 2>&1 </dev/null &
+    echo $! >"$RUN/epmd.pid"
+    wait_up $! 60 epmd -names || die_log "epmd did not start" "$LOG/epmd.log"
+  fi
+
+  rm -f "$RABBITMQ_PID_FILE"
+  "$RABBIT_SBIN/rabbitmq-server" -detached >"$LOG/rabbitmq-start.log" 2>&1 \
+    || die_log "rabbitmq-server -detached failed" "$LOG/rabbitmq-start.log"
+  # The node writes its PID file early in boot; then wait for the broker app.
+  wait_until 60 test -s "$RABBITMQ_PID_FILE" || die_log "rabbitmq wrote no PID file" "$RABBITMQ_LOG_BASE/$RABBIT_NODE.log"
+  rabbitmqctl await_startup --timeout 60 >/dev/null 2>&1 \
+    || die_log "rabbitmq node $RABBIT_NODE did not finish booting" "$RABBITMQ_LOG_BASE/$RABBIT_NODE.log"
+  wait_until 60 port_open $AMQP_PORT || die_log "rabbitmq does not answer on 127.0.0.1:$AMQP_PORT" "$RABBITMQ_LOG_BASE/$RABBIT_NODE.log"
+  started rabbitmq
+  say "rabbitmq: started node $RABBIT_NODE on 127.0.0.1:$AMQP_PORT"
+}
+
+stop_rabbitmq() {
+  rabbit_env
+  if rabbit_running; then
+    # `stop PIDFILE` returns once the Erlang VM has exited.
+    rabbitmqctl stop "$RABBITMQ_PID_FILE" >/dev/null 2>&1 || stop_pid "$RABBITMQ_PID_FILE" beam
+    say "rabbitmq: stopped"
+  fi
+  rm -f "$RABBITMQ_PID_FILE"
+  # Our epmd goes too, unless some other Erlang node still uses it.
+  if pid_alive "$RUN/epmd.pid" epmd; then
+    if epmd -names 2>/dev/null | grep -q '^name '; then
+      warn "epmd still has nodes registered; leaving it running"
+    else
+      stop_pid "$RUN/epmd.pid" epmd
+    fi
+  fi
+  rm -f "$RUN/epmd.pid"
+}
+
+# -------------------------------------------------------------------- nfs ---
+
+rpcbind_up() { rpcinfo -p 127.0.0.1 >/dev/null 2>&1; }
+
+start_rpcbind() {
+  if rpcbind_up; then return; fi
+  # -f: stay in the foreground so $! is its PID; -w: warm start. rpcbind
+  # listens on the wildcard address for port 111: its -h (bind UDP to
+  # 127.0.0.1) aborts with "double free" in Debian 12's rpcbind 1.2.6.
+  setsid rpcbind -f -w >"$LOG/rpcbind.log" 2>&1 </dev/null &
+  echo $! >"$RUN/rpcbind.pid"
+  wait_up $! 60 rpcbind_up || die_log "rpcbind did not start" "$LOG/rpcbind.log"
+  started rpcbind
+  say "rpcbind: started"
+}
+
+stop_rpcbind() {
+  # Only an rpcbind we started; a system one stays.
+  if pid_alive "$RUN/rpcbind.pid" rpcbind; then stop_pid "$RUN/rpcbind.pid" rpcbind; say "rpcbind: stopped"; fi
+  rm -f "$RUN/rpcbind.pid"
+}
+
+ganesha_running() { pid_alive "$RUN/ganesha.pid" ganesha; }
+
+nfs_answers() { nfs-ls "$NFS_URL" >/dev/null 2>&1; }
+
+write_ganesha_conf() {
+  mkdir -p "$NFS_EXPORT" "$GANESHA_DIR/recovery"
+  # From shared/samples/ganesha.conf; the NFSv4 recovery (client state)
+  # folder moves from /var/lib/nfs/ganesha into the state folder.
+  cat >"$GANESHA_DIR/ganesha.conf" <<EOF
+# Generated by deploy/services.sh; edits are overwritten on start.
+NFS_CORE_PARAM {
+  Protocols = 3, 4;
+  NFS_Port = 2049;
+  Bind_addr = 127.0.0.1;
+  Enable_NLM = false;
+  Enable_RQUOTA = false;
+  Enable_UDP = false;
+}
+NFSV4 {
+  Graceless = true;
+  RecoveryBackend = fs;
+  RecoveryRoot = "$GANESHA_DIR/recovery";
+}
+EXPORT {
+  Export_Id = 1;
+  Path = "$NFS_EXPORT";
+  Pseudo = /nfs-export;
+  Access_Type = RW;
+  Squash = No_Root_Squash;
+  Protocols = 3, 4;
+  Transports = TCP;
+  SecType = sys;
+  FSAL { Name = VFS; }
+  CLIENT { Clients = 127.0.0.1; Access_Type = RW; }
+}
+# No Kerberos here: skip its keytab lookups (and their log errors).
+NFS_KRB5 { Active_krb5 = false; }
+LOG { Default_Log_Level = WARN; }
+EOF
+}
+
+start_ganesha() {
+  start_rpcbind
+  if ganesha_running; then say "ganesha: already running"; return; fi
+  port_open 2049 && die "port 2049 is taken by an NFS server that is not ours; stop it first"
+  command -v ganesha.nfsd >/dev/null || die "ganesha.nfsd not found; run: deploy/services.sh install"
+  write_ganesha_conf
+  rm -f "$RUN/ganesha.pid"
+  # ganesha.nfsd daemonizes itself and writes the PID file (-p).
+  ganesha.nfsd -f "$GANESHA_DIR/ganesha.conf" -L "$LOG/ganesha.log" -p "$RUN/ganesha.pid" -N NIV_WARN \
+    || die_log "ganesha.nfsd failed to start" "$LOG/ganesha.log"
+  wait_until 60 ganesha_running || die_log "ganesha wrote no PID file or exited" "$LOG/ganesha.log"
+  local pid; pid=$(cat "$RUN/ganesha.pid")
+  wait_up "$pid" 60 bash -c 'rpcinfo -p 127.0.0.1 | grep -q " nfs$" && rpcinfo -p 127.0.0.1 | grep -q " mountd$"' \
+    || die_log "nfs/mountd not registered with rpcbind" "$LOG/ganesha.log"
+  # rpcbind may still list a previous ganesha; a real listing proves this one answers.
+  wait_up "$pid" 60 nfs_answers || die_log "$NFS_URL does not answer (nfs-ls)" "$LOG/ganesha.log"
+  started ganesha
+  say "ganesha: exporting $NFS_EXPORT at $NFS_URL"
+}
+
+stop_ganesha() {
+  if ganesha_running; then stop_pid "$RUN/ganesha.pid" ganesha; say "ganesha: stopped"; fi
+  rm -f "$RUN/ganesha.pid"
+}
+
+# ------------------------------------------------------------------- pool ---
+
+pool_mounted() { mountpoint -q "$POOL"; }
+
+start_pool() {
+  mkdir -p "$POOL"
+  if pool_mounted; then say "pool: already mounted"; return; fi
+  if [[ ! -f $POOL_IMG ]]; then
+    truncate -s "$POOL_SIZE" "$POOL_IMG"   # sparse: takes disk only as it fills
+  fi
+  if [[ $(blkid -o value -s TYPE "$POOL_IMG" 2>/dev/null) != xfs ]]; then
+    mkfs.xfs -q -m reflink=1 "$POOL_IMG" >"$LOG/mkfs.log" 2>&1 || die_log "mkfs.xfs failed" "$LOG/mkfs.log"
+  fi
+  if mount -o loop "$POOL_IMG" "$POOL" 2>"$LOG/mount.log"; then
+    started pool
+    say "pool: XFS (reflink) mounted at $POOL"
+  else
+    warn "could not loop-mount $POOL_IMG ($(tr '\n' ' ' <"$LOG/mount.log")); $POOL is a plain folder:" \
+         "snapshots will be copies, not crash-consistent reflinks"
+  fi
+}
+
+stop_pool() {
+  if pool_mounted; then
+    umount "$POOL" || { warn "could not unmount $POOL (still in use? see: fuser -vm $POOL)"; return 1; }
+    say "pool: unmounted"
+  fi
+}
+
+# ------------------------------------------------------------- commands ---
+
+cmd_start() {
+  # 755 even under a strict umask: the postgres user must reach run/ and log/.
+  install -d -m 755 "$STATE" "$RUN" "$LOG"
+  local t0=$SECONDS
+  start_pool
+  start_postgres
+  start_rabbitmq
+  start_ganesha
+  say "all started in $((SECONDS - t0)) s (state: $STATE)"
+}
+
+# stop [PART...]: in reverse start order; each part is stopped even if an
+# earlier one complains.
+cmd_stop() {
+  local rc=0 part
+  local chosen=" ${*:-ganesha rpcbind rabbitmq postgres pool} "
+  for part in "$@"; do
+    [[ " ganesha rpcbind rabbitmq postgres pool " == *" $part "* ]] || die "unknown part: $part"
+  done
+  for part in ganesha rpcbind rabbitmq postgres pool; do
+    if [[ $chosen == *" $part "* ]]; then "stop_$part" || rc=1; fi
+  done
+  return $rc
+}
+
+# One line per service; exit 0 only if all of ours are up.
+cmd_status() {
+  local rc=0
+  line() { printf '%-9s %s\n' "$1" "$2"; }
+  PGUSER=$(pg_user_if_any); PG_CTL=$(pg_bin pg_ctl || echo false)
+  if pg_running; then line postgres "running (pid $(head -n1 "$PGDATA/postmaster.pid"), 127.0.0.1:$PG_PORT)"
+  else line postgres stopped; rc=1; fi
+
+  if rabbit_running; then line rabbitmq "running (pid $(cat "$RUN/rabbitmq.pid"), node $RABBIT_NODE, 127.0.0.1:$AMQP_PORT)"
+  else line rabbitmq stopped; rc=1; fi
+
+  if pid_alive "$RUN/rpcbind.pid" rpcbind; then line rpcbind "running (pid $(cat "$RUN/rpcbind.pid"), ours)"
+  elif rpcbind_up; then line rpcbind "running (not started by us)"
+  else line rpcbind stopped; rc=1; fi
+
+  if ganesha_running; then line ganesha "running (pid $(cat "$RUN/ganesha.pid"), $NFS_URL)"
+  else line ganesha stopped; rc=1; fi
+
+  if pool_mounted; then line pool "mounted XFS at $POOL"
+  elif [[ -d $POOL ]]; then line pool "plain folder $POOL (no reflink)"
+  else line pool absent; rc=1; fi
+  return $rc
+}
+
+cmd_env() {
+  cat <<EOF
+export ConnectionStrings__Postgres="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=volumebackup"
+export ConnectionStrings__RabbitMq="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
+export VB_NFS_URL="$NFS_URL"
+export VB_NFS_EXPORT="$NFS_EXPORT"
+export VB_POOL="$POOL"
+export VB_STATE="$STATE"
+EOF
+}
+
+case ${1:-} in
+  install)   cmd_install ;;
+  start)     cmd_start ;;
+  stop)      shift; cmd_stop "$@" ;;
+  status)    cmd_status ;;
+  env)       cmd_env ;;
+  start-nfs) install -d -m 755 "$STATE" "$RUN" "$LOG"; start_ganesha ;;
+  stop-nfs)  stop_ganesha ;;
+  *) echo "usage: $0 install|start|stop [PART...]|status|env|start-nfs|stop-nfs" >&2; exit 2 ;;
+esac

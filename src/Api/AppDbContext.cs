@@ -1,0 +1,53 @@
+using Microsoft.EntityFrameworkCore;
+using VolumeBackup.Api.Backups;
+using VolumeBackup.Api.Messaging;
+using VolumeBackup.Api.Volumes;
+
+namespace VolumeBackup.Api;
+
+public sealed class AppDbContext(DbContextOptions<AppDbContext> options) : DbContext(options)
+{
+    public DbSet<Volume> Volumes => Set<Volume>();
+    public DbSet<Snapshot> Snapshots => Set<Snapshot>();
+    public DbSet<Backup> Backups => Set<Backup>();
+    public DbSet<BackupSagaState> BackupSagas => Set<BackupSagaState>();
+    public DbSet<OutboxMessage> Outbox => Set<OutboxMessage>();
+
+    protected override void OnModelCreating(ModelBuilder model)
+    {
+        model.Entity<Volume>(e =>
+        {
+            e.Property(v => v.Metadata).HasColumnType("jsonb");
+            e.Property<uint>("xmin").IsRowVersion();          // concurrent status changes fail instead of overwriting
+            e.HasIndex(v => v.ProjectId);
+        });
+        model.Entity<Snapshot>(e =>
+        {
+            e.Property(s => s.Metadata).HasColumnType("jsonb");
+            e.Property<uint>("xmin").IsRowVersion();
+            e.HasIndex(s => s.VolumeId);
+        });
+        model.Entity<Backup>(e =>
+        {
+            e.Property(b => b.Metadata).HasColumnType("jsonb");
+            e.Property<uint>("xmin").IsRowVersion();
+            e.HasIndex(b => new { b.ProjectId, b.CreatedAt });
+            e.HasIndex(b => b.VolumeId);
+            e.Ignore(b => b.IsIncremental);
+            e.Ignore(b => b.HasDependentBackups);
+        });
+        model.Entity<BackupSagaState>(e =>
+        {
+            e.ToTable("backup_sagas");
+            e.HasKey(s => s.CorrelationId);
+            e.Property(s => s.CurrentState).HasMaxLength(64);
+            e.Property(s => s.Version).IsRowVersion();
+        });
+        model.Entity<OutboxMessage>(e =>
+        {
+            e.ToTable("outbox");
+            e.Property(m => m.Body).HasColumnType("jsonb");
+            e.HasIndex(m => m.CreatedAt).HasFilter("sent_at IS NULL");
+        });
+    }
+}

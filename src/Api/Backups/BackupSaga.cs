@@ -1,0 +1,109 @@
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using VolumeBackup.Api.Volumes;
+using VolumeBackup.Contracts;
+
+namespace VolumeBackup.Api.Backups;
+
+public sealed class BackupSagaState : SagaStateMachineInstance
+{
+    public Guid CorrelationId { get; set; }
+    public string CurrentState { get; set; } = "";
+    public Guid VolumeId { get; set; }
+    public Guid? SnapshotId { get; set; }
+    public Guid? ParentId { get; set; }
+    public string? AgentHost { get; set; }
+    public long BytesDone { get; set; }
+    public DateTimeOffset? StartedAt { get; set; }
+    public DateTimeOffset? CompletedAt { get; set; }
+    public uint Version { get; set; }
+
+    /// <summary>The Api writes the instance with the backup row and the command, so no agent event can arrive before it.</summary>
+    public static BackupSagaState Creating(Guid backupId, Guid volumeId, Guid? snapshotId, Guid? parentId) => new()
+    {
+        CorrelationId = backupId, CurrentState = nameof(BackupSaga.Creating), VolumeId = volumeId, SnapshotId = snapshotId, ParentId = parentId,
+    };
+}
+
+/// <summary>
+/// A backup's creation, from the agent's events to the rows users see. Steps change the backup and volume rows in the
+/// saga's own DbContext, so the state, the rows and any outbox message commit in one transaction.
+/// </summary>
+public sealed class BackupSaga : MassTransitStateMachine<BackupSagaState>
+{
+    public BackupSaga(TimeProvider clock)
+    {
+        InstanceState(x => x.CurrentState);
+        Event(() => Started, e => { e.CorrelateById(m => m.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
+        Event(() => Progressed, e => { e.CorrelateById(m => m.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
+        Event(() => Completed, e => { e.CorrelateById(m => m.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
+        Event(() => Faulted, e => { e.CorrelateById(m => m.Message.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
+
+        During(Creating,
+            When(Started).ThenAsync(async c =>
+            {
+                c.Saga.AgentHost = c.Message.AgentHost;
+                c.Saga.StartedAt = c.Message.StartedAt;
+                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is { } backup) backup.Host = c.Message.AgentHost;
+                if (c.Message.DeviceIsCopy) await ReleaseSource(c, clock.GetUtcNow());   // the copy is taken: the volume is free
+            }),
+            When(Progressed).Then(c => c.Saga.BytesDone = Math.Max(c.Saga.BytesDone, c.Message.BytesDone)),
+            When(Completed).ThenAsync(async c =>
+            {
+                var now = clock.GetUtcNow();
+                c.Saga.CompletedAt = c.Message.CompletedAt;
+                c.Saga.BytesDone = c.Message.SizeBytes;
+                await ReleaseSource(c, now);
+                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is not { } backup) return;
+                backup.Status = BackupStatus.Available;
+                backup.ObjectCount = c.Message.ObjectCount;
+                backup.StoredBytes = c.Message.StoredBytes;
+                backup.UpdatedAt = now;
+                if (backup.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { } parent)
+                    parent.NumDependentBackups++;
+            }).TransitionTo(Available),
+            When(Faulted).ThenAsync(async c =>
+            {
+                var now = clock.GetUtcNow();
+                await ReleaseSource(c, now);
+                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is { } backup) backup.Fail(FailReason(c.Message), now);
+            }).TransitionTo(Error));
+
+        During(Available, Error, Ignore(Started), Ignore(Progressed), Ignore(Completed), Ignore(Faulted));
+    }
+
+    public State Creating { get; private set; } = null!;
+    public State Available { get; private set; } = null!;
+    public State Error { get; private set; } = null!;
+
+    public Event<BackupStarted> Started { get; private set; } = null!;
+    public Event<BackupProgressed> Progressed { get; private set; } = null!;
+    public Event<BackupCompleted> Completed { get; private set; } = null!;
+    public Event<Fault<CreateBackup>> Faulted { get; private set; } = null!;
+
+    static AppDbContext Db(ConsumeContext c) => c.GetServiceOrCreateInstance<AppDbContext>();
+
+    /// <summary>Returns the volume (or the snapshot backed up) to its status before the backup; repeated calls change nothing.</summary>
+    static async Task ReleaseSource(BehaviorContext<BackupSagaState> c, DateTimeOffset now)
+    {
+        var db = Db(c);
+        if (c.Saga.SnapshotId is { } snapshotId)
+        {
+            if (await db.Snapshots.FindAsync([snapshotId], c.CancellationToken) is { Status: "backing-up" } snapshot)
+            {
+                snapshot.Status = "available";
+                snapshot.UpdatedAt = now;
+            }
+        }
+        else if (await db.Volumes.FindAsync([c.Saga.VolumeId], c.CancellationToken) is { } volume)
+            volume.EndBackup(now);
+    }
+
+    /// <summary>The innermost exception's message names the cause (an NFS server down, a missing volume), not a wrapper.</summary>
+    static string FailReason(Fault<CreateBackup> fault)
+    {
+        var exception = fault.Exceptions.FirstOrDefault();
+        while (exception?.InnerException is { } inner) exception = inner;
+        return exception is null ? "Backup failed" : $"{exception.ExceptionType.Split('.').Last()}: {exception.Message}";
+    }
+}

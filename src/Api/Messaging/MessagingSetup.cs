@@ -1,0 +1,39 @@
+using MassTransit;
+using MassTransit.Configuration;
+using MassTransit.Saga;
+using VolumeBackup.Api.Backups;
+
+namespace VolumeBackup.Api.Messaging;
+
+public static class MessagingSetup
+{
+    /// <summary>RabbitMQ, the backup saga on PostgreSQL, the event consumers and the outbox relay.</summary>
+    public static IServiceCollection AddMessaging(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddSingleton<OutboxSignal>();
+        services.AddHostedService<OutboxRelay>();
+        services.AddMassTransit(x =>
+        {
+            x.SetKebabCaseEndpointNameFormatter();
+            x.AddSagaStateMachine<BackupSaga, BackupSagaState>();
+            x.AddConsumer<RestoreEventsConsumer>();
+            x.AddConsumer<DeleteEventsConsumer>();
+            x.AddConfigureEndpointsCallback((context, _, endpoint) =>
+            {
+                // Concurrency conflicts and a database restart are retried; only our own endpoints' faults are not
+                // published, so every Fault<T> the saga sees comes from an agent.
+                endpoint.UseMessageRetry(r => r.Intervals(100, 500, 1_000, 5_000, 15_000, 30_000));
+                endpoint.PublishFaults = false;
+            });
+            x.UsingRabbitMq((context, bus) =>
+            {
+                bus.Host(new Uri(configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")));
+                bus.ConfigureEndpoints(context);
+            });
+        });
+        // After AddMassTransit, so these registrations are the last and win over the default in-memory repository.
+        services.RegisterSagaRepository<BackupSagaState, AppDbContext, SagaConsumeContextFactory<AppDbContext, BackupSagaState>,
+            PostgresSagaRepositoryContextFactory<BackupSagaState>>();
+        return services;
+    }
+}

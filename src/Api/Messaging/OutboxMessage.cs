@@ -1,0 +1,34 @@
+using System.Diagnostics;
+using System.Text.Json;
+using VolumeBackup.Contracts;
+
+namespace VolumeBackup.Api.Messaging;
+
+/// <summary>A message written in the same transaction as the rows it is about; the relay publishes it.</summary>
+public sealed class OutboxMessage
+{
+    public Guid Id { get; init; }
+    public required string MessageType { get; init; }
+    public required string Body { get; init; }
+    /// <summary>W3C traceparent of the request that wrote it, so the trace runs on through the broker.</summary>
+    public string? TraceParent { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset? SentAt { get; set; }
+    public int Attempts { get; set; }
+    public string? LastError { get; set; }
+
+    public static OutboxMessage Create<T>(T message, DateTimeOffset now) where T : class => new()
+    {
+        Id = Guid.NewGuid(),
+        MessageType = typeof(T).Name,
+        Body = JsonSerializer.Serialize(message),
+        TraceParent = Activity.Current?.Id,
+        CreatedAt = now,
+    };
+
+    /// <summary>Only contract types can be named by a row: a fixed list, never a type name looked up at run time.</summary>
+    public static readonly IReadOnlyDictionary<string, Type> KnownTypes = new[]
+    {
+        typeof(CreateBackup), typeof(RestoreBackup), typeof(DeleteBackup),
+    }.ToDictionary(t => t.Name);
+}

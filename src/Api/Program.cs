@@ -1,0 +1,42 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Microsoft.EntityFrameworkCore;
+using VolumeBackup.Api;
+using VolumeBackup.Api.Auth;
+using VolumeBackup.Api.Backups;
+using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Messaging;
+using VolumeBackup.Api.Storage;
+using VolumeBackup.Api.Volumes;
+using VolumeBackup.ServiceDefaults;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.Services.AddSingleton<IProblemDetailsWriter, CinderProblemDetailsWriter>();   // before AddProblemDetails: writers run in order
+builder.AddServiceDefaults("Api");
+builder.Services.AddExceptionHandler<ConcurrencyExceptionHandler>();
+builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
+builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddScoped<Caller>();
+builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddSingleton<VolumeHosts>();
+builder.Services.AddDbContext<AppDbContext>(o => o
+    .UseNpgsql(builder.Configuration.GetConnectionString("Postgres") ?? throw new InvalidOperationException("ConnectionStrings:Postgres is required"))
+    .UseSnakeCaseNamingConvention());
+builder.Services.AddMessaging(builder.Configuration);
+
+var app = builder.Build();
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+
+await using (var scope = app.Services.CreateAsyncScope())
+    await scope.ServiceProvider.GetRequiredService<AppDbContext>().Database.MigrateAsync();
+
+app.MapGroup("/v3/{project_id}")
+    .AddEndpointFilter<NoAuthFilter>()
+    .MapVolumes()
+    .MapBackups();
+app.MapDefaultEndpoints();
+app.Run();
+
+public partial class Program;

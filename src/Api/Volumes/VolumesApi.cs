@@ -1,0 +1,226 @@
+using System.Text.Json;
+using Grpc.Core;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using VolumeBackup.Api.Auth;
+using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Storage;
+using Host = VolumeBackup.Contracts.Grpc;
+
+namespace VolumeBackup.Api.Volumes;
+
+public static class VolumesApi
+{
+    public static RouteGroupBuilder MapVolumes(this RouteGroupBuilder project)
+    {
+        var volumes = project.MapGroup("/volumes").WithTags("Volumes");
+        volumes.MapPost("", Create);
+        volumes.MapGet("", List);
+        volumes.MapGet("/detail", ListDetail);
+        volumes.MapGet("/{id}", Get);
+        volumes.MapDelete("/{id}", Delete);
+        volumes.MapPost("/{id}/action", Action);
+
+        var snapshots = project.MapGroup("/snapshots").WithTags("Snapshots");
+        snapshots.MapPost("", CreateSnapshot);
+        snapshots.MapGet("", ListSnapshots);
+        snapshots.MapGet("/detail", ListSnapshots);
+        snapshots.MapGet("/{id}", GetSnapshot);
+        snapshots.MapDelete("/{id}", DeleteSnapshot);
+        return project;
+    }
+
+    static async Task<Results<Accepted<Dictionary<string, VolumeView>>, ProblemHttpResult>> Create(
+        CreateVolumeBody body, Caller caller, AppDbContext db, VolumeHosts hosts, HttpRequest http, TimeProvider clock, CancellationToken ct)
+    {
+        if (body.Volume is not { } request) return CinderErrors.BadRequest("Missing required element 'volume' in request body.");
+        if (request.Size is not ({ } size and > 0))
+            return CinderErrors.BadRequest("Invalid input for field/attribute size. Value: must be an integer greater than 0.");
+        if (request.Name is { Length: > 255 } || request.Description is { Length: > 255 })
+            return CinderErrors.BadRequest("Name and description must be at most 255 characters.");
+        var zone = request.AvailabilityZone ?? hosts.All[0].Zone;
+        if (hosts.PickHost(zone) is not { } host) return CinderErrors.BadRequest($"Availability zone '{zone}' is invalid.");
+
+        Guid? snapshotId = null;
+        if (request.SnapshotId is not null)
+        {
+            if (!Guid.TryParse(request.SnapshotId, out var sid) || await db.Snapshots.FindAsync([sid], ct) is not { } snap || !caller.CanSee(snap.ProjectId))
+                return CinderErrors.NotFound($"Snapshot {request.SnapshotId} could not be found.");
+            if (snap.Status != "available") return CinderErrors.BadRequest($"Invalid snapshot: Originating snapshot status must be one of 'available' values");
+            if (size < snap.Size) return CinderErrors.BadRequest($"Volume size '{size}'GB cannot be smaller than the snapshot size {snap.Size}GB.");
+            snapshotId = sid;
+        }
+
+        var volume = new Volume
+        {
+            Id = Guid.NewGuid(), ProjectId = caller.ProjectId, UserId = caller.UserId, Name = request.Name, Description = request.Description,
+            Size = size, AvailabilityZone = zone, Host = host.Name, SnapshotId = snapshotId, Metadata = request.Metadata ?? [],
+            CreatedAt = clock.GetUtcNow(),
+        };
+        db.Volumes.Add(volume);
+        await db.SaveChangesAsync(ct);
+        await CreateOnHostAsync(volume, hosts, db, clock, ct);
+        return TypedResults.Accepted($"{Wire.BaseUrl(http)}/v3/{volume.ProjectId}/volumes/{volume.Id}", Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))));
+    }
+
+    /// <summary>Creates the file on the storage host; a failure leaves the volume in error, as Cinder does, with the row kept for the user to delete.</summary>
+    public static async Task CreateOnHostAsync(Volume volume, VolumeHosts hosts, AppDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        try
+        {
+            await hosts.Client(volume.Host).CreateVolumeAsync(new Host.CreateVolumeRequest
+            {
+                VolumeId = volume.Id.ToString(), SizeBytes = volume.SizeBytes, SourceSnapshotId = volume.SnapshotId?.ToString() ?? "",
+            }, cancellationToken: ct);
+            volume.Status = VolumeStatus.Available;
+        }
+        catch (RpcException)
+        {
+            volume.Status = VolumeStatus.Error;
+        }
+        volume.UpdatedAt = clock.GetUtcNow();
+        await db.SaveChangesAsync(CancellationToken.None);   // the file exists or not: the row must say which, even if the caller left
+    }
+
+    static async Task<Ok<Dictionary<string, List<VolumeSummary>>>> List(Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
+    {
+        var rows = await Visible(db, caller, http).ToListAsync(ct);
+        return TypedResults.Ok(Wrap("volumes", rows.Select(v => VolumeSummary.From(v, Wire.BaseUrl(http))).ToList()));
+    }
+
+    static async Task<Ok<Dictionary<string, List<VolumeView>>>> ListDetail(Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
+    {
+        var rows = await Visible(db, caller, http).ToListAsync(ct);
+        return TypedResults.Ok(Wrap("volumes", rows.Select(v => VolumeView.From(v, Wire.BaseUrl(http))).ToList()));
+    }
+
+    static IQueryable<Volume> Visible(AppDbContext db, Caller caller, HttpRequest http)
+    {
+        var all = caller.IsAdmin && http.Query["all_tenants"] is [var flag] && flag is "1" or "true" or "True";
+        var query = db.Volumes.AsNoTracking().Where(v => all || v.ProjectId == caller.ProjectId);
+        if (http.Query["name"] is [var name]) query = query.Where(v => v.Name == name);
+        if (http.Query["status"] is [var status]) query = query.Where(v => v.Status == status);
+        return query.OrderByDescending(v => v.CreatedAt);
+    }
+
+    static async Task<Results<Ok<Dictionary<string, VolumeView>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct) =>
+        await FindAsync(db, caller, id, ct) is { } volume
+            ? TypedResults.Ok(Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))))
+            : VolumeNotFound(id);
+
+    static async Task<Results<Accepted, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, VolumeHosts hosts, CancellationToken ct)
+    {
+        if (await FindAsync(db, caller, id, ct) is not { } volume) return VolumeNotFound(id);
+        string[] deletable = [VolumeStatus.Available, VolumeStatus.Error, VolumeStatus.ErrorRestoring];
+        if (!deletable.Contains(volume.Status))
+            return CinderErrors.BadRequest($"Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer.");
+        if (await db.Snapshots.AnyAsync(s => s.VolumeId == volume.Id, ct))
+            return CinderErrors.BadRequest("Invalid volume: Volume still has 1 dependent snapshots.");
+        volume.Status = VolumeStatus.Deleting;
+        await db.SaveChangesAsync(ct);
+        await hosts.Client(volume.Host).DeleteVolumeAsync(new Host.DeleteVolumeRequest { VolumeId = volume.Id.ToString() }, cancellationToken: ct);
+        db.Volumes.Remove(volume);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Accepted((string?)null);
+    }
+
+    /// <summary>Cinder's volume actions that attach and detach (os-attach, os-detach) and reset a status (admin).</summary>
+    static async Task<Results<Accepted, ProblemHttpResult>> Action(string id, JsonElement body, Caller caller, AppDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        if (await FindAsync(db, caller, id, ct) is not { } volume) return VolumeNotFound(id);
+        if (body.ValueKind != JsonValueKind.Object || body.EnumerateObject().FirstOrDefault() is not { Name: not null } action)
+            return CinderErrors.BadRequest("Malformed request body");
+        switch (action.Name)
+        {
+            case "os-attach":
+                if (volume.Status != VolumeStatus.Available)
+                    return CinderErrors.BadRequest($"Invalid volume: Volume status must be available to reserve, but the status is {volume.Status}.");
+                volume.Status = VolumeStatus.InUse;
+                volume.AttachmentId = Guid.NewGuid();
+                volume.AttachedInstance = action.Value.TryGetProperty("instance_uuid", out var instance) && Guid.TryParse(instance.GetString(), out var i) ? i : null;
+                volume.Mountpoint = action.Value.TryGetProperty("mountpoint", out var mount) ? mount.GetString() : null;
+                break;
+            case "os-detach":
+                if (volume.Status != VolumeStatus.InUse)
+                    return CinderErrors.BadRequest($"Invalid volume: Unable to detach volume. Volume status must be 'in-use' and attach_status must be 'attached' to detach.");
+                volume.Status = VolumeStatus.Available;
+                volume.AttachmentId = null;
+                volume.AttachedInstance = null;
+                volume.Mountpoint = null;
+                break;
+            case "os-reset_status":
+                if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow volume_extension:volume_admin_actions:reset_status to be performed.");
+                if (!action.Value.TryGetProperty("status", out var status) || status.GetString() is not { Length: > 0 } newStatus)
+                    return CinderErrors.BadRequest("Must specify 'status'");
+                volume.Status = newStatus;
+                volume.PreviousStatus = null;
+                break;
+            default:
+                return CinderErrors.BadRequest($"There is no such action: {action.Name}");
+        }
+        volume.UpdatedAt = clock.GetUtcNow();
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Accepted((string?)null);
+    }
+
+    static async Task<Results<Accepted<Dictionary<string, SnapshotView>>, ProblemHttpResult>> CreateSnapshot(
+        CreateSnapshotBody body, Caller caller, AppDbContext db, VolumeHosts hosts, TimeProvider clock, CancellationToken ct)
+    {
+        if (body.Snapshot is not { } request) return CinderErrors.BadRequest("Missing required element 'snapshot' in request body.");
+        if (request.VolumeId is null) return CinderErrors.BadRequest("'volume_id' is a required property");
+        if (await FindAsync(db, caller, request.VolumeId, ct) is not { } volume) return VolumeNotFound(request.VolumeId);
+        if (volume.Status == VolumeStatus.InUse && request.Force != true || volume.Status is not (VolumeStatus.Available or VolumeStatus.InUse))
+            return CinderErrors.BadRequest($"Invalid volume: Volume {volume.Id} status must be available or in-use, but current status is: {volume.Status}.");
+        var snapshot = new Snapshot
+        {
+            Id = Guid.NewGuid(), ProjectId = volume.ProjectId, UserId = caller.UserId, VolumeId = volume.Id, Name = request.Name,
+            Description = request.Description, Size = volume.Size, Metadata = request.Metadata ?? [], CreatedAt = clock.GetUtcNow(),
+        };
+        db.Snapshots.Add(snapshot);
+        await db.SaveChangesAsync(ct);
+        try
+        {
+            await hosts.Client(volume.Host).CreateSnapshotAsync(new Host.CreateSnapshotRequest { SnapshotId = snapshot.Id.ToString(), VolumeId = volume.Id.ToString() }, cancellationToken: ct);
+            snapshot.Status = "available";
+        }
+        catch (RpcException)
+        {
+            snapshot.Status = "error";
+        }
+        snapshot.UpdatedAt = clock.GetUtcNow();
+        await db.SaveChangesAsync(CancellationToken.None);
+        return TypedResults.Accepted((string?)null, Wrap("snapshot", SnapshotView.From(snapshot)));
+    }
+
+    static async Task<Ok<Dictionary<string, List<SnapshotView>>>> ListSnapshots(Caller caller, AppDbContext db, CancellationToken ct)
+    {
+        var rows = await db.Snapshots.AsNoTracking().Where(s => s.ProjectId == caller.ProjectId).OrderByDescending(s => s.CreatedAt).ToListAsync(ct);
+        return TypedResults.Ok(Wrap("snapshots", rows.Select(SnapshotView.From).ToList()));
+    }
+
+    static async Task<Results<Ok<Dictionary<string, SnapshotView>>, ProblemHttpResult>> GetSnapshot(string id, Caller caller, AppDbContext db, CancellationToken ct) =>
+        Guid.TryParse(id, out var sid) && await db.Snapshots.AsNoTracking().FirstOrDefaultAsync(s => s.Id == sid, ct) is { } s && caller.CanSee(s.ProjectId)
+            ? TypedResults.Ok(Wrap("snapshot", SnapshotView.From(s)))
+            : CinderErrors.NotFound($"Snapshot {id} could not be found.");
+
+    static async Task<Results<Accepted, ProblemHttpResult>> DeleteSnapshot(string id, Caller caller, AppDbContext db, VolumeHosts hosts, CancellationToken ct)
+    {
+        if (!Guid.TryParse(id, out var sid) || await db.Snapshots.FindAsync([sid], ct) is not { } snapshot || !caller.CanSee(snapshot.ProjectId))
+            return CinderErrors.NotFound($"Snapshot {id} could not be found.");
+        if (snapshot.Status is not ("available" or "error"))
+            return CinderErrors.BadRequest("Invalid snapshot: Volume Snapshot status must be available or error.");
+        var volume = await db.Volumes.FindAsync([snapshot.VolumeId], ct);
+        if (volume is not null)
+            await hosts.Client(volume.Host).DeleteSnapshotAsync(new Host.DeleteSnapshotRequest { SnapshotId = snapshot.Id.ToString() }, cancellationToken: ct);
+        db.Snapshots.Remove(snapshot);
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Accepted((string?)null);
+    }
+
+    public static async Task<Volume?> FindAsync(AppDbContext db, Caller caller, string id, CancellationToken ct) =>
+        Guid.TryParse(id, out var vid) && await db.Volumes.FindAsync([vid], ct) is { } v && caller.CanSee(v.ProjectId) ? v : null;
+
+    public static ProblemHttpResult VolumeNotFound(string id) => CinderErrors.NotFound($"Volume {id} could not be found.");
+
+    public static Dictionary<string, T> Wrap<T>(string key, T value) => new() { [key] = value };
+}

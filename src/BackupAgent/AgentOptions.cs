@@ -1,0 +1,26 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace VolumeBackup.BackupAgent;
+
+public sealed class AgentOptions
+{
+    public const string Section = "Agent";
+
+    /// <summary>The storage host this agent serves; shown in backup rows and service lists.</summary>
+    [Required] public string Host { get; init; } = Environment.MachineName;
+
+    /// <summary>The availability zone whose backups this agent takes.</summary>
+    [Required] public string Zone { get; init; } = "nova";
+
+    /// <summary>The VolumeAgent beside this agent (same host: devices are local paths).</summary>
+    [Required, Url] public string VolumeAgentAddress { get; init; } = "";
+
+    /// <summary>Backups and restores at once per agent: each already runs on all cores, so more mostly adds memory.</summary>
+    [Range(1, 16)] public int ConcurrentJobs { get; init; } = 2;
+
+    /// <summary>Pauses between retries of a failed job (an NFS server restarting) before it is reported failed.</summary>
+    public int[] RetryIntervalsMs { get; init; } = [1_000, 5_000, 30_000];
+
+    /// <summary>Bytes between progress events.</summary>
+    [Range(1 << 20, long.MaxValue)] public long ProgressEveryBytes { get; init; } = 256L << 20;
+}

@@ -1,0 +1,19 @@
+namespace VolumeBackup.BackupAgent;
+
+internal static partial class Log
+{
+    [LoggerMessage(2001, LogLevel.Information, "Backup {BackupId} of volume {VolumeId}: device {DeviceId} ready ({Method})")]
+    public static partial void BackupDeviceReady(this ILogger logger, Guid backupId, Guid volumeId, string deviceId, string method);
+
+    [LoggerMessage(2002, LogLevel.Information, "Backup {BackupId} written: {Bytes} bytes, {Objects} objects, {Written} bytes new on the share")]
+    public static partial void BackupWritten(this ILogger logger, Guid backupId, long bytes, int objects, long written);
+
+    [LoggerMessage(2003, LogLevel.Information, "Backup {BackupId} restored into volume {VolumeId}: {Bytes} bytes verified")]
+    public static partial void BackupRestored(this ILogger logger, Guid backupId, Guid volumeId, long bytes);
+
+    [LoggerMessage(2004, LogLevel.Information, "Backup {BackupId} deleted: {Chunks} chunks, {Bytes} bytes freed")]
+    public static partial void BackupDeleted(this ILogger logger, Guid backupId, int chunks, long bytes);
+
+    [LoggerMessage(2005, LogLevel.Warning, "Device {DeviceId} could not be released; the VolumeAgent removes stale temporaries at start")]
+    public static partial void DeviceReleaseFailed(this ILogger logger, string deviceId, Exception exception);
+}

@@ -1,0 +1,40 @@
+using Microsoft.Extensions.Logging;
+
+namespace VolumeBackup.BackupAgent.Repository;
+
+// EventIds 3000-3099 belong to the repository.
+static partial class RepositoryLog
+{
+    [LoggerMessage(3000, LogLevel.Information, "Backup {BackupId} of volume {VolumeId} into {Container}: {SizeBytes} bytes in chunks of {ChunkSize}, parent {ParentId}")]
+    public static partial void BackupStarting(this ILogger logger, Guid backupId, Guid volumeId, string container, long sizeBytes, int chunkSize, Guid? parentId);
+
+    [LoggerMessage(3001, LogLevel.Information, "Backup {BackupId} stored in {Container} in {ElapsedMs} ms: {ChangedChunks} chunks changed, {ChunksWritten} written ({BytesWritten} bytes), {ObjectCount} referenced ({StoredBytes} bytes), manifest {ManifestSha256}")]
+    public static partial void BackupStored(this ILogger logger, Guid backupId, string container, long elapsedMs, int changedChunks, int chunksWritten, long bytesWritten, int objectCount, long storedBytes, string manifestSha256);
+
+    [LoggerMessage(3002, LogLevel.Information, "Backup {BackupId} already has its manifest in {Container}; nothing written")]
+    public static partial void BackupAlreadyStored(this ILogger logger, Guid backupId, string container);
+
+    [LoggerMessage(3003, LogLevel.Warning, "Backup {BackupId}: a delete ran meanwhile and collected {Count} of its chunks; they were written again from the source")]
+    public static partial void ChunksRewritten(this ILogger logger, Guid backupId, int count);
+
+    [LoggerMessage(3010, LogLevel.Information, "Backup {BackupId} restored from {Container} to {TargetPath} in {ElapsedMs} ms: {SizeBytes} bytes, {ChunksRead} chunks read")]
+    public static partial void RestoreCompleted(this ILogger logger, Guid backupId, string container, string targetPath, long elapsedMs, long sizeBytes, int chunksRead);
+
+    [LoggerMessage(3020, LogLevel.Information, "Backup {BackupId} deleted from {Container} (manifest found: {Existed}): {ChunksDeleted} chunks freed ({BytesFreed} bytes), {ChunksDeferred} kept for running backups")]
+    public static partial void BackupDeleted(this ILogger logger, Guid backupId, string container, bool existed, int chunksDeleted, long bytesFreed, int chunksDeferred);
+
+    [LoggerMessage(3021, LogLevel.Warning, "The manifest of backup {BackupId} in {Container} is unreadable; it is deleted, but the chunks only it referenced stay on the share")]
+    public static partial void UnreadableManifestDeleted(this ILogger logger, Guid backupId, string container, Exception exception);
+
+    [LoggerMessage(3022, LogLevel.Warning, "Writer marker {Path} was not refreshed since {Modified}: its backup is taken for dead and the marker removed")]
+    public static partial void StaleWriterRemoved(this ILogger logger, string path, DateTimeOffset modified);
+
+    [LoggerMessage(3030, LogLevel.Warning, "Lock {Path} was not refreshed since {Modified}: its holder is taken for dead and the lock broken")]
+    public static partial void StaleLockBroken(this ILogger logger, string path, DateTimeOffset modified);
+
+    [LoggerMessage(3031, LogLevel.Warning, "Heartbeat file {Path} is gone: another process took its owner for dead")]
+    public static partial void HeartbeatLost(this ILogger logger, string path);
+
+    [LoggerMessage(3032, LogLevel.Warning, "Heartbeat of {Path} failed")]
+    public static partial void HeartbeatFailed(this ILogger logger, string path, Exception exception);
+}

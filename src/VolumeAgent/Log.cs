@@ -1,0 +1,19 @@
+namespace VolumeBackup.VolumeAgent;
+
+internal static partial class Log
+{
+    [LoggerMessage(1001, LogLevel.Information, "Volume {VolumeId} created: {Bytes} bytes")]
+    public static partial void VolumeCreated(this ILogger logger, Guid volumeId, long bytes);
+
+    [LoggerMessage(1002, LogLevel.Information, "Snapshot {SnapshotId} of volume {VolumeId} created by {Method}")]
+    public static partial void SnapshotCreated(this ILogger logger, Guid snapshotId, Guid volumeId, string method);
+
+    [LoggerMessage(1003, LogLevel.Information, "Backup {BackupId}: device for volume {VolumeId} ready ({Method})")]
+    public static partial void BackupDeviceReady(this ILogger logger, Guid backupId, Guid volumeId, string method);
+
+    [LoggerMessage(1004, LogLevel.Information, "Device {DeviceId} released (commit: {Commit})")]
+    public static partial void DeviceReleased(this ILogger logger, string deviceId, bool commit);
+
+    [LoggerMessage(1005, LogLevel.Warning, "The pool cannot reflink: copying {Source}; an attached volume's copy is not crash-consistent")]
+    public static partial void CloneByCopy(this ILogger logger, string source);
+}

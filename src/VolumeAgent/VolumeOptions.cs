@@ -1,0 +1,14 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace VolumeBackup.VolumeAgent;
+
+public sealed class VolumeOptions
+{
+    public const string Section = "Volumes";
+
+    /// <summary>The folder holding this host's volume files; reflink-capable (XFS reflink=1, btrfs) for instant snapshots.</summary>
+    [Required] public string PoolPath { get; init; } = "";
+
+    /// <summary>When the pool cannot reflink, copy instead (slow, and not crash-consistent for an attached volume).</summary>
+    public bool AllowCopyFallback { get; init; } = true;
+}

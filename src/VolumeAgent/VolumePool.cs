@@ -1,0 +1,189 @@
+using Microsoft.Extensions.Options;
+
+namespace VolumeBackup.VolumeAgent;
+
+/// <summary>
+/// The volume files of this host. Names follow Cinder's drivers (<c>volume-{id}</c>, <c>snapshot-{id}</c>);
+/// temporaries carry the backup or restore id so a retried request finds and replaces its own.
+/// </summary>
+public sealed class VolumePool
+{
+    const int CopyBlock = 1024 * 1024;
+    readonly string root;
+    readonly bool allowCopy;
+    readonly ILogger<VolumePool> logger;
+
+    public VolumePool(IOptions<VolumeOptions> options, ILogger<VolumePool> logger)
+    {
+        root = Path.GetFullPath(options.Value.PoolPath);
+        allowCopy = options.Value.AllowCopyFallback;
+        this.logger = logger;
+        Directory.CreateDirectory(root);
+    }
+
+    public string VolumePath(Guid id) => Path.Combine(root, $"volume-{id}");
+    public string SnapshotPath(Guid id) => Path.Combine(root, $"snapshot-{id}");
+    public string BackupDevicePath(Guid backupId) => Path.Combine(root, $"tmp-backup-{backupId}");
+    string TempSnapshotPath(Guid backupId) => Path.Combine(root, $"tmp-snapshot-{backupId}");
+    public string RestoreDevicePath(Guid volumeId, Guid restoreId) => Path.Combine(root, $"volume-{volumeId}.restore-{restoreId}");
+
+    /// <summary>A device id is a file name in the pool; anything else is refused so ids never become paths outside it.</summary>
+    public string? ResolveDevice(string deviceId)
+    {
+        if (deviceId.Length is 0 or > 200 || deviceId.Contains('/') || deviceId.Contains('\\') || deviceId.StartsWith('.'))
+            return null;
+        return Path.Combine(root, deviceId);
+    }
+
+    /// <summary>Creates a sparse raw file; an existing file of the same size is kept (a retried create).</summary>
+    public long CreateVolume(Guid id, long sizeBytes)
+    {
+        var path = VolumePath(id);
+        if (File.Exists(path))
+        {
+            var existing = new FileInfo(path).Length;
+            if (existing != sizeBytes) throw new InvalidOperationException($"Volume {id} exists with {existing} bytes, not {sizeBytes}");
+            return existing;
+        }
+        var partial = path + ".creating";
+        using (var file = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None))
+            file.SetLength(sizeBytes);              // a hole of the whole size: no blocks allocated
+        File.Move(partial, path);
+        return sizeBytes;
+    }
+
+    public long CreateVolumeFromSnapshot(Guid id, Guid snapshotId, long sizeBytes)
+    {
+        var source = SnapshotPath(snapshotId);
+        if (!File.Exists(source)) throw new FileNotFoundException($"Snapshot {snapshotId} not found");
+        var partial = VolumePath(id) + ".creating";
+        Clone(source, partial);
+        using (var file = new FileStream(partial, FileMode.Open, FileAccess.Write))
+            if (file.Length < sizeBytes) file.SetLength(sizeBytes);
+        File.Move(partial, VolumePath(id), overwrite: true);
+        return sizeBytes;
+    }
+
+    public bool DeleteVolume(Guid id) => DeleteFile(VolumePath(id));
+
+    public string CreateSnapshot(Guid snapshotId, Guid volumeId)
+    {
+        var source = VolumePath(volumeId);
+        if (!File.Exists(source)) throw new FileNotFoundException($"Volume {volumeId} not found");
+        var partial = SnapshotPath(snapshotId) + ".creating";
+        var method = Clone(source, partial);
+        File.Move(partial, SnapshotPath(snapshotId), overwrite: true);
+        return method;
+    }
+
+    public bool DeleteSnapshot(Guid id) => DeleteFile(SnapshotPath(id));
+
+    /// <summary>
+    /// The seed's temporary-clone flow: for an attached volume, a temporary snapshot, a clone of it, the snapshot
+    /// deleted; for a snapshot, a clone of it. A detached volume is also cloned when reflink makes that instant,
+    /// so it is free again at once; otherwise it is read in place.
+    /// </summary>
+    public (string Path, bool Temporary, string Method) GetBackupDevice(Guid backupId, Guid volumeId, Guid? snapshotId, bool inUse)
+    {
+        var device = BackupDevicePath(backupId);
+        DeleteFile(device);                                   // a retry starts from a fresh point in time
+        if (snapshotId is { } snap)
+        {
+            var snapshot = SnapshotPath(snap);
+            if (!File.Exists(snapshot)) throw new FileNotFoundException($"Snapshot {snap} not found");
+            return (device, true, Clone(snapshot, device));
+        }
+
+        var volume = VolumePath(volumeId);
+        if (!File.Exists(volume)) throw new FileNotFoundException($"Volume {volumeId} not found");
+        if (inUse)
+        {
+            var tempSnapshot = TempSnapshotPath(backupId);
+            try
+            {
+                var method = Clone(volume, tempSnapshot);
+                Clone(tempSnapshot, device);
+                return (device, true, method);
+            }
+            finally { DeleteFile(tempSnapshot); }
+        }
+
+        if (TryReflinkOnly(volume, device)) return (device, true, "reflink");
+        return (volume, false, "none");
+    }
+
+    /// <summary>A sparse file of the volume's size beside it; committed by rename so a failed restore leaves the volume as it was.</summary>
+    public (string Path, long Size) GetRestoreDevice(Guid volumeId, Guid restoreId)
+    {
+        var volume = VolumePath(volumeId);
+        if (!File.Exists(volume)) throw new FileNotFoundException($"Volume {volumeId} not found");
+        var size = new FileInfo(volume).Length;
+        var device = RestoreDevicePath(volumeId, restoreId);
+        using (var file = new FileStream(device, FileMode.Create, FileAccess.Write, FileShare.ReadWrite))
+            file.SetLength(size);
+        return (device, size);
+    }
+
+    /// <summary>Removes a temporary device; a committed restore device replaces its volume instead.</summary>
+    public bool ReleaseDevice(string deviceId, bool commit)
+    {
+        var path = ResolveDevice(deviceId) ?? throw new ArgumentException($"Invalid device id {deviceId}");
+        var name = Path.GetFileName(path);
+        if (name.StartsWith("volume-", StringComparison.Ordinal) && !name.Contains(".restore-", StringComparison.Ordinal))
+            return false;                                     // a volume read in place: nothing to release
+        if (commit && name.Contains(".restore-", StringComparison.Ordinal))
+        {
+            if (!File.Exists(path)) return false;
+            File.Move(path, Path.Combine(root, name[..name.IndexOf(".restore-", StringComparison.Ordinal)]), overwrite: true);
+            return true;
+        }
+        return DeleteFile(path);
+    }
+
+    public long AllocatedBytes(string path) => NativeFile.AllocatedBytes(path);
+
+    /// <summary>Reflink when the filesystem can; otherwise a sparse-preserving copy, if allowed.</summary>
+    string Clone(string source, string target)
+    {
+        if (TryReflinkOnly(source, target)) return "reflink";
+        if (!allowCopy) throw new InvalidOperationException($"The pool {root} cannot reflink and copying is disabled");
+        logger.CloneByCopy(source);
+        CopySparse(source, target);
+        return "copy";
+    }
+
+    static bool TryReflinkOnly(string source, string target)
+    {
+        using var from = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var to = new FileStream(target, FileMode.Create, FileAccess.Write, FileShare.None);
+        if (NativeFile.TryReflink(from.SafeFileHandle, to.SafeFileHandle, out _)) return true;
+        to.Dispose();
+        File.Delete(target);
+        return false;
+    }
+
+    static void CopySparse(string source, string target)
+    {
+        var buffer = new byte[CopyBlock];
+        using var from = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 0);
+        using var to = new FileStream(target, FileMode.Create, FileAccess.Write, FileShare.None, 0);
+        long offset = 0;
+        for (int n; (n = from.Read(buffer)) > 0; offset += n)
+        {
+            if (buffer.AsSpan(0, n).ContainsAnyExcept((byte)0))   // zero blocks stay holes
+            {
+                to.Position = offset;
+                to.Write(buffer, 0, n);
+            }
+        }
+        to.SetLength(from.Length);
+        to.Flush(true);
+    }
+
+    static bool DeleteFile(string path)
+    {
+        if (!File.Exists(path)) return false;
+        File.Delete(path);
+        return true;
+    }
+}

@@ -1,0 +1,71 @@
+using Grpc.Core;
+using VolumeBackup.Contracts.Grpc;
+
+namespace VolumeBackup.VolumeAgent;
+
+/// <summary>Thin gRPC face of the pool: validates ids, maps missing files to NotFound.</summary>
+public sealed class VolumeService(VolumePool pool, ILogger<VolumeService> logger) : VolumeHost.VolumeHostBase
+{
+    public override Task<VolumeInfo> CreateVolume(CreateVolumeRequest request, ServerCallContext context) => Run(() =>
+    {
+        var id = ParseId(request.VolumeId, "volume_id");
+        if (request.SizeBytes <= 0) throw Invalid("size_bytes must be positive");
+        var size = string.IsNullOrEmpty(request.SourceSnapshotId)
+            ? pool.CreateVolume(id, request.SizeBytes)
+            : pool.CreateVolumeFromSnapshot(id, ParseId(request.SourceSnapshotId, "source_snapshot_id"), request.SizeBytes);
+        logger.VolumeCreated(id, size);
+        return new VolumeInfo { VolumeId = request.VolumeId, SizeBytes = size, AllocatedBytes = pool.AllocatedBytes(pool.VolumePath(id)) };
+    });
+
+    public override Task<DeleteReply> DeleteVolume(DeleteVolumeRequest request, ServerCallContext context) =>
+        Run(() => new DeleteReply { Existed = pool.DeleteVolume(ParseId(request.VolumeId, "volume_id")) });
+
+    public override Task<SnapshotInfo> CreateSnapshot(CreateSnapshotRequest request, ServerCallContext context) => Run(() =>
+    {
+        var snapshotId = ParseId(request.SnapshotId, "snapshot_id");
+        var volumeId = ParseId(request.VolumeId, "volume_id");
+        var method = pool.CreateSnapshot(snapshotId, volumeId);
+        logger.SnapshotCreated(snapshotId, volumeId, method);
+        return new SnapshotInfo { SnapshotId = request.SnapshotId, VolumeId = request.VolumeId, Method = method, SizeBytes = new FileInfo(pool.SnapshotPath(snapshotId)).Length };
+    });
+
+    public override Task<DeleteReply> DeleteSnapshot(DeleteSnapshotRequest request, ServerCallContext context) =>
+        Run(() => new DeleteReply { Existed = pool.DeleteSnapshot(ParseId(request.SnapshotId, "snapshot_id")) });
+
+    public override Task<Device> GetBackupDevice(GetBackupDeviceRequest request, ServerCallContext context) => Run(() =>
+    {
+        var backupId = ParseId(request.BackupId, "backup_id");
+        var volumeId = ParseId(request.VolumeId, "volume_id");
+        Guid? snapshotId = string.IsNullOrEmpty(request.SnapshotId) ? null : ParseId(request.SnapshotId, "snapshot_id");
+        var (path, temporary, method) = pool.GetBackupDevice(backupId, volumeId, snapshotId, request.InUse);
+        logger.BackupDeviceReady(backupId, volumeId, method);
+        return new Device { DeviceId = Path.GetFileName(path), Path = path, SizeBytes = new FileInfo(path).Length, Temporary = temporary, Method = method };
+    });
+
+    public override Task<Device> GetRestoreDevice(GetRestoreDeviceRequest request, ServerCallContext context) => Run(() =>
+    {
+        var (path, size) = pool.GetRestoreDevice(ParseId(request.VolumeId, "volume_id"), ParseId(request.RestoreId, "restore_id"));
+        return new Device { DeviceId = Path.GetFileName(path), Path = path, SizeBytes = size, Temporary = true, Method = "new" };
+    });
+
+    public override Task<DeleteReply> ReleaseDevice(ReleaseDeviceRequest request, ServerCallContext context) => Run(() =>
+    {
+        if (pool.ResolveDevice(request.DeviceId) is null) throw Invalid($"Invalid device_id '{request.DeviceId}'");
+        var existed = pool.ReleaseDevice(request.DeviceId, request.Commit);
+        logger.DeviceReleased(request.DeviceId, request.Commit);
+        return new DeleteReply { Existed = existed };
+    });
+
+    static Task<T> Run<T>(Func<T> action)
+    {
+        try { return Task.FromResult(action()); }
+        catch (FileNotFoundException e) { throw new RpcException(new Status(StatusCode.NotFound, e.Message)); }
+        catch (InvalidOperationException e) { throw new RpcException(new Status(StatusCode.FailedPrecondition, e.Message)); }
+        catch (ArgumentException e) { throw Invalid(e.Message); }
+    }
+
+    static Guid ParseId(string value, string field) =>
+        Guid.TryParse(value, out var id) ? id : throw Invalid($"{field} must be a UUID, got '{value}'");
+
+    static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
+}
