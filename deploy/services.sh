@@ -80,6 +80,9 @@ wait_up() {
 
 port_open() { timeout 1 bash -c ">/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
+# Names the process that listens on a port, for "port taken" errors.
+port_holder() { ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:.*' | head -n1; }
+
 # pid_alive FILE NAME: the PID in FILE runs and its command line mentions NAME
 # (so a reused PID of some other program is never taken for ours).
 pid_alive() {
@@ -163,7 +166,7 @@ start_postgres() {
   PGUSER=$(pg_user)
   PG_CTL=$(pg_bin pg_ctl) || die "pg_ctl not found; run: deploy/services.sh install"
   if pg_running; then say "postgres: already running"; return; fi
-  port_open $PG_PORT && die "port $PG_PORT is taken by a PostgreSQL that is not ours ($PGDATA); stop it first"
+  port_open $PG_PORT && die "port $PG_PORT is taken by a server that is not ours ($PGDATA): $(port_holder $PG_PORT); stop it first"
 
   # The postgres user must be able to walk down to its data folder; a repo
   # under /root (mode 700) would block it, so add only the search bit.
@@ -245,7 +248,7 @@ rabbit_running() { pid_alive "$RUN/rabbitmq.pid" beam; }
 start_rabbitmq() {
   rabbit_env
   if rabbit_running; then say "rabbitmq: already running"; return; fi
-  port_open $AMQP_PORT && die "port $AMQP_PORT is taken by a RabbitMQ that is not ours; stop it first"
+  port_open $AMQP_PORT && die "port $AMQP_PORT is taken by a server that is not ours: $(port_holder $AMQP_PORT); stop it first"
   [[ -x $RABBIT_SBIN/rabbitmq-server ]] || die "rabbitmq-server not found; run: deploy/services.sh install"
 
   mkdir -p "$HOME" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
@@ -369,7 +372,7 @@ EOF
 start_ganesha() {
   start_rpcbind
   if ganesha_running; then say "ganesha: already running"; return; fi
-  port_open 2049 && die "port 2049 is taken by an NFS server that is not ours; stop it first"
+  port_open 2049 && die "port 2049 is taken by an NFS server that is not ours: $(port_holder 2049); stop it first"
   command -v ganesha.nfsd >/dev/null || die "ganesha.nfsd not found; run: deploy/services.sh install"
   write_ganesha_conf
   rm -f "$RUN/ganesha.pid"
@@ -479,7 +482,16 @@ export VB_NFS_URL="$NFS_URL"
 export VB_NFS_EXPORT="$NFS_EXPORT"
 export VB_POOL="$POOL"
 export VB_STATE="$STATE"
+export VB_SERVICES="$REPO/deploy/services.sh"
 EOF
+}
+
+# A virtual host of its own for one test fixture, so fixtures running side by side never share queues.
+cmd_vhost() {
+  local name=${1:?usage: services.sh vhost NAME}
+  rabbit_env
+  rabbitmqctl add_vhost "$name" >/dev/null
+  rabbitmqctl set_permissions -p "$name" guest '.*' '.*' '.*' >/dev/null
 }
 
 case ${1:-} in
@@ -488,6 +500,7 @@ case ${1:-} in
   stop)      shift; cmd_stop "$@" ;;
   status)    cmd_status ;;
   env)       cmd_env ;;
+  vhost)     shift; cmd_vhost "$@" ;;
   start-nfs) install -d -m 755 "$STATE" "$RUN" "$LOG"; start_ganesha ;;
   stop-nfs)  stop_ganesha ;;
   *) echo "usage: $0 install|start|stop [PART...]|status|env|start-nfs|stop-nfs" >&2; exit 2 ;;

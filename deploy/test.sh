@@ -16,16 +16,15 @@ VB_STARTED_FILE=$(mktemp)
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
   local parts after
-  parts=$(tr '\n' ' ' <"$VB_STARTED_FILE")
+  mapfile -t parts <"$VB_STARTED_FILE"
   rm -f "$VB_STARTED_FILE"
-  if [[ -z ${parts// /} ]]; then
+  if ((${#parts[@]} == 0)); then
     after="none started by this run"
   elif [[ ${VB_KEEP_SERVICES:-0} == 1 ]]; then
-    after="left running (VB_KEEP_SERVICES=1): $parts"
+    after="left running (VB_KEEP_SERVICES=1): ${parts[*]}"
   else
-    # shellcheck disable=SC2086 # one word per part
-    $services stop $parts || echo "test.sh: WARNING: stopping services failed" >&2
-    after="stopped: $parts"
+    $services stop "${parts[@]}" || echo "test.sh: WARNING: stopping services failed" >&2
+    after="stopped: ${parts[*]}"
   fi
   echo "test.sh: dotnet test exit code ${rc:-none (tests did not run)}; services $after"
 }

@@ -13,6 +13,11 @@ public sealed class AppDbContext(DbContextOptions<AppDbContext> options) : DbCon
     public DbSet<BackupSagaState> BackupSagas => Set<BackupSagaState>();
     public DbSet<OutboxMessage> Outbox => Set<OutboxMessage>();
 
+    /// <summary>The one way the Api and its tests connect: snake_case names, metadata dictionaries as jsonb.</summary>
+    public static DbContextOptionsBuilder Configure(DbContextOptionsBuilder options, string connectionString) => options
+        .UseNpgsql(connectionString, npgsql => npgsql.ConfigureDataSource(source => source.EnableDynamicJson()))
+        .UseSnakeCaseNamingConvention();
+
     protected override void OnModelCreating(ModelBuilder model)
     {
         model.Entity<Volume>(e =>

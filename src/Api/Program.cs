@@ -20,9 +20,8 @@ builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.S
 builder.Services.AddScoped<Caller>();
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<VolumeHosts>();
-builder.Services.AddDbContext<AppDbContext>(o => o
-    .UseNpgsql(builder.Configuration.GetConnectionString("Postgres") ?? throw new InvalidOperationException("ConnectionStrings:Postgres is required"))
-    .UseSnakeCaseNamingConvention());
+builder.Services.AddDbContext<AppDbContext>(o => AppDbContext.Configure(o,
+    builder.Configuration.GetConnectionString("Postgres") ?? throw new InvalidOperationException("ConnectionStrings:Postgres is required")));
 builder.Services.AddMessaging(builder.Configuration);
 
 var app = builder.Build();

@@ -1,5 +1,37 @@
+using MassTransit;
+using Microsoft.Extensions.Options;
+using VolumeBackup.BackupAgent;
+using VolumeBackup.BackupAgent.Repository;
+using VolumeBackup.Contracts.Grpc;
+using VolumeBackup.ServiceDefaults;
+
 var builder = WebApplication.CreateBuilder(args);
+builder.AddServiceDefaults("BackupAgent");
+builder.Services.AddOptions<AgentOptions>().BindConfiguration(AgentOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddOptions<RepositoryOptions>().BindConfiguration(RepositoryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddSingleton(sp =>
+{
+    var repository = sp.GetRequiredService<IOptions<RepositoryOptions>>().Value;
+    return RepositoryStores.Open(repository.Target, repository.Connections);
+});
+builder.Services.AddSingleton<BackupRepository>();
+builder.Services.AddGrpcClient<VolumeHost.VolumeHostClient>((sp, o) => o.Address = new Uri(sp.GetRequiredService<IOptions<AgentOptions>>().Value.VolumeAgentAddress));
+builder.Services.AddMassTransit(x =>
+{
+    x.SetKebabCaseEndpointNameFormatter();
+    x.AddConsumer<CreateBackupConsumer, CreateBackupConsumerDefinition>();
+    x.AddConsumer<RestoreBackupConsumer, RestoreBackupConsumerDefinition>();
+    x.AddConsumer<DeleteBackupConsumer, DeleteBackupConsumerDefinition>();
+    x.UsingRabbitMq((context, bus) =>
+    {
+        bus.Host(new Uri(builder.Configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")));
+        bus.ConfigureEndpoints(context);
+    });
+});
+
 var app = builder.Build();
+app.MapDefaultEndpoints();
 app.Run();
 
 public partial class Program;

@@ -55,7 +55,7 @@ public sealed class PostgresSagaRepositoryContext<TSaga, TMessage> : ConsumeCont
 
 #pragma warning disable EF1002 // the table name comes from the EF model, the id is a parameter
     internal Task<TSaga?> LockAsync(Guid correlationId) => db.Set<TSaga>()
-        .FromSqlRaw($"SELECT * FROM {table} WHERE correlation_id = {{0}} FOR UPDATE", correlationId)
+        .FromSqlRaw($"SELECT *, xmin FROM {table} WHERE correlation_id = {{0}} FOR UPDATE", correlationId)
         .SingleOrDefaultAsync(CancellationToken);
 #pragma warning restore EF1002
 

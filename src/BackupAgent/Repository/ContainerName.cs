@@ -11,8 +11,9 @@ public static class ContainerName
     static readonly SearchValues<char> Allowed =
         SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./");
 
-    // A nested container named like a folder of the repository layout would land inside another container's data.
-    static readonly string[] Reserved = ["chunks", "backups", "writers", "deleting", "gc.lock", "gc.generation"];
+    // A nested container of these names would be a folder where its parent container keeps a file. Other names of the
+    // layout (chunks, backups, writers, deleting) are harmless: a container only reads hash- and id-named entries there.
+    static readonly string[] Reserved = ["gc.lock", "gc.generation"];
 
     // Returns the container to use (the default when empty), or throws an ArgumentException whose message is fit for a 400.
     public static string Validate(string? name)

@@ -99,7 +99,7 @@ public sealed record ManifestTotals(int ObjectCount, long StoredBytes, long Data
 
 // A chunk or manifest missing or corrupt: never restore past it.
 public sealed class BackupDataException(string message, Guid backupId, long? chunkIndex = null, string? chunkSha256 = null, Exception? inner = null)
-    : InvalidDataException(message, inner)
+    : Exception(message, inner)
 {
     public Guid BackupId { get; } = backupId;
     public long? ChunkIndex { get; } = chunkIndex;

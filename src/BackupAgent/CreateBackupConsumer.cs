@@ -1,0 +1,57 @@
+using MassTransit;
+using Microsoft.Extensions.Options;
+using VolumeBackup.BackupAgent.Repository;
+using VolumeBackup.Contracts;
+using VolumeBackup.Contracts.Grpc;
+
+namespace VolumeBackup.BackupAgent;
+
+/// <summary>
+/// Takes a device from the VolumeAgent, streams it into the repository, releases it. Idempotent: a redelivered
+/// command whose manifest is already on the share reports that backup instead of writing it again.
+/// </summary>
+public sealed class CreateBackupConsumer(
+    VolumeHost.VolumeHostClient volumes, BackupRepository repository, IOptions<AgentOptions> options, TimeProvider clock,
+    ILogger<CreateBackupConsumer> logger) : IConsumer<CreateBackup>
+{
+    public async Task Consume(ConsumeContext<CreateBackup> context)
+    {
+        var m = context.Message;
+        var ct = context.CancellationToken;
+        var agent = options.Value;
+        var device = await volumes.GetBackupDeviceAsync(new GetBackupDeviceRequest
+        {
+            BackupId = m.BackupId.ToString(), VolumeId = m.VolumeId.ToString(), SnapshotId = m.SnapshotId?.ToString() ?? "", InUse = m.InUse,
+        }, cancellationToken: ct);
+        await using var lease = new DeviceLease(volumes, device, logger);
+        logger.BackupDeviceReady(m.BackupId, m.VolumeId, device.DeviceId, device.Method);
+        await context.Publish(new BackupStarted(m.BackupId, m.VolumeId, device.Temporary, agent.Host, clock.GetUtcNow()), ct);
+
+        var progress = new ProgressReporter(agent.ProgressEveryBytes, done => context.Publish(new BackupProgressed(m.BackupId, done, device.SizeBytes), ct));
+        var summary = await repository.BackupAsync(m.Container, m.BackupId, m.VolumeId, m.ParentId, device.Path, device.SizeBytes, progress.ReportAsync, ct);
+        logger.BackupWritten(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten);
+        await context.Publish(new BackupCompleted(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten, summary.StoredBytes, clock.GetUtcNow()), ct);
+    }
+}
+
+public sealed class CreateBackupConsumerDefinition(IOptions<AgentOptions> options) : ConsumerDefinition<CreateBackupConsumer>
+{
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<CreateBackupConsumer> consumer, IRegistrationContext context)
+    {
+        endpoint.ConcurrentMessageLimit = options.Value.ConcurrentJobs;
+        endpoint.UseMessageRetry(r => r.Intervals(options.Value.RetryIntervalsMs));
+    }
+}
+
+/// <summary>Turns the repository's byte counts into an event every N bytes, never per chunk.</summary>
+public sealed class ProgressReporter(long every, Func<long, Task> publish)
+{
+    long reported;
+
+    public async Task ReportAsync(long done)
+    {
+        if (done - reported < every) return;
+        reported = done;
+        await publish(done);
+    }
+}

@@ -1,0 +1,486 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Microsoft.Win32.SafeHandles;
+using ZstdSharp;
+
+namespace VolumeBackup.BackupAgent.Repository;
+
+public sealed record BackupSummary(long SizeBytes, int ObjectCount, int ChunksWritten, long BytesWritten, long StoredBytes, string ManifestSha256);
+
+public sealed record RestoreSummary(long SizeBytes, int ChunksRead, long BytesRead);
+
+public sealed record DeleteSummary(bool ManifestFound, int ChunksDeleted, long BytesFreed, int ChunksDeferred);
+
+// A container on the share:
+//   chunks/<2 hex>/<sha256>   the data (ChunkStore), each chunk written once and shared by every backup holding it
+//   backups/<id>.manifest     one per backup, complete, written last and atomically (Manifest)
+//   writers/<id>              a running backup (WriterMarker)
+//   deleting/<id>.json        chunks of a deleted backup still to collect (Tombstone)
+//   gc.lock, gc.generation    see below
+//
+// Deleting while backups run. Invariant: every manifest names only chunks that exist.
+// - Chunks are deleted only by a collection, holding gc.lock, and only when no manifest references them. Before its
+//   first deletion a collection sets gc.generation to a new random value.
+// - A backup reads gc.generation holding gc.lock when it starts, and confirms every chunk it references after that
+//   (it wrote it, or touched it and found it there). It writes its manifest holding gc.lock; if the generation moved,
+//   a collection may have deleted a confirmed chunk, so first it checks them all and writes missing ones again from
+//   its source. No collection can run between that check and the manifest.
+// That alone is safe. To keep such re-writes rare, a collection also spares the chunks that running backups may
+// rely on: those with an mtime at or after the start of the oldest live writer (writers/<id>, kept fresh by a
+// heartbeat). A backup that starts later waits on gc.lock before relying on any chunk, so it only sees the
+// collection's result. A spared chunk stays in its tombstone, and a later collection frees it if still unused.
+public sealed class BackupRepository(IRepositoryStore store, IOptions<RepositoryOptions> options, ILogger<BackupRepository> logger)
+{
+    const long ProgressStep = 64L * 1024 * 1024;
+
+    readonly RepositoryOptions settings = options.Value;
+
+    // Idempotent: a backup whose manifest exists is not written again.
+    public async Task<BackupSummary> BackupAsync(string container, Guid backupId, Guid volumeId, Guid? parentId, string devicePath,
+        long sizeBytes, Func<long, Task>? progress, CancellationToken ct)
+    {
+        container = ContainerName.Validate(container);
+        ArgumentOutOfRangeException.ThrowIfNegative(sizeBytes);
+        if (await ReadManifestAsync(container, backupId, ct) is { } stored)
+        {
+            logger.BackupAlreadyStored(backupId, container);
+            return Summarize(stored);
+        }
+        var parent = parentId is { } id
+            ? await ReadManifestAsync(container, id, ct)
+              ?? throw new InvalidOperationException($"The parent {id} of backup {backupId} has no manifest in container '{container}' on {store.Describe}.")
+            : null;
+        var chunkSize = parent?.ChunkSize ?? settings.ChunkSize;   // the parent's, so that unchanged chunks dedup
+        logger.BackupStarting(backupId, volumeId, container, sizeBytes, chunkSize, parentId);
+        var clock = Stopwatch.StartNew();
+        var createdAt = DateTimeOffset.UtcNow;
+
+        using var source = File.OpenHandle(devicePath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.Asynchronous);
+        var run = new BackupRun(container, backupId, devicePath, source, sizeBytes, chunkSize, parent);
+        var marker = $"{container}/writers/{backupId:D}";
+        Manifest manifest;
+        try
+        {
+            var generation = await StartWriterAsync(marker, backupId, volumeId, container, ct);
+            await using (new Heartbeat(store, marker, settings.StaleAfter / 5, logger))
+            {
+                await StoreChunksAsync(run, new ProgressGate(progress), ct);
+                await using var gcLock = await LockAsync(container, ct);
+                if (await ReadGenerationAsync(container, ct) != generation)
+                    await RestoreCollectedChunksAsync(run, ct);
+                manifest = run.ToManifest(volumeId, parentId, createdAt);
+                var bytes = manifest.ToBytes(out var sha256);
+                await store.WriteAtomicAsync(ManifestPath(container, backupId), bytes, ct);
+                manifest = manifest with { Sha256 = sha256 };
+            }
+        }
+        finally
+        {
+            await store.DeleteAsync(marker, CancellationToken.None);   // even a failed backup must stop holding back collections
+        }
+        var totals = manifest.Totals;
+        logger.BackupStored(backupId, container, clock.ElapsedMilliseconds, totals.ChangedChunks, totals.ChunksWritten, totals.BytesWritten,
+            totals.ObjectCount, totals.StoredBytes, manifest.Sha256);
+        return Summarize(manifest);
+    }
+
+    // Writes every chunk into an existing file or device of at least the backup's size, holes as holes, each chunk
+    // checked against its SHA-256 first. Throws BackupDataException at the first missing or corrupt chunk.
+    public async Task<RestoreSummary> RestoreAsync(string container, Guid backupId, string targetPath, Func<long, Task>? progress, CancellationToken ct)
+    {
+        container = ContainerName.Validate(container);
+        var manifest = await ReadManifestAsync(container, backupId, ct)
+            ?? throw new FileNotFoundException($"Backup {backupId} has no manifest in container '{container}' on {store.Describe}.");
+        var clock = Stopwatch.StartNew();
+        using var target = File.OpenHandle(targetPath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite, FileOptions.Asynchronous);
+        var targetLength = RandomAccess.GetLength(target);
+        if (targetLength < manifest.SizeBytes)
+            throw new InvalidOperationException($"The restore target {targetPath} holds {targetLength} bytes, less than the {manifest.SizeBytes} of backup {backupId}.");
+
+        var gate = new ProgressGate(progress);
+        var chunkSize = manifest.ChunkSize;
+        var next = -1L;
+        var chunksRead = 0;
+        var bytesRead = 0L;
+        await Parallel.ForEachAsync(Enumerable.Range(0, settings.Workers), InParallel(ct), async (_, token) =>
+        {
+            var plain = ArrayPool<byte>.Shared.Rent(chunkSize);
+            try
+            {
+                using var decompressor = new Decompressor();
+                for (long i; (i = Interlocked.Increment(ref next)) < manifest.Chunks.Length;)
+                {
+                    var offset = i * chunkSize;
+                    var length = (int)Math.Min(chunkSize, manifest.SizeBytes - offset);
+                    if (manifest.Chunks[i] is { } chunk)
+                    {
+                        var stored = await ReadChunkAsync(container, manifest, i, chunk, decompressor, plain.AsMemory(0, length), token);
+                        await SparseFile.WriteAsync(target, plain.AsMemory(0, length), offset, token);
+                        Interlocked.Increment(ref chunksRead);
+                        Interlocked.Add(ref bytesRead, stored);
+                    }
+                    else
+                    {
+                        await SparseFile.ZeroAsync(target, offset, length, token);
+                    }
+                    await gate.AddAsync(length, token);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(plain);
+            }
+        });
+        SparseFile.Flush(target);
+        logger.RestoreCompleted(backupId, container, targetPath, clock.ElapsedMilliseconds, manifest.SizeBytes, chunksRead);
+        return new RestoreSummary(manifest.SizeBytes, chunksRead, bytesRead);
+    }
+
+    // Idempotent: a missing manifest means already deleted (and still collects what earlier deletes left).
+    public async Task<DeleteSummary> DeleteAsync(string container, Guid backupId, CancellationToken ct)
+    {
+        container = ContainerName.Validate(container);
+        await using var gcLock = await LockAsync(container, ct);
+        var manifestPath = ManifestPath(container, backupId);
+        var file = await store.ReadAllAsync(manifestPath, ct);
+        if (file is not null)
+        {
+            // The tombstone first: after a crash the next collection still knows which chunks to look at.
+            var tombstone = new Tombstone(backupId, ChunksOf(file, container, backupId));
+            await store.WriteAtomicAsync(TombstonePath(container, backupId), JsonSerializer.SerializeToUtf8Bytes(tombstone, RepositoryJson.Default.Tombstone), ct);
+            await store.DeleteAsync(manifestPath, ct);
+        }
+        var (deleted, freed, deferred) = await CollectAsync(container, gcLock.AcquiredAt, ct);
+        logger.BackupDeleted(backupId, container, file is not null, deleted, freed, deferred);
+        return new DeleteSummary(file is not null, deleted, freed, deferred);
+    }
+
+    // Null when the backup has no manifest; BackupDataException when it is corrupt.
+    public async Task<Manifest?> ReadManifestAsync(string container, Guid backupId, CancellationToken ct)
+    {
+        container = ContainerName.Validate(container);
+        var file = await store.ReadAllAsync(ManifestPath(container, backupId), ct);
+        return file is null ? null : Manifest.Parse(file, backupId);
+    }
+
+    static BackupSummary Summarize(Manifest manifest) => new(manifest.SizeBytes, manifest.Totals.ObjectCount, manifest.Totals.ChunksWritten,
+        manifest.Totals.BytesWritten, manifest.Totals.StoredBytes, manifest.Sha256);
+
+    async Task<string> StartWriterAsync(string marker, Guid backupId, Guid volumeId, string container, CancellationToken ct)
+    {
+        // The marker's first mtime is the start on the share's clock, the clock chunk mtimes are compared in.
+        await store.WriteAtomicAsync(marker, Json(new WriterMarker(backupId, volumeId, Environment.MachineName, null)), ct);
+        var startedAt = (await store.StatAsync(marker, ct))?.Modified ?? throw new IOException($"Writer marker {marker} on {store.Describe} vanished.");
+        await store.WriteAtomicAsync(marker, Json(new WriterMarker(backupId, volumeId, Environment.MachineName, startedAt)), ct);
+        await using var gcLock = await LockAsync(container, ct);
+        return await ReadGenerationAsync(container, ct);
+    }
+
+    async Task StoreChunksAsync(BackupRun run, ProgressGate gate, CancellationToken ct)
+    {
+        var next = -1L;
+        await Parallel.ForEachAsync(Enumerable.Range(0, settings.Workers), InParallel(ct), async (_, token) =>
+        {
+            var plain = ArrayPool<byte>.Shared.Rent(run.ChunkSize);
+            var packed = ArrayPool<byte>.Shared.Rent(run.ChunkSize + 1);
+            try
+            {
+                using var compressor = new Compressor(settings.CompressionLevel);
+                for (long i; (i = Interlocked.Increment(ref next)) < run.Hashes.Length;)
+                {
+                    var (offset, length) = run.Extent(i);
+                    if (!SparseFile.IsHole(run.Source, offset, length))
+                        await StoreChunkAsync(run, i, plain.AsMemory(0, length), packed, compressor, token);
+                    await gate.AddAsync(length, token);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(plain);
+                ArrayPool<byte>.Shared.Return(packed);
+            }
+        });
+    }
+
+    async Task StoreChunkAsync(BackupRun run, long index, Memory<byte> plain, byte[] packed, Compressor compressor, CancellationToken ct)
+    {
+        await ReadExactlyAsync(run, index, plain, ct);
+        if (!plain.Span.ContainsAnyExcept((byte)0))
+            return;
+        var hash = ChunkStore.Hash(plain.Span);
+        run.Hashes[index] = hash;
+        if (!run.Stored.TryAdd(hash, 0))
+            return;   // another chunk of this backup holds the same data
+        var path = ChunkStore.PathOf(run.Container, hash);
+        // Relying on a chunk already there: the touch both confirms it and marks it in use for collections.
+        if (await store.TouchAsync(path, ct))
+        {
+            var size = run.ParentSizes.TryGetValue(hash, out var known) ? known : (await store.StatAsync(path, ct))?.Size;
+            if (size is { } storedSize)
+            {
+                run.Stored[hash] = (int)storedSize;
+                return;
+            }
+        }
+        var length = ChunkStore.Encode(compressor, plain.Span, packed);
+        await store.WriteAtomicAsync(path, packed.AsMemory(0, length), ct);
+        run.Stored[hash] = length;
+        Interlocked.Increment(ref run.ChunksWritten);
+        Interlocked.Add(ref run.BytesWritten, length);
+    }
+
+    // Holding gc.lock, after a collection ran during the backup.
+    async Task RestoreCollectedChunksAsync(BackupRun run, CancellationToken ct)
+    {
+        var missing = new ConcurrentBag<string>();
+        await Parallel.ForEachAsync(run.Stored.Keys, InParallel(ct),
+            async (hash, token) =>
+            {
+                if (!await store.ExistsAsync(ChunkStore.PathOf(run.Container, hash), token))
+                    missing.Add(hash);
+            });
+        if (missing.IsEmpty)
+            return;
+        logger.ChunksRewritten(run.BackupId, missing.Count);
+        var plain = ArrayPool<byte>.Shared.Rent(run.ChunkSize);
+        var packed = ArrayPool<byte>.Shared.Rent(run.ChunkSize + 1);
+        try
+        {
+            using var compressor = new Compressor(settings.CompressionLevel);
+            foreach (var hash in missing)
+            {
+                var index = Array.IndexOf(run.Hashes, hash);
+                var data = plain.AsMemory(0, run.Extent(index).Length);
+                await ReadExactlyAsync(run, index, data, ct);
+                if (ChunkStore.Hash(data.Span) != hash)
+                    throw new BackupDataException($"Backup {run.BackupId}: chunk {index} of {run.DevicePath} changed while it was backed up, and a concurrent delete collected its copy.",
+                        run.BackupId, index, hash);
+                var length = ChunkStore.Encode(compressor, data.Span, packed);
+                await store.WriteAtomicAsync(ChunkStore.PathOf(run.Container, hash), packed.AsMemory(0, length), ct);
+                run.Stored[hash] = length;
+                Interlocked.Increment(ref run.ChunksWritten);
+                Interlocked.Add(ref run.BytesWritten, length);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(plain);
+            ArrayPool<byte>.Shared.Return(packed);
+        }
+    }
+
+    static async Task ReadExactlyAsync(BackupRun run, long index, Memory<byte> buffer, CancellationToken ct)
+    {
+        var offset = run.Extent(index).Offset;
+        for (var done = 0; done < buffer.Length;)
+        {
+            var n = await RandomAccess.ReadAsync(run.Source, buffer[done..], offset + done, ct);
+            if (n == 0)
+                throw new EndOfStreamException($"{run.DevicePath} ends at byte {offset + done}, before the {run.SizeBytes} bytes of backup {run.BackupId}.");
+            done += n;
+        }
+    }
+
+    // Returns the stored size, after checking that the chunk decodes to exactly the data its hash names.
+    async Task<int> ReadChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, Memory<byte> plain, CancellationToken ct)
+    {
+        var stored = await store.ReadAllAsync(ChunkStore.PathOf(container, chunk.Sha256), ct)
+            ?? throw ChunkError(container, manifest, index, chunk, "is missing");
+        int length;
+        try
+        {
+            length = ChunkStore.Decode(decompressor, stored, plain.Span);
+        }
+        catch (InvalidDataException e)
+        {
+            throw ChunkError(container, manifest, index, chunk, $"is corrupt: {e.Message}", e);
+        }
+        if (length != plain.Length || ChunkStore.Hash(plain.Span) != chunk.Sha256)
+            throw ChunkError(container, manifest, index, chunk, "is corrupt: its data does not match its SHA-256");
+        return stored.Length;
+    }
+
+    BackupDataException ChunkError(string container, Manifest manifest, long index, ChunkRef chunk, string what, Exception? inner = null) =>
+        new($"Backup {manifest.BackupId} cannot be restored: chunk {index} (sha256 {chunk.Sha256}) {what} in container '{container}' on {store.Describe}.",
+            manifest.BackupId, index, chunk.Sha256, inner);
+
+    string[] ChunksOf(byte[] manifestFile, string container, Guid backupId)
+    {
+        try
+        {
+            // The digest is not checked: whatever chunks a damaged manifest names, only unreferenced ones get collected.
+            var manifest = Manifest.Parse(manifestFile, backupId, verifyDigest: false);
+            return [.. manifest.Chunks.OfType<ChunkRef>().Select(chunk => chunk.Sha256).Distinct()];
+        }
+        catch (BackupDataException e)
+        {
+            logger.UnreadableManifestDeleted(backupId, container, e);
+            return [];
+        }
+    }
+
+    // Holding gc.lock: frees the chunks of every tombstone that no manifest references and no running backup may
+    // rely on. Returns (deleted, bytes freed, deferred).
+    async Task<(int, long, int)> CollectAsync(string container, DateTimeOffset startedAt, CancellationToken ct)
+    {
+        var tombstones = new List<(string Path, Tombstone Tombstone)>();
+        await foreach (var name in store.ListAsync($"{container}/deleting", ct))
+        {
+            var path = $"{container}/deleting/{name}";
+            if (name.EndsWith(".json", StringComparison.Ordinal) && await store.ReadAllAsync(path, ct) is { } file)
+                tombstones.Add((path, JsonSerializer.Deserialize(file, RepositoryJson.Default.Tombstone)!));
+        }
+        if (tombstones.Count == 0)
+            return (0, 0, 0);
+        var candidates = tombstones.SelectMany(t => t.Tombstone.Chunks).Where(ChunkStore.IsHash).ToHashSet();
+
+        await foreach (var name in store.ListAsync($"{container}/backups", ct))
+        {
+            // A manifest that cannot be read could reference anything: ReadManifestAsync throws, and nothing is collected.
+            if (name.EndsWith(".manifest", StringComparison.Ordinal) && Guid.TryParse(name.AsSpan(0, name.Length - ".manifest".Length), out var id)
+                && await ReadManifestAsync(container, id, ct) is { } manifest)
+                candidates.ExceptWith(manifest.Chunks.OfType<ChunkRef>().Select(chunk => chunk.Sha256));
+        }
+
+        var cutoff = await OldestWriterAsync(container, startedAt, ct);
+        if (candidates.Count > 0)
+            await store.WriteAtomicAsync($"{container}/gc.generation", Encoding.UTF8.GetBytes(Guid.NewGuid().ToString()), ct);
+        var deferred = new ConcurrentDictionary<string, byte>();
+        var deleted = 0;
+        var freed = 0L;
+        await Parallel.ForEachAsync(candidates, InParallel(ct),
+            async (hash, token) =>
+            {
+                var path = ChunkStore.PathOf(container, hash);
+                if (await store.StatAsync(path, token) is not { } entry)
+                    return;
+                if (entry.Modified >= cutoff)
+                    deferred.TryAdd(hash, 0);
+                else if (await store.DeleteAsync(path, token))
+                {
+                    Interlocked.Increment(ref deleted);
+                    Interlocked.Add(ref freed, entry.Size);
+                }
+            });
+        foreach (var (path, tombstone) in tombstones)
+        {
+            var left = tombstone.Chunks.Where(deferred.ContainsKey).ToArray();
+            if (left.Length == 0)
+                await store.DeleteAsync(path, ct);
+            else if (left.Length < tombstone.Chunks.Length)
+                await store.WriteAtomicAsync(path, JsonSerializer.SerializeToUtf8Bytes(tombstone with { Chunks = left }, RepositoryJson.Default.Tombstone), ct);
+        }
+        return (deleted, freed, deferred.Count);
+    }
+
+    // The start of the oldest live writer less GcGrace, or MaxValue when none runs. Markers without a heartbeat
+    // for StaleAfter before the collection started are removed.
+    async Task<DateTimeOffset> OldestWriterAsync(string container, DateTimeOffset startedAt, CancellationToken ct)
+    {
+        var oldest = DateTimeOffset.MaxValue;
+        await foreach (var name in store.ListAsync($"{container}/writers", ct))
+        {
+            var path = $"{container}/writers/{name}";
+            if (!Guid.TryParse(name, out _) || await store.StatAsync(path, ct) is not { } entry)
+                continue;   // a temporary file of an atomic write, or a writer that just finished
+            if (entry.Modified < startedAt - settings.StaleAfter)
+            {
+                logger.StaleWriterRemoved(path, entry.Modified);
+                await store.DeleteAsync(path, ct);
+                continue;
+            }
+            var marker = await store.ReadAllAsync(path, ct) is { } file ? JsonSerializer.Deserialize(file, RepositoryJson.Default.WriterMarker) : null;
+            var started = (marker?.StartedAt ?? entry.Modified) - settings.GcGrace;
+            if (started < oldest)
+                oldest = started;
+        }
+        return oldest;
+    }
+
+    // Each worker reads, hashes, compresses and writes one chunk at a time, with its own buffers.
+    ParallelOptions InParallel(CancellationToken ct) => new() { MaxDegreeOfParallelism = settings.Workers, CancellationToken = ct };
+
+    Task<RepositoryLock> LockAsync(string container, CancellationToken ct) =>
+        RepositoryLock.AcquireAsync(store, $"{container}/gc.lock", settings.StaleAfter, logger, ct);
+
+    async Task<string> ReadGenerationAsync(string container, CancellationToken ct) =>
+        await store.ReadAllAsync($"{container}/gc.generation", ct) is { } file ? Encoding.UTF8.GetString(file) : "";
+
+    static string ManifestPath(string container, Guid backupId) => $"{container}/backups/{backupId:D}.manifest";
+
+    static string TombstonePath(string container, Guid backupId) => $"{container}/deleting/{backupId:D}.json";
+
+    static byte[] Json(WriterMarker marker) => JsonSerializer.SerializeToUtf8Bytes(marker, RepositoryJson.Default.WriterMarker);
+
+    // One backup in progress: the chunk hashes by position (null: all zeros) and the stored size of each distinct chunk.
+    sealed class BackupRun(string container, Guid backupId, string devicePath, SafeFileHandle source, long sizeBytes, int chunkSize, Manifest? parent)
+    {
+        public string Container { get; } = container;
+        public Guid BackupId { get; } = backupId;
+        public string DevicePath { get; } = devicePath;
+        public SafeFileHandle Source { get; } = source;
+        public long SizeBytes { get; } = sizeBytes;
+        public int ChunkSize { get; } = chunkSize;
+        public string?[] Hashes { get; } = new string?[Manifest.ChunkCount(sizeBytes, chunkSize)];
+        public ConcurrentDictionary<string, int> Stored { get; } = new();
+        public Manifest? Parent { get; } = parent;
+        public Dictionary<string, int> ParentSizes { get; } =
+            parent?.Chunks.OfType<ChunkRef>().DistinctBy(chunk => chunk.Sha256).ToDictionary(chunk => chunk.Sha256, chunk => chunk.StoredSize) ?? [];
+        public int ChunksWritten;
+        public long BytesWritten;
+
+        public (long Offset, int Length) Extent(long index) =>
+            (index * ChunkSize, (int)Math.Min(ChunkSize, SizeBytes - index * ChunkSize));
+
+        public Manifest ToManifest(Guid volumeId, Guid? parentId, DateTimeOffset createdAt)
+        {
+            var chunks = Hashes.Select(hash => hash is null ? null : new ChunkRef(hash, Stored[hash])).ToArray();
+            var changed = 0;
+            var dataBytes = 0L;
+            for (var i = 0; i < chunks.Length; i++)
+            {
+                var before = Parent is not null && i < Parent.Chunks.Length ? Parent.Chunks[i]?.Sha256 : null;
+                if (chunks[i]?.Sha256 != before)
+                    changed++;
+                if (chunks[i] is not null)
+                    dataBytes += Extent(i).Length;
+            }
+            var totals = new ManifestTotals(Stored.Count, Stored.Values.Sum(size => (long)size), dataBytes, changed, ChunksWritten, BytesWritten);
+            return new Manifest(Manifest.CurrentFormatVersion, BackupId, volumeId, parentId, SizeBytes, ChunkSize, createdAt, DateTimeOffset.UtcNow, totals, chunks);
+        }
+    }
+
+    // Reports progress when another ProgressStep bytes are done, never per chunk and never out of order.
+    sealed class ProgressGate(Func<long, Task>? report)
+    {
+        readonly SemaphoreSlim gate = new(1);
+        long done;
+        long reported;
+
+        public async ValueTask AddAsync(long bytes, CancellationToken ct)
+        {
+            var now = Interlocked.Add(ref done, bytes);
+            if (report is null || now - Volatile.Read(ref reported) < ProgressStep)
+                return;
+            await gate.WaitAsync(ct);
+            try
+            {
+                now = Volatile.Read(ref done);
+                if (now - reported >= ProgressStep)
+                {
+                    reported = now;
+                    await report(now);
+                }
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+using MassTransit;
+using Microsoft.Extensions.Options;
+using VolumeBackup.BackupAgent.Repository;
+using VolumeBackup.Contracts;
+using VolumeBackup.Contracts.Grpc;
+
+namespace VolumeBackup.BackupAgent;
+
+/// <summary>
+/// Restores into a fresh device beside the volume, verifying every chunk; only a complete restore is swapped in,
+/// so a failure leaves the volume as it was.
+/// </summary>
+public sealed class RestoreBackupConsumer(
+    VolumeHost.VolumeHostClient volumes, BackupRepository repository, IOptions<AgentOptions> options, ILogger<RestoreBackupConsumer> logger)
+    : IConsumer<RestoreBackup>
+{
+    public async Task Consume(ConsumeContext<RestoreBackup> context)
+    {
+        var m = context.Message;
+        var ct = context.CancellationToken;
+        var device = await volumes.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = m.VolumeId.ToString(), RestoreId = m.RestoreId.ToString() }, cancellationToken: ct);
+        await using var lease = new DeviceLease(volumes, device, logger);
+        await context.Publish(new RestoreStarted(m.BackupId, m.RestoreId, m.VolumeId, options.Value.Host), ct);
+        var summary = await repository.RestoreAsync(m.Container, m.BackupId, device.Path, null, ct);
+        lease.Commit();
+        await lease.DisposeAsync();                          // swapped in before anyone hears it is done
+        logger.BackupRestored(m.BackupId, m.VolumeId, summary.SizeBytes);
+        await context.Publish(new BackupRestored(m.BackupId, m.RestoreId, m.VolumeId, summary.SizeBytes), ct);
+    }
+}
+
+public sealed class RestoreBackupConsumerDefinition(IOptions<AgentOptions> options) : ConsumerDefinition<RestoreBackupConsumer>
+{
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<RestoreBackupConsumer> consumer, IRegistrationContext context)
+    {
+        endpoint.ConcurrentMessageLimit = options.Value.ConcurrentJobs;
+        endpoint.UseMessageRetry(r => r.Intervals(options.Value.RetryIntervalsMs));
+    }
+}

@@ -1,0 +1,160 @@
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.EntityFrameworkCore;
+using VolumeBackup.Api;
+using VolumeBackup.TestSupport;
+
+namespace VolumeBackup.Api.Tests.EndToEnd;
+
+/// <summary>
+/// The whole service as processes on the real services: an Api, a VolumeAgent on an XFS pool folder and two
+/// BackupAgents writing through libnfs to the NFS server, on a database and virtual host of their own.
+/// </summary>
+public sealed class Backend : IAsyncLifetime
+{
+    public const string Project = "e2e-project";
+    readonly List<HostProcess> hosts = [];
+
+    public HostProcess Api { get; private set; } = null!;
+    public HostProcess VolumeAgent { get; private set; } = null!;
+    public IReadOnlyList<HostProcess> BackupAgents => hosts.Where(h => h.Name.StartsWith("BackupAgent", StringComparison.Ordinal)).ToList();
+    public string Database { get; private set; } = "";
+    public string Pool { get; private set; } = "";
+    /// <summary>The repository's folder as the NFS server's export holds it.</summary>
+    public string RepositoryFolder { get; private set; } = "";
+    public HttpClient Http { get; private set; } = null!;
+    string broker = "";
+    string repositoryTarget = "";
+
+    public async Task InitializeAsync()
+    {
+        Database = await TestServices.CreateDatabaseAsync("e2e");
+        broker = await TestServices.CreateVirtualHostAsync("e2e");
+        Pool = TestServices.CreatePoolFolder("e2e");
+        var folder = $"e2e-{Guid.NewGuid():N}"[..16];
+        RepositoryFolder = Path.Combine(TestServices.NfsExport, folder);
+        repositoryTarget = $"{TestServices.NfsUrl}/{folder}";
+
+        VolumeAgent = await Start("VolumeAgent", new()
+        {
+            ["Volumes__PoolPath"] = Pool,
+        });
+        for (var i = 1; i <= 2; i++) await StartBackupAgentAsync($"BackupAgent{i}");
+        Api = await Start("Api", new()
+        {
+            ["ConnectionStrings__Postgres"] = Database,
+            ["ConnectionStrings__RabbitMq"] = broker,
+            ["Auth__Mode"] = "noauth",
+            ["Storage__Hosts__0__Name"] = "host-a",
+            ["Storage__Hosts__0__Zone"] = "nova",
+            ["Storage__Hosts__0__Address"] = VolumeAgent.Address,
+        });
+        Http = new HttpClient { BaseAddress = new Uri(Api.Address), Timeout = TimeSpan.FromSeconds(60) };
+        Http.DefaultRequestHeaders.Add("X-Auth-Token", $"tester:{Project}");
+    }
+
+    public Task<HostProcess> StartBackupAgentAsync(string name, string? repositoryTarget = null) => Start("BackupAgent", new()
+    {
+        ["ConnectionStrings__RabbitMq"] = broker,
+        ["Agent__Host"] = "host-a",
+        ["Agent__Zone"] = "nova",
+        ["Agent__VolumeAgentAddress"] = VolumeAgent.Address,
+        ["Agent__RetryIntervalsMs__0"] = "200",
+        ["Agent__RetryIntervalsMs__1"] = "500",
+        ["Repository__Target"] = repositoryTarget ?? this.repositoryTarget,
+        ["Repository__ChunkSize"] = (1024 * 1024).ToString(),
+    }, name);
+
+    async Task<HostProcess> Start(string project, Dictionary<string, string> settings, string? name = null)
+    {
+        settings["Telemetry__Console"] = "true";           // the tracing test reads spans from each process's output
+        settings["Telemetry__Instance"] = name ?? project;
+        var host = await HostProcess.StartAsync(project, settings, name);
+        hosts.Add(host);
+        return host;
+    }
+
+    public async Task StopAsync(HostProcess host)
+    {
+        await host.DisposeAsync();
+        hosts.Remove(host);
+    }
+
+    public AppDbContext NewDbContext() => new((DbContextOptions<AppDbContext>)AppDbContext.Configure(new DbContextOptionsBuilder<AppDbContext>(), Database).Options);
+
+    public string VolumeFile(string volumeId) => Path.Combine(Pool, $"volume-{volumeId}");
+
+    // ---- small REST helpers the tests share ----
+
+    public async Task<JsonObject> PostAsync(string path, object body, int expectedStatus = 202)
+    {
+        var response = await Http.PostAsJsonAsync($"/v3/{Project}/{path}", body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == expectedStatus, $"POST {path}: {(int)response.StatusCode} {text}");
+        return text.Length == 0 ? [] : JsonNode.Parse(text)!.AsObject();
+    }
+
+    public async Task<JsonObject> GetAsync(string path)
+    {
+        var response = await Http.GetAsync($"/v3/{Project}/{path}");
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, $"GET {path}: {(int)response.StatusCode} {text}");
+        return JsonNode.Parse(text)!.AsObject();
+    }
+
+    public async Task<string> CreateVolumeAsync(int sizeGb = 1, string? name = null)
+    {
+        var created = await PostAsync("volumes", new { volume = new { size = sizeGb, name = name ?? "v" } });
+        var id = (string)created["volume"]!["id"]!;
+        await WaitForAsync($"volumes/{id}", "volume", "available");
+        return id;
+    }
+
+    /// <summary>Polls a resource until its status is one of <paramref name="statuses"/>; fails after 60 s, or at once on an unexpected terminal status.</summary>
+    public async Task<JsonObject> WaitForAsync(string path, string key, params string[] statuses)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        JsonObject? last = null;
+        while (!timeout.IsCancellationRequested)
+        {
+            last = (await GetAsync(path))[key]!.AsObject();
+            if (statuses.Contains((string?)last["status"])) return last;
+            await Task.Delay(150);
+        }
+        throw new TimeoutException($"{path} never reached {string.Join('|', statuses)}; last: {last?.ToJsonString()}");
+    }
+
+    /// <summary>Fills part of a volume file as a guest would: random data, text, and zeros left as holes.</summary>
+    public static void WriteGuestData(string file, int seed, long offset, int bytes)
+    {
+        var data = new byte[bytes];
+        new Random(seed).NextBytes(data);
+        using var stream = new FileStream(file, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
+        stream.Position = offset;
+        stream.Write(data);
+        stream.Flush(true);
+    }
+
+    public static string Sha256(string file)
+    {
+        using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return Convert.ToHexString(SHA256.HashData(stream));
+    }
+
+    public async Task DisposeAsync()
+    {
+        Http?.Dispose();
+        foreach (var host in hosts.ToArray()) await host.DisposeAsync();
+        if (Directory.Exists(Pool)) Directory.Delete(Pool, recursive: true);
+    }
+
+    public static JsonSerializerOptions Json { get; } = new(JsonSerializerDefaults.Web);
+}
+
+[CollectionDefinition(Name)]
+public sealed class BackendCollection : ICollectionFixture<Backend>
+{
+    public const string Name = "backend";
+}

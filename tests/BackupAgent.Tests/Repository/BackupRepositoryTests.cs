@@ -1,0 +1,399 @@
+using System.Text;
+using VolumeBackup.BackupAgent.Repository;
+using static VolumeBackup.BackupAgent.Tests.Repository.RepositoryFixture;
+
+namespace VolumeBackup.BackupAgent.Tests.Repository;
+
+public sealed class BackupRepositoryTests : IDisposable
+{
+    readonly RepositoryFixture fx = new();
+    readonly CancellationTokenSource timeout = new(TimeSpan.FromMinutes(2));
+    CancellationToken Ct => timeout.Token;
+
+    public void Dispose()
+    {
+        timeout.Dispose();
+        fx.Dispose();
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(ChunkSize - 1)]
+    [InlineData(ChunkSize)]
+    [InlineData(5 * ChunkSize + 123)]
+    public async Task Random_data_round_trips_whatever_its_size(int size)
+    {
+        var data = Random(size, seed: size);
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(data), size);
+
+        Assert.Equal(size, summary.SizeBytes);
+        Assert.Equal((size + ChunkSize - 1) / ChunkSize, summary.ObjectCount);
+        Assert.Equal(summary.ObjectCount, summary.ChunksWritten);
+        Assert.Equal(data, await RestoreAsync(fx.Repository(), summary, size));
+    }
+
+    [Fact]
+    public async Task Empty_volume_round_trips()
+    {
+        var summary = await BackupAsync(fx.Repository(), fx.Volume([]), 0);
+
+        Assert.Equal(0, summary.ObjectCount);
+        Assert.Empty(fx.ChunkFiles());
+        Assert.Empty(await RestoreAsync(fx.Repository(), summary, 0));
+    }
+
+    [Fact]
+    public async Task Compressible_text_is_stored_compressed()
+    {
+        var text = string.Concat(Enumerable.Range(0, 20_000).Select(i => $"line {i}: the quick brown fox jumps over the lazy dog\n"));
+        var data = Encoding.UTF8.GetBytes(text);
+
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+
+        Assert.True(summary.StoredBytes < data.Length / 4, $"{summary.StoredBytes} stored bytes for {data.Length}");
+        Assert.Equal(summary.StoredBytes, summary.BytesWritten);
+        Assert.Equal(data, await RestoreAsync(fx.Repository(), summary, data.Length));
+    }
+
+    [Fact]
+    public async Task Sparse_volume_restores_identical_and_no_less_sparse()
+    {
+        const long size = 40L * ChunkSize + 5000;
+        var source = fx.SparseVolume(size,
+            (0, Random(4096, 1)),                             // chunk 0: one block of data, the rest a hole
+            (3 * ChunkSize + 100, Random(10_000, 2)),         // chunk 3, unaligned
+            (10 * ChunkSize - 7, Random(ChunkSize + 70, 3)),  // chunks 9 to 11
+            (20 * ChunkSize, new byte[2 * ChunkSize]),        // chunks 20 and 21: allocated zeros
+            (size - 10, Random(10, 4)));                      // the last, short chunk
+
+        var summary = await BackupAsync(fx.Repository(), source, size);
+        var target = fx.EmptyTarget(size);
+        await fx.Repository().RestoreAsync(Container, summary.Id, target, null, Ct);
+
+        Assert.Equal(File.ReadAllBytes(source), File.ReadAllBytes(target));
+        Assert.True(AllocatedBlocks(target) <= AllocatedBlocks(source), $"restored {AllocatedBlocks(target)} blocks, source {AllocatedBlocks(source)}");
+        var manifest = await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct);
+        Assert.Equal([0, 3, 9, 10, 11, 40], manifest!.Chunks.Select((chunk, i) => (chunk, i)).Where(c => c.chunk is not null).Select(c => c.i));
+        Assert.Equal(6, fx.ChunkFiles().Count);
+    }
+
+    [Fact]
+    public async Task All_zero_chunks_are_recorded_as_zero_and_not_stored()
+    {
+        var data = new byte[8 * ChunkSize];   // written out: allocated zeros, not holes
+        data[5 * ChunkSize + 17] = 1;
+
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+
+        var manifest = await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct);
+        Assert.Equal([5], manifest!.Chunks.Select((chunk, i) => (chunk, i)).Where(c => c.chunk is not null).Select(c => c.i));
+        Assert.Single(fx.ChunkFiles());
+        Assert.Equal(data, await RestoreAsync(fx.Repository(), summary, data.Length));
+    }
+
+    [Fact]
+    public async Task Backups_of_different_volumes_share_identical_chunks()
+    {
+        var data = Random(8 * ChunkSize, 5);
+        var first = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+        var other = data.ToArray();
+        Random(ChunkSize, 6).CopyTo(other, 0);
+
+        var second = await BackupAsync(fx.Repository(), fx.Volume(other), other.Length, volumeId: Guid.NewGuid());
+
+        Assert.Equal(1, second.ChunksWritten);
+        Assert.Equal(first.StoredBytes, second.StoredBytes);
+        Assert.Equal(9, fx.ChunkFiles().Count);
+        Assert.Equal(other, await RestoreAsync(fx.Repository(), second, other.Length));
+    }
+
+    [Fact]
+    public async Task Incremental_after_a_one_percent_change_writes_one_percent_and_lists_every_chunk()
+    {
+        var data = Random(100 * ChunkSize, 7);
+        var volume = fx.Volume(data);
+        var full = await BackupAsync(fx.Repository(), volume, data.Length);
+        data[37 * ChunkSize + 1234] ^= 0xff;
+        File.WriteAllBytes(volume, data);
+
+        var incremental = await BackupAsync(fx.Repository(), volume, data.Length, parent: full.Id);
+
+        Assert.Equal(100, full.ChunksWritten);
+        Assert.Equal(1, incremental.ChunksWritten);
+        var manifest = await fx.Repository().ReadManifestAsync(Container, incremental.Id, Ct);
+        Assert.Equal(1, manifest!.Totals.ChangedChunks);
+        Assert.Equal(full.Id, manifest.ParentId);
+        Assert.All(manifest.Chunks, chunk => Assert.NotNull(chunk));
+        Assert.Equal(ChunkSize + 1, incremental.BytesWritten);   // random data is stored plain, after its codec byte
+        Assert.Equal(full.StoredBytes, incremental.StoredBytes);
+        Assert.Equal(data, await RestoreAsync(fx.Repository(), incremental, data.Length));
+    }
+
+    [Fact]
+    public async Task Restoring_the_third_incremental_reads_one_manifest()
+    {
+        var data = Random(10 * ChunkSize, 8);
+        var volume = fx.Volume(data);
+        Guid? parent = null;
+        Summary last = default!;
+        for (var i = 0; i < 4; i++)
+        {
+            data[i * ChunkSize] ^= 0xff;
+            File.WriteAllBytes(volume, data);
+            last = await BackupAsync(fx.Repository(), volume, data.Length, parent: parent);
+            parent = last.Id;
+        }
+        var counting = new InterceptingStore(fx.Store);
+
+        var restored = await RestoreAsync(fx.Repository(counting), last, data.Length);
+
+        Assert.Equal(data, restored);
+        Assert.Single(counting.Reads, path => path.EndsWith(".manifest", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_backup_done_again_returns_its_manifest_without_writing()
+    {
+        var data = Random(3 * ChunkSize, 9);
+        var volume = fx.Volume(data);
+        var first = await BackupAsync(fx.Repository(), volume, data.Length);
+        var before = File.ReadAllBytes(fx.ManifestFile(first.Id));
+        File.WriteAllBytes(volume, Random(3 * ChunkSize, 10));   // a redelivery must not back up new data under the old id
+
+        var again = await fx.Repository().BackupAsync(Container, first.Id, first.VolumeId, null, volume, data.Length, null, Ct);
+
+        Assert.Equal(first.Backup, again);
+        Assert.Equal(before, File.ReadAllBytes(fx.ManifestFile(first.Id)));
+    }
+
+    [Theory]
+    [InlineData(0)]        // the codec byte
+    [InlineData(1000)]     // the data
+    public async Task Corrupt_chunk_fails_the_restore_naming_backup_and_chunk(int position)
+    {
+        var data = Random(4 * ChunkSize, 11);
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+        var manifest = await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct);
+        var hash = manifest!.Chunks[2]!.Sha256;
+        var stored = File.ReadAllBytes(fx.ChunkFile(hash));
+        stored[position] ^= 0x5a;
+        File.WriteAllBytes(fx.ChunkFile(hash), stored);
+
+        var error = await Assert.ThrowsAsync<BackupDataException>(() =>
+            fx.Repository().RestoreAsync(Container, summary.Id, fx.EmptyTarget(data.Length), null, Ct));
+
+        Assert.Equal((summary.Id, 2L, hash), (error.BackupId, error.ChunkIndex, error.ChunkSha256));
+        Assert.Contains($"Backup {summary.Id}", error.Message, StringComparison.Ordinal);
+        Assert.Contains($"chunk 2 (sha256 {hash}) is corrupt", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Missing_chunk_fails_the_restore_naming_backup_and_chunk()
+    {
+        var data = Random(4 * ChunkSize, 12);
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+        var hash = (await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct))!.Chunks[3]!.Sha256;
+        File.Delete(fx.ChunkFile(hash));
+
+        var error = await Assert.ThrowsAsync<BackupDataException>(() =>
+            fx.Repository().RestoreAsync(Container, summary.Id, fx.EmptyTarget(data.Length), null, Ct));
+
+        Assert.Equal((summary.Id, 3L, hash), (error.BackupId, error.ChunkIndex, error.ChunkSha256));
+        Assert.Contains($"chunk 3 (sha256 {hash}) is missing", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Manifest_whose_body_does_not_match_its_digest_is_refused()
+    {
+        var data = Random(4 * ChunkSize, 13);
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+        var file = File.ReadAllText(fx.ManifestFile(summary.Id));
+        File.WriteAllText(fx.ManifestFile(summary.Id), file.Replace($"\"sizeBytes\":{data.Length}", $"\"sizeBytes\":{data.Length - 1}", StringComparison.Ordinal));
+
+        var error = await Assert.ThrowsAsync<BackupDataException>(() =>
+            fx.Repository().RestoreAsync(Container, summary.Id, fx.EmptyTarget(data.Length), null, Ct));
+
+        Assert.Contains($"The manifest of backup {summary.Id} is corrupt", error.Message, StringComparison.Ordinal);
+        Assert.Contains("SHA-256", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Manifest_digest_is_the_sha256_of_its_body_line()
+    {
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(Random(ChunkSize, 14)), ChunkSize);
+
+        var file = File.ReadAllBytes(fx.ManifestFile(summary.Id));
+        var body = file.AsSpan(file.AsSpan().IndexOf((byte)'\n') + 1);
+
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(body)), summary.Backup.ManifestSha256);
+    }
+
+    [Fact]
+    public async Task Restore_over_a_volume_with_other_data_gives_identical_bytes_holes_included()
+    {
+        const long size = 12L * ChunkSize + 300;
+        var source = fx.SparseVolume(size, (ChunkSize + 5, Random(3000, 15)), (7 * ChunkSize, Random(2 * ChunkSize, 16)));
+        var summary = await BackupAsync(fx.Repository(), source, size);
+        var target = fx.Volume(Random((int)size + 4096, 17));   // old data everywhere, and larger than the backup
+
+        await fx.Repository().RestoreAsync(Container, summary.Id, target, null, Ct);
+
+        var restored = File.ReadAllBytes(target);
+        Assert.Equal(File.ReadAllBytes(source), restored[..(int)size]);
+    }
+
+    [Fact]
+    public async Task Restore_into_a_smaller_target_is_refused()
+    {
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(Random(2 * ChunkSize, 18)), 2 * ChunkSize);
+
+        await Assert.ThrowsAsync<InvalidOperationException>(() =>
+            fx.Repository().RestoreAsync(Container, summary.Id, fx.EmptyTarget(ChunkSize), null, Ct));
+    }
+
+    [Fact]
+    public async Task Progress_is_reported_every_64_MiB_not_per_chunk()
+    {
+        const long size = 200L * 1024 * 1024;   // all holes: read as nothing
+        var reports = new List<long>();
+
+        await fx.Repository().BackupAsync(Container, Guid.NewGuid(), Guid.NewGuid(), null, fx.SparseVolume(size), size,
+            done => { lock (reports) reports.Add(done); return Task.CompletedTask; }, Ct);
+
+        Assert.InRange(reports.Count, 2, 3);
+        Assert.Equal(reports.Order(), reports);
+    }
+
+    [Fact]
+    public async Task Delete_frees_exactly_the_chunks_no_remaining_backup_references()
+    {
+        var a = Random(10 * ChunkSize, 19);
+        var b = a[..(5 * ChunkSize)].Concat(Random(5 * ChunkSize, 20)).ToArray();
+        var first = await BackupAsync(fx.Repository(), fx.Volume(a), a.Length);
+        var second = await BackupAsync(fx.Repository(), fx.Volume(b), b.Length, volumeId: Guid.NewGuid());
+        var secondChunks = (await fx.Repository().ReadManifestAsync(Container, second.Id, Ct))!.Chunks.Select(c => c!.Sha256).Order();
+
+        var deleted = await fx.Repository().DeleteAsync(Container, first.Id, Ct);
+
+        Assert.Equal(new DeleteSummary(ManifestFound: true, ChunksDeleted: 5, BytesFreed: 5L * (ChunkSize + 1), ChunksDeferred: 0), deleted);
+        Assert.Equal(secondChunks, fx.ChunkFiles());
+        Assert.Null(await fx.Repository().ReadManifestAsync(Container, first.Id, Ct));
+        Assert.Equal(b, await RestoreAsync(fx.Repository(), second, b.Length));
+
+        Assert.False((await fx.Repository().DeleteAsync(Container, first.Id, Ct)).ManifestFound);
+        await fx.Repository().DeleteAsync(Container, second.Id, Ct);
+        Assert.Empty(fx.ChunkFiles());
+        Assert.Empty(Directory.EnumerateFiles(Path.Join(fx.ContainerPath, "deleting")));
+    }
+
+    [Fact]
+    public async Task Delete_spares_chunks_a_running_backup_relies_on()
+    {
+        var data = Random(8 * ChunkSize, 21);
+        var old = await BackupAsync(fx.Repository(), fx.Volume(data.Select(x => (byte)~x).ToArray()), data.Length);   // nothing shared
+        var first = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+        await Task.Delay(50);   // the share's mtimes are coarse; the running backup starts clearly later
+        (DeleteSummary First, DeleteSummary Old)? during = null;
+        var store = new InterceptingStore(fx.Store);
+        store.BeforeCreateExclusive = async path =>
+        {
+            if (during is null && path.EndsWith("gc.lock", StringComparison.Ordinal) && store.Reads.Count(p => p.EndsWith("gc.generation", StringComparison.Ordinal)) == 1)
+            {
+                // The running backup has touched every chunk and is about to write its manifest.
+                during = (await fx.Repository().DeleteAsync(Container, first.Id, Ct), await fx.Repository().DeleteAsync(Container, old.Id, Ct));
+            }
+        };
+
+        var second = await BackupAsync(fx.Repository(store), fx.Volume(data), data.Length);
+
+        Assert.Equal((0, 8), (during!.Value.First.ChunksDeleted, during.Value.First.ChunksDeferred));
+        Assert.Equal(8, during.Value.Old.ChunksDeleted);   // the old backup's chunks: none is relied on
+        Assert.Equal(0, second.ChunksWritten);
+        Assert.Equal(data, await RestoreAsync(fx.Repository(), second, data.Length));
+        await fx.Repository().DeleteAsync(Container, second.Id, Ct);
+        Assert.Empty(fx.ChunkFiles());   // the spared chunks are freed once nothing needs them
+    }
+
+    [Fact]
+    public async Task Backup_whose_relied_on_chunks_were_collected_writes_them_again()
+    {
+        var data = Random(8 * ChunkSize, 22);
+        var first = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+        var deletes = 0;
+        var store = new InterceptingStore(fx.Store)
+        {
+            MapPath = path => path.Replace("/writers/", "/hidden-writers/", StringComparison.Ordinal),   // no marker for the collection to see
+        };
+        store.BeforeCreateExclusive = async path =>
+        {
+            if (deletes == 0 && path.EndsWith("gc.lock", StringComparison.Ordinal) && store.Reads.Count(p => p.EndsWith("gc.generation", StringComparison.Ordinal)) == 1)
+            {
+                deletes++;
+                Assert.Equal(8, (await fx.Repository().DeleteAsync(Container, first.Id, Ct)).ChunksDeleted);
+            }
+        };
+
+        var second = await BackupAsync(fx.Repository(store), fx.Volume(data), data.Length);
+
+        Assert.Equal(1, deletes);
+        Assert.Equal(8, second.ChunksWritten);
+        Assert.Equal(8, fx.ChunkFiles().Count);
+        Assert.Equal(data, await RestoreAsync(fx.Repository(), second, data.Length));
+    }
+
+    [Fact]
+    public async Task Backups_racing_deletes_of_backups_sharing_their_chunks_stay_restorable()
+    {
+        var jittery = new InterceptingStore(fx.Store) { MaxJitterMs = 2 };
+        var survivors = new List<(Summary Backup, byte[] Data)>();
+        for (var iteration = 0; iteration < 25; iteration++)
+        {
+            var data = Random(12 * ChunkSize, 100 + iteration);
+            var older = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+            data[iteration % 12 * ChunkSize] ^= 0xff;
+            var volume = fx.Volume(data);
+
+            var running = Task.Run(() => BackupAsync(fx.Repository(jittery), volume, data.Length), Ct);
+            var delete = Task.Run(() => fx.Repository(jittery).DeleteAsync(Container, older.Id, Ct), Ct);
+            await Task.WhenAll(running, delete);
+            var backup = await running;
+
+            var manifest = await fx.Repository().ReadManifestAsync(Container, backup.Id, Ct);
+            Assert.All(manifest!.Chunks, chunk => Assert.True(File.Exists(fx.ChunkFile(chunk!.Sha256)), $"iteration {iteration}: chunk {chunk!.Sha256} missing"));
+            Assert.Equal(data, await RestoreAsync(fx.Repository(), backup, data.Length));
+            survivors.Add((backup, data));
+        }
+        foreach (var (backup, data) in survivors)
+            Assert.Equal(data, await RestoreAsync(fx.Repository(), backup, data.Length));
+
+        foreach (var (backup, _) in survivors)
+            await fx.Repository().DeleteAsync(Container, backup.Id, Ct);
+        Assert.Empty(fx.ChunkFiles());
+        Assert.Empty(Directory.EnumerateFiles(Path.Join(fx.ContainerPath, "deleting")));
+        Assert.Empty(Directory.EnumerateFiles(Path.Join(fx.ContainerPath, "writers")));
+    }
+
+    sealed record Summary(Guid Id, Guid VolumeId, BackupSummary Backup)
+    {
+        public long SizeBytes => Backup.SizeBytes;
+        public int ObjectCount => Backup.ObjectCount;
+        public int ChunksWritten => Backup.ChunksWritten;
+        public long BytesWritten => Backup.BytesWritten;
+        public long StoredBytes => Backup.StoredBytes;
+    }
+
+    async Task<Summary> BackupAsync(BackupRepository repository, string volume, long size, Guid? parent = null, Guid? volumeId = null)
+    {
+        var id = Guid.NewGuid();
+        var volumeGuid = volumeId ?? Guid.Empty;
+        return new Summary(id, volumeGuid, await repository.BackupAsync(Container, id, volumeGuid, parent, volume, size, null, Ct));
+    }
+
+    async Task<byte[]> RestoreAsync(BackupRepository repository, Summary backup, long size)
+    {
+        var target = fx.EmptyTarget(size);
+        var restored = await repository.RestoreAsync(Container, backup.Id, target, null, Ct);
+        Assert.Equal(size, restored.SizeBytes);
+        return File.ReadAllBytes(target);
+    }
+}

@@ -1,0 +1,113 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace VolumeBackup.TestSupport;
+
+/// <summary>One of the service's hosts run as a real process from its build output, as deploy/run.sh runs it.</summary>
+public sealed class HostProcess : IAsyncDisposable
+{
+    readonly Process process;
+    readonly ConcurrentQueue<string> output = new();
+
+    public string Name { get; }
+    public int Port { get; }
+    public string Address => $"http://127.0.0.1:{Port}";
+
+    HostProcess(string name, int port, Process process)
+    {
+        Name = name;
+        Port = port;
+        this.process = process;
+        // Each process's output also goes to a file, for reading after a failed run.
+        var logFolder = Path.Combine(RepositoryRoot(), "tests", "TestResults", "hosts");
+        Directory.CreateDirectory(logFolder);
+        log = new StreamWriter(Path.Combine(logFolder, $"{name}-{port}.log")) { AutoFlush = true };
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+    }
+
+    readonly StreamWriter log;
+
+    void Append(string? line)
+    {
+        if (line is null) return;
+        output.Enqueue(line);
+        lock (log) log.WriteLine(line);
+    }
+
+    /// <summary>Everything the process printed so far (logs, console-exported spans).</summary>
+    public IReadOnlyList<string> Output => output.ToArray();
+
+    public bool HasExited => process.HasExited;
+
+    /// <summary>Starts <c>src/{project}</c>'s built dll with the given settings and waits until its port answers.</summary>
+    public static async Task<HostProcess> StartAsync(string project, IDictionary<string, string> settings, string? name = null)
+    {
+        var port = FreePort();
+        var dll = Path.Combine(RepositoryRoot(), "src", project, "bin", BuildConfiguration(), "net10.0", $"{project}.dll");
+        if (!File.Exists(dll)) throw new FileNotFoundException($"{dll} is missing: build the solution first", dll);
+        var info = new ProcessStartInfo("dotnet", [dll, "--urls", $"http://127.0.0.1:{port}"])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+            WorkingDirectory = Path.GetDirectoryName(dll)!,
+        };
+        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        foreach (var (key, value) in settings) info.Environment[key] = value;
+        var host = new HostProcess(name ?? project, port, Process.Start(info)!);
+        await host.WaitForPortAsync(TimeSpan.FromSeconds(60));
+        return host;
+    }
+
+    async Task WaitForPortAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (process.HasExited) throw new InvalidOperationException($"{Name} exited with {process.ExitCode}:\n{string.Join('\n', Output.TakeLast(40))}");
+            try
+            {
+                using var client = new TcpClient();
+                await client.ConnectAsync(IPAddress.Loopback, Port);
+                return;
+            }
+            catch (SocketException) { await Task.Delay(200); }
+        }
+        throw new TimeoutException($"{Name} did not listen on {Port} within {timeout}:\n{string.Join('\n', Output.TakeLast(40))}");
+    }
+
+    /// <summary>Kills the process as a crash would (no graceful shutdown).</summary>
+    public async Task KillAsync()
+    {
+        if (!process.HasExited) process.Kill(entireProcessTree: true);
+        await process.WaitForExitAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAsync();
+        process.Dispose();
+        lock (log) log.Dispose();
+    }
+
+    static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Distributed.sln"))) return dir.FullName;
+        throw new InvalidOperationException("Distributed.sln not found above the test's folder");
+    }
+
+    static string BuildConfiguration() =>
+        AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}") ? "Release" : "Debug";
+}

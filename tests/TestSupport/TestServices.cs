@@ -1,0 +1,112 @@
+using System.Diagnostics;
+using Npgsql;
+using Testcontainers.PostgreSql;
+using Testcontainers.RabbitMq;
+
+namespace VolumeBackup.TestSupport;
+
+/// <summary>
+/// The real services tests run against. deploy/test.sh starts RabbitMQ, PostgreSQL and the NFS server and exports
+/// where they are; where a Docker engine answers and nothing is exported, RabbitMQ and PostgreSQL come from
+/// Testcontainers instead. Each fixture gets its own database and RabbitMQ virtual host, so test projects running
+/// side by side never consume each other's messages.
+/// </summary>
+public static class TestServices
+{
+    static readonly SemaphoreSlim Gate = new(1);
+    static string? postgres;
+    static string? rabbitMq;
+
+    public static string NfsUrl => Required("VB_NFS_URL");
+    public static string NfsExport => Required("VB_NFS_EXPORT");
+    public static string Pool => Required("VB_POOL");
+
+    /// <summary>A fresh, empty database; its connection string.</summary>
+    public static async Task<string> CreateDatabaseAsync(string prefix)
+    {
+        var server = await PostgresAsync();
+        var name = $"{prefix}_{Guid.NewGuid():N}"[..Math.Min(40, prefix.Length + 17)].ToLowerInvariant();
+        await using (var connection = new NpgsqlConnection(server))
+        {
+            await connection.OpenAsync();
+            await using var create = new NpgsqlCommand($"CREATE DATABASE {name}", connection);   // name made here, not input
+            await create.ExecuteNonQueryAsync();
+        }
+        return new NpgsqlConnectionStringBuilder(server) { Database = name }.ConnectionString;
+    }
+
+    /// <summary>A fresh virtual host on the broker; the AMQP URI that selects it.</summary>
+    public static async Task<string> CreateVirtualHostAsync(string prefix)
+    {
+        var broker = new Uri(await RabbitMqAsync());
+        var vhost = $"{prefix}-{Guid.NewGuid():N}"[..(prefix.Length + 13)];
+        var script = Environment.GetEnvironmentVariable("VB_SERVICES");
+        if (script is not null)
+            await RunAsync(script, "vhost", vhost);
+        else
+            return broker.ToString();                    // a Testcontainers broker belongs to this test run alone
+        return new UriBuilder(broker) { Path = "/" + vhost }.Uri.ToString();
+    }
+
+    /// <summary>A new folder on the reflink-capable pool.</summary>
+    public static string CreatePoolFolder(string prefix)
+    {
+        var path = Path.Combine(Pool, $"{prefix}-{Guid.NewGuid():N}"[..(prefix.Length + 13)]);
+        Directory.CreateDirectory(path);
+        return path;
+    }
+
+    /// <summary>Stops or starts only the NFS server (for failure tests); deploy/services.sh does it by PID.</summary>
+    public static Task SetNfsRunningAsync(bool running) => RunAsync(Required("VB_SERVICES"), running ? "start-nfs" : "stop-nfs");
+
+    static async Task<string> PostgresAsync()
+    {
+        await Gate.WaitAsync();
+        try
+        {
+            if (postgres is not null) return postgres;
+            var configured = Environment.GetEnvironmentVariable("ConnectionStrings__Postgres");
+            if (configured is null && DockerAvailable())
+            {
+                var container = new PostgreSqlBuilder("postgres:15-alpine").Build();
+                await container.StartAsync();
+                configured = container.GetConnectionString();
+            }
+            return postgres = new NpgsqlConnectionStringBuilder(configured ?? Required("ConnectionStrings__Postgres")) { Database = "postgres" }.ConnectionString;
+        }
+        finally { Gate.Release(); }
+    }
+
+    static async Task<string> RabbitMqAsync()
+    {
+        await Gate.WaitAsync();
+        try
+        {
+            if (rabbitMq is not null) return rabbitMq;
+            var configured = Environment.GetEnvironmentVariable("ConnectionStrings__RabbitMq");
+            if (configured is null && DockerAvailable())
+            {
+                var container = new RabbitMqBuilder("rabbitmq:3.10-management-alpine").Build();
+                await container.StartAsync();
+                configured = container.GetConnectionString();
+            }
+            return rabbitMq = configured ?? Required("ConnectionStrings__RabbitMq");
+        }
+        finally { Gate.Release(); }
+    }
+
+    static bool DockerAvailable() => File.Exists("/var/run/docker.sock") || Environment.GetEnvironmentVariable("DOCKER_HOST") is not null;
+
+    static string Required(string name) => Environment.GetEnvironmentVariable(name)
+        ?? throw new InvalidOperationException($"{name} is not set: run the tests with ./deploy/test.sh, which starts the real services and exports where they are.");
+
+    public static async Task RunAsync(string file, params string[] args)
+    {
+        using var process = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        if (process.ExitCode != 0)
+            throw new InvalidOperationException($"{file} {string.Join(' ', args)} failed ({process.ExitCode}): {await output}{await error}");
+    }
+}
