@@ -1,10 +1,11 @@
 using System.Text;
+using Xunit.Abstractions;
 using VolumeBackup.BackupAgent.Repository;
 using static VolumeBackup.BackupAgent.Tests.Repository.RepositoryFixture;
 
 namespace VolumeBackup.BackupAgent.Tests.Repository;
 
-public sealed class BackupRepositoryTests : IDisposable
+public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposable
 {
     readonly RepositoryFixture fx = new();
     readonly CancellationTokenSource timeout = new(TimeSpan.FromMinutes(2));
@@ -348,15 +349,22 @@ public sealed class BackupRepositoryTests : IDisposable
         var survivors = new List<(Summary Backup, byte[] Data)>();
         for (var iteration = 0; iteration < 25; iteration++)
         {
-            var data = Random(12 * ChunkSize, 100 + iteration);
+            var data = Random(48 * ChunkSize, 100 + iteration);
             var older = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
-            data[iteration % 12 * ChunkSize] ^= 0xff;
+            data[iteration % 48 * ChunkSize] ^= 0xff;
             var volume = fx.Volume(data);
+            await Task.Delay(10, Ct);   // the share's mtimes are coarse: the older chunks predate the running backup
 
-            var running = Task.Run(() => BackupAsync(fx.Repository(jittery), volume, data.Length), Ct);
-            var delete = Task.Run(() => fx.Repository(jittery).DeleteAsync(Container, older.Id, Ct), Ct);
+            var running = Task.Run(() => BackupAsync(fx.Repository(jittery, workers: 2), volume, data.Length), Ct);
+            var delete = Task.Run(async () =>
+            {
+                await Task.Delay(iteration % 8 * 5, Ct);   // lands before, during and after the backup's chunks
+                return await fx.Repository(jittery).DeleteAsync(Container, older.Id, Ct);
+            }, Ct);
             await Task.WhenAll(running, delete);
             var backup = await running;
+            var deleted = await delete;
+            output.WriteLine($"iteration {iteration}: delete freed {deleted.ChunksDeleted} chunks and spared {deleted.ChunksDeferred}; backup wrote {backup.ChunksWritten}");
 
             var manifest = await fx.Repository().ReadManifestAsync(Container, backup.Id, Ct);
             Assert.All(manifest!.Chunks, chunk => Assert.True(File.Exists(fx.ChunkFile(chunk!.Sha256)), $"iteration {iteration}: chunk {chunk!.Sha256} missing"));

@@ -1,0 +1,78 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.EntityFrameworkCore;
+using VolumeBackup.TestSupport;
+
+namespace VolumeBackup.Api.Tests.EndToEnd;
+
+[Collection(BackendCollection.Name)]
+public sealed class FailureTests(Backend backend)
+{
+    [Fact]
+    public async Task With_the_NFS_server_stopped_a_backup_ends_in_error_and_the_volume_is_released()
+    {
+        var volumeId = await backend.CreateVolumeAsync();
+        Backend.WriteGuestData(backend.VolumeFile(volumeId), seed: 40, offset: 0, bytes: 1 << 20);
+        await backend.PostAsync($"volumes/{volumeId}/action", new Dictionary<string, object> { ["os-attach"] = new { instance_uuid = Guid.NewGuid() } });
+        await TestServices.SetNfsRunningAsync(false);
+        try
+        {
+            var created = await backend.PostAsync("backups", new { backup = new { volume_id = volumeId, force = true } });
+            var backupId = (string)created["backup"]!["id"]!;
+
+            var backup = await backend.WaitForAsync($"backups/{backupId}", "backup", "available", "error");
+
+            Assert.Equal("error", (string?)backup["status"]);
+            Assert.Contains("NFS", (string?)backup["fail_reason"], StringComparison.OrdinalIgnoreCase);
+            Assert.Equal("in-use", (string?)(await backend.GetAsync($"volumes/{volumeId}"))["volume"]!["status"]);
+            Assert.Empty(Directory.EnumerateFiles(backend.Pool, "tmp-*"));
+        }
+        finally
+        {
+            await TestServices.SetNfsRunningAsync(true);
+        }
+    }
+
+    [Theory]
+    [InlineData("backups", """{"backup": {"volume_id": "00000000-0000-0000-0000-000000000001"}}""", 404, "itemNotFound")]
+    [InlineData("backups", """{"backup": {"volume_id": """, 400, "badRequest")]
+    [InlineData("backups", """{"backup": {"name": "no volume"}}""", 400, "badRequest")]
+    [InlineData("backups", """{"nothing": {}}""", 400, "badRequest")]
+    [InlineData("backups", """{"backup": {"volume_id": "00000000-0000-0000-0000-000000000001", "container": "../escape"}}""", 400, "badRequest")]
+    [InlineData("volumes", """{"volume": {"size": 0}}""", 400, "badRequest")]
+    [InlineData("volumes", """{"volume": {"name": "no size"}}""", 400, "badRequest")]
+    [InlineData("volumes", """not json""", 400, "badRequest")]
+    public async Task Bad_requests_get_Cinder_errors_and_change_nothing(string path, string body, int status, string fault)
+    {
+        var before = await CountRowsAsync();
+
+        var response = await backend.Http.PostAsync($"/v3/{Backend.Project}/{path}", new StringContent(body, Encoding.UTF8, "application/json"));
+
+        Assert.Equal(status, (int)response.StatusCode);
+        var error = JsonNode.Parse(await response.Content.ReadAsStringAsync())!.AsObject();
+        Assert.Equal(status, (int)error[fault]!["code"]!);
+        Assert.False(string.IsNullOrWhiteSpace((string?)error[fault]!["message"]));
+        Assert.Equal(before, await CountRowsAsync());
+    }
+
+    [Fact]
+    public async Task Unknown_backup_is_itemNotFound_and_a_missing_token_is_unauthorized()
+    {
+        var missing = await backend.Http.GetAsync($"/v3/{Backend.Project}/backups/{Guid.NewGuid()}");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        Assert.Contains("could not be found", (string?)(await missing.Content.ReadFromJsonAsync<JsonObject>())!["itemNotFound"]!["message"]);
+
+        using var anonymous = new HttpClient { BaseAddress = backend.Http.BaseAddress };
+        var refused = await anonymous.GetAsync($"/v3/{Backend.Project}/backups");
+        Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        Assert.Equal(401, (int)(await refused.Content.ReadFromJsonAsync<JsonObject>())!["unauthorized"]!["code"]!);
+    }
+
+    async Task<(int, int, int)> CountRowsAsync()
+    {
+        await using var db = backend.NewDbContext();
+        return (await db.Volumes.CountAsync(), await db.Backups.CountAsync(), await db.Outbox.CountAsync());
+    }
+}
