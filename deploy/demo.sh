@@ -26,6 +26,7 @@ for tool in curl jq sha256sum; do
 done
 
 fail() { echo "FAILED: $*" >&2; exit 1; }
+trap 'echo "FAILED: line $LINENO: $BASH_COMMAND (exit code $?)" >&2' ERR
 
 now() { date +%s.%N; }
 # secs T0: seconds since T0, to two decimals.
@@ -97,7 +98,7 @@ done_in
 header "Write guest data into the volume, as a VM would"
 # 32 MiB random at 0, 1 MiB of text at 300 MiB, 16 MiB random at 700 MiB; the rest stays a hole.
 dd if=/dev/urandom of="$SRC_FILE" bs=1M count=32 seek=0 conv=notrunc status=none
-yes "volumebackup demo: text written by the guest at 300 MiB" | head -c 1M | dd of="$SRC_FILE" bs=1M seek=300 conv=notrunc status=none
+head -c 1M < <(yes "volumebackup demo: text written by the guest at 300 MiB") | dd of="$SRC_FILE" bs=1M seek=300 conv=notrunc status=none
 dd if=/dev/urandom of="$SRC_FILE" bs=1M count=16 seek=700 conv=notrunc,fsync status=none
 echo "      wrote    32 MiB random @ 0, 1 MiB text @ 300 MiB, 16 MiB random @ 700 MiB"
 echo "      file     $(sizes "$SRC_FILE")"

@@ -172,10 +172,10 @@ build() {
   say "build done in $((SECONDS - t0)) s"
 }
 
+# shellcheck disable=SC2154 # ConnectionStrings__* and VB_* come from services.sh env
 start_everything() {
   # Exports ConnectionStrings__Postgres, ConnectionStrings__RabbitMq, VB_NFS_URL, VB_POOL, ...
   eval "$("$SERVICES" env)"
-  # shellcheck disable=SC2154 # set by the eval above
   local volumes=$VB_POOL/demo repository=$VB_NFS_URL/demo i
 
   mkdir -p "$volumes"
@@ -289,7 +289,7 @@ trap 'exit 129' HUP
 
 t_start=$SECONDS
 # Processes left running by an earlier run (--no-wait) are restarted on the new build.
-stop_procs >/dev/null
+stop_procs
 
 export VB_STARTED_FILE=$SERVICES_FILE
 "$SERVICES" install
@@ -302,7 +302,8 @@ say "all four processes up $((SECONDS - t_start)) s after start"
 
 if [[ $demo == yes ]]; then
   echo
-  VB_API="http://127.0.0.1:$API_PORT" VB_VOLUME_DIR="$VB_POOL/demo" "$REPO/deploy/demo.sh"
+  VB_API="http://127.0.0.1:$API_PORT" VB_VOLUME_DIR="$VB_POOL/demo" "$REPO/deploy/demo.sh" \
+    || die "the demo failed (exit code $?); logs are in $LOGS"
   echo
 fi
 

@@ -16,4 +16,7 @@ internal static partial class Log
 
     [LoggerMessage(1005, LogLevel.Warning, "The pool cannot reflink: copying {Source}; an attached volume's copy is not crash-consistent")]
     public static partial void CloneByCopy(this ILogger logger, string source);
+
+    [LoggerMessage(1006, LogLevel.Warning, "Removed {File}, a temporary left by an earlier run")]
+    public static partial void StaleTemporaryRemoved(this ILogger logger, string file);
 }

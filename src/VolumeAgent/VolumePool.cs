@@ -19,6 +19,18 @@ public sealed class VolumePool
         allowCopy = options.Value.AllowCopyFallback;
         this.logger = logger;
         Directory.CreateDirectory(root);
+        RemoveStaleTemporaries();
+    }
+
+    /// <summary>Temporaries a crash left behind: no device outlives the agent that handed it out (a job holding one retries).</summary>
+    void RemoveStaleTemporaries()
+    {
+        foreach (var pattern in new[] { "tmp-*", "*.restore-*", "*.creating" })
+            foreach (var file in Directory.EnumerateFiles(root, pattern))
+            {
+                File.Delete(file);
+                logger.StaleTemporaryRemoved(Path.GetFileName(file));
+            }
     }
 
     public string VolumePath(Guid id) => Path.Combine(root, $"volume-{id}");

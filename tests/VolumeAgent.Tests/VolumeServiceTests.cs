@@ -1,0 +1,127 @@
+using System.Security.Cryptography;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+using VolumeBackup.Contracts.Grpc;
+using VolumeBackup.TestSupport;
+
+namespace VolumeBackup.VolumeAgent.Tests;
+
+/// <summary>The VolumeAgent over gRPC, on a folder of the XFS reflink pool.</summary>
+public sealed class VolumeServiceTests : IDisposable
+{
+    readonly string pool = TestServices.CreatePoolFolder("va");
+    readonly WebApplicationFactory<Program> factory;
+    readonly VolumeHost.VolumeHostClient client;
+
+    public VolumeServiceTests()
+    {
+        factory = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
+            b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(new Dictionary<string, string?> { ["Volumes:PoolPath"] = pool })));
+        var channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions { HttpHandler = factory.Server.CreateHandler() });
+        client = new VolumeHost.VolumeHostClient(channel);
+    }
+
+    [Fact]
+    public async Task Device_of_an_in_use_volume_is_a_clone_frozen_when_it_was_handed_out()
+    {
+        var volumeId = Guid.NewGuid();
+        await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId.ToString(), SizeBytes = 64 << 20 });
+        var volume = Path.Combine(pool, $"volume-{volumeId}");
+        Write(volume, seed: 1);
+        var before = Sha256(volume);
+        var backupId = Guid.NewGuid();
+
+        var device = await client.GetBackupDeviceAsync(new GetBackupDeviceRequest { VolumeId = volumeId.ToString(), BackupId = backupId.ToString(), InUse = true });
+        Write(volume, seed: 2);                                   // the guest keeps writing after the device was handed out
+
+        Assert.True(device.Temporary);
+        Assert.Equal("reflink", device.Method);
+        Assert.NotEqual(volume, device.Path);
+        Assert.Equal(before, Sha256(device.Path));
+        Assert.NotEqual(before, Sha256(volume));
+        Assert.Equal([Path.GetFileName(device.Path)], Directory.EnumerateFiles(pool, "tmp-*").Select(Path.GetFileName));   // the temporary snapshot is already gone
+
+        await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = device.DeviceId });
+        Assert.Empty(Directory.EnumerateFiles(pool, "tmp-*"));
+    }
+
+    [Fact]
+    public async Task Restore_device_replaces_the_volume_only_on_commit()
+    {
+        var volumeId = Guid.NewGuid();
+        await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId.ToString(), SizeBytes = 16 << 20 });
+        var volume = Path.Combine(pool, $"volume-{volumeId}");
+        Write(volume, seed: 3);
+        var original = Sha256(volume);
+
+        var dropped = await client.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = volumeId.ToString(), RestoreId = Guid.NewGuid().ToString() });
+        Write(dropped.Path, seed: 4);
+        await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = dropped.DeviceId, Commit = false });
+        Assert.Equal(original, Sha256(volume));
+
+        var kept = await client.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = volumeId.ToString(), RestoreId = Guid.NewGuid().ToString() });
+        Write(kept.Path, seed: 5);
+        var restored = Sha256(kept.Path);
+        await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = kept.DeviceId, Commit = true });
+        Assert.Equal(restored, Sha256(volume));
+        Assert.Empty(Directory.EnumerateFiles(pool, "*.restore-*"));
+    }
+
+    [Fact]
+    public async Task Bad_ids_are_InvalidArgument_and_missing_volumes_NotFound()
+    {
+        var invalid = await Assert.ThrowsAsync<RpcException>(() => client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = "../etc", SizeBytes = 1 }).ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, invalid.StatusCode);
+
+        var escape = await Assert.ThrowsAsync<RpcException>(() => client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = "../volume-x" }).ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, escape.StatusCode);
+
+        var missing = await Assert.ThrowsAsync<RpcException>(() => client.GetBackupDeviceAsync(new GetBackupDeviceRequest
+        {
+            VolumeId = Guid.NewGuid().ToString(), BackupId = Guid.NewGuid().ToString(),
+        }).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, missing.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_volume_from_a_snapshot_has_the_snapshot_data()
+    {
+        var volumeId = Guid.NewGuid();
+        await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId.ToString(), SizeBytes = 8 << 20 });
+        Write(Path.Combine(pool, $"volume-{volumeId}"), seed: 6);
+        var snapshotId = Guid.NewGuid();
+        var snapshot = await client.CreateSnapshotAsync(new CreateSnapshotRequest { SnapshotId = snapshotId.ToString(), VolumeId = volumeId.ToString() });
+        Assert.Equal("reflink", snapshot.Method);
+
+        var cloneId = Guid.NewGuid();
+        await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = cloneId.ToString(), SizeBytes = 16 << 20, SourceSnapshotId = snapshotId.ToString() });
+
+        using var clone = File.OpenRead(Path.Combine(pool, $"volume-{cloneId}"));
+        Assert.Equal(16 << 20, clone.Length);
+        var head = new byte[8 << 20];
+        clone.ReadExactly(head);
+        Assert.Equal(Sha256(Path.Combine(pool, $"snapshot-{snapshotId}")), Convert.ToHexString(SHA256.HashData(head)));
+    }
+
+    static void Write(string file, int seed)
+    {
+        var data = new byte[4 << 20];
+        new Random(seed).NextBytes(data);
+        using var stream = new FileStream(file, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
+        stream.Write(data);
+    }
+
+    static string Sha256(string file)
+    {
+        using var stream = File.OpenRead(file);
+        return Convert.ToHexString(SHA256.HashData(stream));
+    }
+
+    public void Dispose()
+    {
+        factory.Dispose();
+        Directory.Delete(pool, recursive: true);
+    }
+}
