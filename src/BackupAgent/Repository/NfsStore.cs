@@ -6,7 +6,8 @@ using static VolumeBackup.BackupAgent.Repository.LibNfs;
 namespace VolumeBackup.BackupAgent.Repository;
 
 /// <summary>
-/// A repository on <c>nfs://host/export/dir[?version=4]</c> through libnfs: no kernel client, no mount, no root.
+/// A repository on <c>nfs://host/export/dir</c> (NFSv3, the real path; libnfs's URL options such as
+/// <c>nfsport=</c> apply) through libnfs: no kernel client, no mount, no root.
 /// libnfs's sync API blocks and a context must not be shared between threads, so each of
 /// <c>connections</c> dedicated threads owns one context (one TCP connection) and takes work from one queue:
 /// that many calls are in flight, and blocking calls never hold thread-pool threads.
@@ -23,6 +24,7 @@ public sealed class NfsStore : IRepositoryStore
     readonly BlockingCollection<NfsWork> queue = [];
     readonly Task[] workers;
     readonly Lock mountLock = new();
+    int disposed;
     string? export; // what is mounted: the URL's folder, or its deepest ancestor that existed at the first mount
     string root = "/"; // the URL's folder inside the mount, ending in '/'
 
@@ -197,6 +199,7 @@ public sealed class NfsStore : IRepositoryStore
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref disposed, 1) == 1) return;
         queue.CompleteAdding(); // workers finish what is queued, then close their contexts
         await Task.WhenAll(workers);
         queue.Dispose();
@@ -240,7 +243,7 @@ public sealed class NfsStore : IRepositoryStore
         {
             if (export is not null) return NfsContext.Mount(url, export, timeoutMs);
             // The URL's folder may not exist yet (a new repository): mount its deepest existing ancestor and
-            // let writes create the rest. NFSv3 servers refuse a missing folder with ACCES, NFSv4 with NOENT.
+            // let writes create the rest. NFSv3 servers refuse a missing folder with ACCES (ganesha) or NOENT.
             var mount = urlPath.TrimEnd('/');
             var rest = "/";
             NfsException? first = null;

@@ -10,6 +10,8 @@ namespace VolumeBackup.BackupAgent.Repository;
 // could both get it: the price of having no compare-and-swap on a share, and why staleAfter is long.
 sealed class RepositoryLock : IAsyncDisposable
 {
+    static readonly TimeSpan MaxPoll = TimeSpan.FromMilliseconds(250);
+
     readonly IRepositoryStore store;
     readonly string path;
     readonly Heartbeat heartbeat;
@@ -53,7 +55,7 @@ sealed class RepositoryLock : IAsyncDisposable
                 continue;
             }
             await Task.Delay(delay, ct);
-            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxPoll.Ticks));
         }
     }
 

@@ -1,0 +1,33 @@
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.EntityFrameworkCore;
+using VolumeBackup.TestSupport;
+
+namespace VolumeBackup.Api.Tests;
+
+/// <summary>The Api in-process on a database and virtual host of its own; no agents (tests publish their events).</summary>
+public sealed class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
+{
+    string database = "";
+    string broker = "";
+
+    public async Task InitializeAsync()
+    {
+        database = await TestServices.CreateDatabaseAsync("api");
+        broker = await TestServices.CreateVirtualHostAsync("api");
+    }
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseSetting("ConnectionStrings:Postgres", database);
+        builder.UseSetting("ConnectionStrings:RabbitMq", broker);
+        builder.UseSetting("Auth:Mode", "noauth");
+        builder.UseSetting("Storage:Hosts:0:Name", "host-a");
+        builder.UseSetting("Storage:Hosts:0:Zone", "nova");
+        builder.UseSetting("Storage:Hosts:0:Address", "http://127.0.0.1:9");   // no VolumeAgent: these tests never reach it
+    }
+
+    public AppDbContext NewDbContext() => new((DbContextOptions<AppDbContext>)AppDbContext.Configure(new DbContextOptionsBuilder<AppDbContext>(), database).Options);
+
+    Task IAsyncLifetime.DisposeAsync() => DisposeAsync().AsTask();
+}

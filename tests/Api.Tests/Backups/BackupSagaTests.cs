@@ -1,0 +1,90 @@
+using MassTransit;
+using MassTransit.Events;
+using MassTransit.Metadata;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using VolumeBackup.Api.Backups;
+using VolumeBackup.Api.Volumes;
+using VolumeBackup.Contracts;
+
+namespace VolumeBackup.Api.Tests.Backups;
+
+/// <summary>The saga on its PostgreSQL repository, fed over real RabbitMQ.</summary>
+public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
+{
+    [Fact]
+    public async Task Duplicate_completions_delivered_at_once_count_the_parent_once()
+    {
+        var (volume, parent, child) = await SeedIncrementalAsync();
+        var bus = api.Services.GetRequiredService<IBus>();
+        var completed = new BackupCompleted(child.Id, 1 << 30, 3, 100, 300, DateTimeOffset.UtcNow);
+
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => bus.Publish(completed)));
+
+        await WaitUntilAsync(async db => (await db.Backups.FindAsync(child.Id))!.Status == BackupStatus.Available);
+        await Task.Delay(1500);                                   // let every duplicate be consumed
+        await using var check = api.NewDbContext();
+        Assert.Equal(1, (await check.Backups.SingleAsync(b => b.Id == parent.Id)).NumDependentBackups);
+        Assert.Equal(3, (await check.Backups.SingleAsync(b => b.Id == child.Id)).ObjectCount);
+        Assert.Equal(VolumeStatus.Available, (await check.Volumes.SingleAsync(v => v.Id == volume.Id)).Status);
+        Assert.Equal("Available", (await check.BackupSagas.SingleAsync(s => s.CorrelationId == child.Id)).CurrentState);
+    }
+
+    [Fact]
+    public async Task A_fault_from_the_agent_fails_the_backup_and_restores_the_volume_status()
+    {
+        var (volume, _, child) = await SeedIncrementalAsync(volumeStatusBefore: VolumeStatus.InUse);
+        var bus = api.Services.GetRequiredService<IBus>();
+
+        var command = new CreateBackup(child.Id, volume.Id, null, "c", null, true, 1 << 30, "p", "nova");
+        await bus.Publish<Fault<CreateBackup>>(new FaultEvent<CreateBackup>(
+            command, Guid.NewGuid(), HostMetadataCache.Host, new IOException("NFS server unreachable"), [MessageUrn.ForTypeString<CreateBackup>()]));
+
+        await WaitUntilAsync(async db => (await db.Backups.FindAsync(child.Id))!.Status == BackupStatus.Error);
+        await using var check = api.NewDbContext();
+        Assert.Contains("NFS server unreachable", (await check.Backups.SingleAsync(b => b.Id == child.Id)).FailReason);
+        Assert.Equal(VolumeStatus.InUse, (await check.Volumes.SingleAsync(v => v.Id == volume.Id)).Status);
+
+        await bus.Publish(new BackupCompleted(child.Id, 1, 1, 1, 1, DateTimeOffset.UtcNow));   // late: ignored
+        await Task.Delay(1000);
+        await using var late = api.NewDbContext();
+        Assert.Equal(BackupStatus.Error, (await late.Backups.SingleAsync(b => b.Id == child.Id)).Status);
+    }
+
+    async Task<(Volume, Backup, Backup)> SeedIncrementalAsync(string volumeStatusBefore = VolumeStatus.Available)
+    {
+        _ = api.Server;                                            // starts the host: migrations, bus
+        await using var db = api.NewDbContext();
+        var now = DateTimeOffset.UtcNow;
+        var volume = new Volume
+        {
+            Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", Size = 1, AvailabilityZone = "nova", Host = "host-a",
+            Status = volumeStatusBefore, CreatedAt = now,
+        };
+        volume.StartBackup(now);
+        var parent = new Backup
+        {
+            Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", VolumeId = volume.Id, Container = "c", AvailabilityZone = "nova",
+            Status = BackupStatus.Available, CreatedAt = now.AddHours(-1), DataTimestamp = now.AddHours(-1),
+        };
+        var child = new Backup
+        {
+            Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", VolumeId = volume.Id, Container = "c", AvailabilityZone = "nova",
+            ParentId = parent.Id, CreatedAt = now, DataTimestamp = now,
+        };
+        db.AddRange(volume, parent, child, BackupSagaState.Creating(child.Id, volume.Id, null, parent.Id));
+        await db.SaveChangesAsync();
+        return (volume, parent, child);
+    }
+
+    async Task WaitUntilAsync(Func<AppDbContext, Task<bool>> condition)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            await using (var db = api.NewDbContext())
+                if (await condition(db)) return;
+            await Task.Delay(100, timeout.Token);
+        }
+    }
+}
