@@ -15,7 +15,8 @@
 #        deploy/run.sh stop       stops everything a run.sh started (from any terminal)
 #        deploy/run.sh status     the four processes and the services
 #
-# Ports (loopback only): Api 8776 (VB_API_PORT), VolumeAgent 5201, BackupAgents 5211 and 5212.
+# Ports (loopback only): Api 8776 (VB_API_PORT), VolumeAgent 5201 (VB_VOLUME_AGENT_PORT),
+# BackupAgents 5211 and 5212 (VB_BACKUP_AGENT_PORT_1, VB_BACKUP_AGENT_PORT_2).
 # Telemetry: export Telemetry__Console=true or OTEL_EXPORTER_OTLP_ENDPOINT=... before running;
 # the processes inherit the environment.
 set -euo pipefail
@@ -140,12 +141,14 @@ start_proc() {
 # wait_ready NAME PROJECT PORT CHECK...: waits (bounded) until CHECK succeeds;
 # fails at once, with the log's tail, when the process exits.
 wait_ready() {
-  local name=$1 project=$2 port=$3 t0=$SECONDS pid
+  local name=$1 project=$2 port=$3 t0=$SECONDS pid rc
   shift 3
   pid=$(head -n1 "$(pid_file "$name")")
   while ! "$@" >/dev/null 2>&1; do
     if ! alive "$pid"; then
       wait "$pid" 2>/dev/null && rc=0 || rc=$?
+      # (bash itself may have reported the death just above, e.g. "Aborted": an unhandled exception.)
+      if ((rc > 128)); then rc="$rc, killed by SIG$(kill -l $((rc - 128)))"; fi
       die_log "$name exited early (exit code $rc)" "$(log_file "$name")"
     fi
     ((SECONDS - t0 < READY_TIMEOUT)) || die_log "$name did not become ready on 127.0.0.1:$port within $READY_TIMEOUT s" "$(log_file "$name")"
@@ -309,12 +312,11 @@ fi
 
 cat <<EOF
 The service is running:
-  Api (Cinder v3)   http://127.0.0.1:$API_PORT/v3/<project>   header X-Auth-Token: <user>:<project>
+  Api (Cinder v3)   http://127.0.0.1:$API_PORT/v3/<project>, header X-Auth-Token: <user>:<project>
   VolumeAgent       http://127.0.0.1:$VOLUME_AGENT_PORT (gRPC), volumes in $VB_POOL/demo
-  BackupAgents      http://127.0.0.1:${BACKUP_AGENT_PORTS[0]}, http://127.0.0.1:${BACKUP_AGENT_PORTS[1]}, repository $VB_NFS_URL/demo
+  BackupAgents      http://127.0.0.1:${BACKUP_AGENT_PORTS[0]} and :${BACKUP_AGENT_PORTS[1]}, repository $VB_NFS_URL/demo
   Logs              $LOGS/
-  cinder CLI        cinder --os-auth-type noauth --os-user-id demo --os-project-id demo \\
-                           --os-endpoint http://127.0.0.1:$API_PORT/v3 --os-volume-api-version 3.64 backup-list
+  Try               curl -s -H 'X-Auth-Token: demo:demo' http://127.0.0.1:$API_PORT/v3/demo/backups/detail | jq
 EOF
 
 if [[ $wait_mode == no-wait ]]; then

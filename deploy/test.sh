@@ -35,5 +35,6 @@ $services start
 eval "$($services env)"
 
 rc=0
-dotnet test Distributed.sln "$@" || rc=$?
+# One test project at a time (-m:1): the failure tests stop and start the shared NFS server.
+dotnet test Distributed.sln -m:1 "$@" || rc=$?
 exit $rc

@@ -1,6 +1,8 @@
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Messaging;
+using VolumeBackup.Api.Quotas;
+using VolumeBackup.Api.Services;
 using VolumeBackup.Api.Volumes;
 
 namespace VolumeBackup.Api;
@@ -12,6 +14,8 @@ public sealed class AppDbContext(DbContextOptions<AppDbContext> options) : DbCon
     public DbSet<Backup> Backups => Set<Backup>();
     public DbSet<BackupSagaState> BackupSagas => Set<BackupSagaState>();
     public DbSet<OutboxMessage> Outbox => Set<OutboxMessage>();
+    public DbSet<AgentService> Services => Set<AgentService>();
+    public DbSet<Quota> Quotas => Set<Quota>();
 
     /// <summary>The one way the Api and its tests connect: snake_case names, metadata dictionaries as jsonb.</summary>
     public static DbContextOptionsBuilder Configure(DbContextOptionsBuilder options, string connectionString) => options
@@ -48,6 +52,12 @@ public sealed class AppDbContext(DbContextOptions<AppDbContext> options) : DbCon
             e.Property(s => s.CurrentState).HasMaxLength(64);
             e.Property(s => s.Version).IsRowVersion();
         });
+        model.Entity<AgentService>(e =>
+        {
+            e.ToTable("services");
+            e.HasIndex(s => new { s.Binary, s.Host }).IsUnique();
+        });
+        model.Entity<Quota>(e => e.HasKey(q => new { q.ProjectId, q.Resource }));
         model.Entity<OutboxMessage>(e =>
         {
             e.ToTable("outbox");

@@ -7,6 +7,9 @@ using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Messaging;
 using VolumeBackup.Api.Storage;
+using VolumeBackup.Api.Quotas;
+using VolumeBackup.Api.Services;
+using VolumeBackup.Api.Versions;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.ServiceDefaults;
 
@@ -31,10 +34,14 @@ app.UseStatusCodePages();
 await using (var scope = app.Services.CreateAsyncScope())
     await scope.ServiceProvider.GetRequiredService<AppDbContext>().Database.MigrateAsync();
 
+app.MapVersions();
 app.MapGroup("/v3/{project_id}")
+    .AddEndpointFilter<MicroversionFilter>()
     .AddEndpointFilter<NoAuthFilter>()
     .MapVolumes()
-    .MapBackups();
+    .MapBackups()
+    .MapQuotas()
+    .MapServices();
 app.MapDefaultEndpoints();
 app.Run();
 

@@ -21,6 +21,8 @@ public sealed class AgentOptions
     /// <summary>Pauses between retries of a failed job (an NFS server restarting) before it is reported failed.</summary>
     public int[] RetryIntervalsMs { get; init; } = [1_000, 5_000, 30_000];
 
+    [Range(1, 60)] public int HeartbeatSeconds { get; init; } = 10;
+
     /// <summary>Bytes between progress events.</summary>
     [Range(1 << 20, long.MaxValue)] public long ProgressEveryBytes { get; init; } = 256L << 20;
 }

@@ -11,13 +11,14 @@ namespace VolumeBackup.BackupAgent;
 /// command whose manifest is already on the share reports that backup instead of writing it again.
 /// </summary>
 public sealed class CreateBackupConsumer(
-    VolumeHost.VolumeHostClient volumes, BackupRepository repository, IOptions<AgentOptions> options, TimeProvider clock,
+    VolumeHost.VolumeHostClient volumes, BackupRepository repository, RunningJobs jobs, IOptions<AgentOptions> options, TimeProvider clock,
     ILogger<CreateBackupConsumer> logger) : IConsumer<CreateBackup>
 {
     public async Task Consume(ConsumeContext<CreateBackup> context)
     {
         var m = context.Message;
-        var ct = context.CancellationToken;
+        using var job = jobs.Start(m.BackupId, context.CancellationToken);
+        var ct = job.Token;
         var agent = options.Value;
         var device = await volumes.GetBackupDeviceAsync(new GetBackupDeviceRequest
         {
@@ -34,12 +35,21 @@ public sealed class CreateBackupConsumer(
     }
 }
 
-public sealed class CreateBackupConsumerDefinition(IOptions<AgentOptions> options) : ConsumerDefinition<CreateBackupConsumer>
+public sealed class CreateBackupConsumerDefinition : ConsumerDefinition<CreateBackupConsumer>
 {
+    readonly IOptions<AgentOptions> options;
+
+    public CreateBackupConsumerDefinition(IOptions<AgentOptions> options)
+    {
+        this.options = options;
+        EndpointName = Queues.CreateBackup(options.Value.Zone);       // the zone's agents compete on its queue
+    }
+
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<CreateBackupConsumer> consumer, IRegistrationContext context)
     {
         endpoint.ConcurrentMessageLimit = options.Value.ConcurrentJobs;
-        endpoint.UseMessageRetry(r => r.Intervals(options.Value.RetryIntervalsMs));
+        // A cancelled backup (force-deleted) is not retried: the delete that follows removes what it wrote.
+        endpoint.UseMessageRetry(r => { r.Intervals(options.Value.RetryIntervalsMs); r.Ignore<OperationCanceledException>(); });
     }
 }
 

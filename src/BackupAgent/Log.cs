@@ -16,4 +16,10 @@ internal static partial class Log
 
     [LoggerMessage(2005, LogLevel.Warning, "Device {DeviceId} could not be released; the VolumeAgent removes stale temporaries at start")]
     public static partial void DeviceReleaseFailed(this ILogger logger, string deviceId, Exception exception);
+
+    [LoggerMessage(2006, LogLevel.Warning, "Heartbeat could not be sent")]
+    public static partial void HeartbeatFailed(this ILogger logger, Exception exception);
+
+    [LoggerMessage(2007, LogLevel.Warning, "Backup {BackupId} cancelled: it was force-deleted")]
+    public static partial void BackupCancelled(this ILogger logger, Guid backupId);
 }

@@ -10,6 +10,8 @@ builder.AddServiceDefaults("BackupAgent");
 builder.Services.AddOptions<AgentOptions>().BindConfiguration(AgentOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddOptions<RepositoryOptions>().BindConfiguration(RepositoryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddSingleton<RunningJobs>();
+builder.Services.AddHostedService<AgentHeartbeatService>();
 builder.Services.AddSingleton(sp =>
 {
     var repository = sp.GetRequiredService<IOptions<RepositoryOptions>>().Value;
@@ -23,6 +25,8 @@ builder.Services.AddMassTransit(x =>
     x.AddConsumer<CreateBackupConsumer, CreateBackupConsumerDefinition>();
     x.AddConsumer<RestoreBackupConsumer, RestoreBackupConsumerDefinition>();
     x.AddConsumer<DeleteBackupConsumer, DeleteBackupConsumerDefinition>();
+    // Every agent hears every cancel: a temporary queue of its own, named for this process.
+    x.AddConsumer<CancelBackupConsumer>().Endpoint(e => { e.Temporary = true; e.InstanceId = $"-{Environment.MachineName}-{Environment.ProcessId}"; });
     x.UsingRabbitMq((context, bus) =>
     {
         bus.Host(new Uri(builder.Configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")));

@@ -29,8 +29,16 @@ public sealed class RestoreBackupConsumer(
     }
 }
 
-public sealed class RestoreBackupConsumerDefinition(IOptions<AgentOptions> options) : ConsumerDefinition<RestoreBackupConsumer>
+public sealed class RestoreBackupConsumerDefinition : ConsumerDefinition<RestoreBackupConsumer>
 {
+    readonly IOptions<AgentOptions> options;
+
+    public RestoreBackupConsumerDefinition(IOptions<AgentOptions> options)
+    {
+        this.options = options;
+        EndpointName = Queues.RestoreBackup(options.Value.Zone);
+    }
+
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<RestoreBackupConsumer> consumer, IRegistrationContext context)
     {
         endpoint.ConcurrentMessageLimit = options.Value.ConcurrentJobs;

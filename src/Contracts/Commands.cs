@@ -12,3 +12,6 @@ public record RestoreBackup(Guid BackupId, Guid RestoreId, Guid VolumeId, string
 
 /// <summary>Remove a backup's manifest and the chunks no other backup references.</summary>
 public record DeleteBackup(Guid BackupId, string Container, string AvailabilityZone);
+
+/// <summary>Stop a running backup at once (an admin force-deleted it); every agent hears it, the one running it stops.</summary>
+public record CancelBackup(Guid BackupId);

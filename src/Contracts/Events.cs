@@ -18,3 +18,7 @@ public record RestoreStarted(Guid BackupId, Guid RestoreId, Guid VolumeId, strin
 public record BackupRestored(Guid BackupId, Guid RestoreId, Guid VolumeId, long BytesRestored);
 
 public record BackupDeleted(Guid BackupId, int ChunksFreed, long BytesFreed);
+
+/// <summary>An agent is alive and serving a zone; sent every few seconds, so a silent agent is seen as down.</summary>
+/// <param name="Binary">The Cinder service it stands for, e.g. "cinder-backup".</param>
+public record AgentHeartbeat(string Binary, string Host, string Zone, string Instance, DateTimeOffset At);

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using VolumeBackup.Api.Versions;
 using VolumeBackup.Api.Volumes;
 
 namespace VolumeBackup.Api.Backups;
@@ -17,14 +18,37 @@ public sealed record BackupSummary(string Id, string? Name, IReadOnlyList<Link> 
     public static BackupSummary From(Backup b, string baseUrl) => new(b.Id.ToString(), b.Name, Wire.Links(baseUrl, b.ProjectId, "backups", b.Id));
 }
 
-public sealed record BackupView(
-    string Id, string Status, int Size, int ObjectCount, string AvailabilityZone, string Container, string CreatedAt, string? UpdatedAt,
-    string? Name, string? Description, string? FailReason, string VolumeId, IReadOnlyList<Link> Links, bool IsIncremental,
-    bool HasDependentBackups, string? SnapshotId, string DataTimestamp, Dictionary<string, string> Metadata, string UserId,
-    [property: JsonPropertyName("os-backup-project-attr:project_id")] string ProjectId)
+/// <summary>Cinder's detailed backup view; which attributes appear depends on the request's microversion.</summary>
+public static class BackupView
 {
-    public static BackupView From(Backup b, string baseUrl) => new(
-        b.Id.ToString(), b.Status, b.Size, b.ObjectCount, b.AvailabilityZone, b.Container, Wire.Time(b.CreatedAt), Wire.Time(b.UpdatedAt),
-        b.Name, b.Description, b.FailReason, b.VolumeId.ToString(), Wire.Links(baseUrl, b.ProjectId, "backups", b.Id), b.IsIncremental,
-        b.HasDependentBackups, b.SnapshotId?.ToString(), Wire.Time(b.DataTimestamp), b.Metadata, b.UserId, b.ProjectId);
+    public static Dictionary<string, object?> From(Backup b, string baseUrl, Microversion version)
+    {
+        var view = new Dictionary<string, object?>
+        {
+            ["id"] = b.Id.ToString(),
+            ["status"] = b.Status,
+            ["size"] = b.Size,
+            ["object_count"] = b.ObjectCount,
+            ["availability_zone"] = b.AvailabilityZone,
+            ["container"] = b.Container,
+            ["created_at"] = Wire.Time(b.CreatedAt),
+            ["updated_at"] = Wire.Time(b.UpdatedAt),
+            ["name"] = b.Name,
+            ["description"] = b.Description,
+            ["fail_reason"] = b.FailReason,
+            ["volume_id"] = b.VolumeId.ToString(),
+            ["links"] = Wire.Links(baseUrl, b.ProjectId, "backups", b.Id),
+            ["is_incremental"] = b.IsIncremental,
+            ["has_dependent_backups"] = b.HasDependentBackups,
+            ["snapshot_id"] = b.SnapshotId?.ToString(),
+            ["data_timestamp"] = Wire.Time(b.DataTimestamp),
+        };
+        if (version >= Microversion.BackupProject) view["os-backup-project-attr:project_id"] = b.ProjectId;
+        if (version >= Microversion.BackupMetadata) view["metadata"] = b.Metadata;
+        if (version >= Microversion.BackupProjectUserId) view["user_id"] = b.UserId;
+        return view;
+    }
 }
+
+public sealed record UpdateBackupBody(UpdateBackupRequest? Backup);
+public sealed record UpdateBackupRequest(string? Name, string? Description, Dictionary<string, string>? Metadata);

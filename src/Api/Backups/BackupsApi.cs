@@ -3,7 +3,10 @@ using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Messaging;
+using VolumeBackup.Api.Quotas;
+using VolumeBackup.Api.Services;
 using VolumeBackup.Api.Storage;
+using VolumeBackup.Api.Versions;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.Contracts;
 
@@ -20,8 +23,12 @@ public static class BackupsApi
         backups.MapGet("", List);
         backups.MapGet("/detail", ListDetail);
         backups.MapGet("/{id}", Get);
+        backups.MapPut("/{id}", Update);
         backups.MapDelete("/{id}", Delete);
         backups.MapPost("/{id}/restore", Restore);
+        backups.MapPost("/{id}/action", Action);
+        backups.MapGet("/{id}/export_record", ExportRecord);
+        backups.MapPost("/import_record", ImportRecord);
         return project;
     }
 
@@ -62,6 +69,11 @@ public static class BackupsApi
         }
 
         var now = clock.GetUtcNow();
+        if (!await ServicesApi.BackupServiceUpAsync(db, volume.AvailabilityZone, now, ct))
+            return CinderErrors.ServerError("Service cinder-backup could not be found.");
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        if (await QuotasApi.CheckBackupAsync(db, volume.ProjectId, volume.Size, ct) is { } overQuota)
+            return CinderErrors.OverLimit(overQuota);
         var backup = new Backup
         {
             Id = Guid.NewGuid(), ProjectId = volume.ProjectId, UserId = caller.UserId, VolumeId = volume.Id, SnapshotId = snapshot?.Id,
@@ -75,32 +87,177 @@ public static class BackupsApi
         db.Backups.Add(backup);
         db.BackupSagas.Add(BackupSagaState.Creating(backup.Id, volume.Id, snapshot?.Id, parentId));
         db.Outbox.Add(OutboxMessage.Create(new CreateBackup(
-            backup.Id, volume.Id, snapshot?.Id, container, parentId, inUse && snapshot is null, volume.SizeBytes, volume.ProjectId, volume.AvailabilityZone), now));
-        await db.SaveChangesAsync(ct);                      // row, volume status and command commit together; the relay publishes
+            backup.Id, volume.Id, snapshot?.Id, container, parentId, inUse && snapshot is null, volume.SizeBytes, volume.ProjectId, volume.AvailabilityZone),
+            now, Queues.CreateBackup(volume.AvailabilityZone)));
+        await db.SaveChangesAsync(ct);                      // row, volume status and command commit together; the relay sends
+        await tx.CommitAsync(ct);
         outbox.Notify();
         var baseUrl = Wire.BaseUrl(http);
         return TypedResults.Accepted($"{baseUrl}/v3/{backup.ProjectId}/backups/{backup.Id}", VolumesApi.Wrap("backup", BackupSummary.From(backup, baseUrl)));
     }
 
-    static async Task<Ok<Dictionary<string, List<BackupSummary>>>> List(Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
+    static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> List(Caller caller, AppDbContext db, HttpContext http, CancellationToken ct) =>
+        await ListAsync(caller, db, http, "backups", (b, baseUrl, _) => BackupSummary.From(b, baseUrl), ct);
+
+    static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> ListDetail(Caller caller, AppDbContext db, HttpContext http, CancellationToken ct) =>
+        await ListAsync(caller, db, http, "backups/detail", (b, baseUrl, version) => BackupView.From(b, baseUrl, version), ct);
+
+    static readonly string[] SortKeys = ["created_at", "updated_at", "id", "status", "size", "volume_id", "name", "data_timestamp"];
+
+    /// <summary>Cinder's listing: filters, all_tenants for admins, sort, limit/marker pagination with a next link, count (3.45).</summary>
+    static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> ListAsync(
+        Caller caller, AppDbContext db, HttpContext http, string collection, Func<Backup, string, Microversion, object> view, CancellationToken ct)
     {
-        var rows = await Visible(db, caller).ToListAsync(ct);
-        return TypedResults.Ok(VolumesApi.Wrap("backups", rows.Select(b => BackupSummary.From(b, Wire.BaseUrl(http))).ToList()));
+        var q = http.Request.Query;
+        var version = Microversion.Of(http);
+        var allTenants = q["all_tenants"] is [var all] && all is "1" or "true" or "True";
+        if (allTenants && !caller.IsAdmin) allTenants = false;           // Cinder ignores the flag for non-admins
+        var query = db.Backups.AsNoTracking();
+        if (!allTenants) query = query.Where(b => b.ProjectId == caller.ProjectId);
+        else if (q["project_id"] is [var project]) query = query.Where(b => b.ProjectId == project);
+        if (q["name"] is [var name]) query = query.Where(b => b.Name == name);
+        if (q["status"] is [var status]) query = query.Where(b => b.Status == status);
+        if (q["volume_id"] is [var volumeText])
+        {
+            if (!Guid.TryParse(volumeText, out var volumeId)) return TypedResults.Ok(new Dictionary<string, object> { ["backups"] = Array.Empty<object>() });
+            query = query.Where(b => b.VolumeId == volumeId);
+        }
+        var rows = await query.ToListAsync(ct);
+
+        var (key, descending) = ("created_at", true);
+        string? sort = null;
+        if (q["sort"] is [{ } sortText]) sort = sortText.Split(',')[0];
+        else if (q["sort_key"] is [{ } sortKey]) sort = $"{sortKey}:{(q["sort_dir"] is [{ } dir] ? dir : "desc")}";
+        if (sort is not null)
+        {
+            var parts = sort.Split(':');
+            key = parts[0].Trim();
+            descending = parts.Length < 2 || parts[1].Trim() != "asc";
+            if (parts.Length > 1 && parts[1].Trim() is not ("asc" or "desc")) return CinderErrors.BadRequest($"Invalid sort direction: {parts[1]}");
+            if (!SortKeys.Contains(key) || key == "name" && version < Microversion.BackupSortName) return CinderErrors.BadRequest($"Invalid input received: Invalid sort key {key}.");
+        }
+        Func<Backup, IComparable?> by = key switch
+        {
+            "updated_at" => b => b.UpdatedAt, "id" => b => b.Id, "status" => b => b.Status, "size" => b => b.Size,
+            "volume_id" => b => b.VolumeId, "name" => b => b.Name, "data_timestamp" => b => b.DataTimestamp, _ => b => b.CreatedAt,
+        };
+        var ordered = (descending ? rows.OrderByDescending(by) : rows.OrderBy(by)).ThenBy(b => b.Id).ToList();
+
+        var total = ordered.Count;
+        if (q["marker"] is [var marker])
+        {
+            var at = ordered.FindIndex(b => b.Id.ToString() == marker);
+            if (at < 0) return CinderErrors.NotFound($"Marker {marker} could not be found.");
+            ordered = ordered[(at + 1)..];
+        }
+        const int maxLimit = 1000;                                          // Cinder's osapi_max_limit
+        var limit = maxLimit;
+        if (q["limit"] is [var limitText] && (!int.TryParse(limitText, out limit) || limit < 0))
+            return CinderErrors.BadRequest("limit param must be an integer");
+        limit = Math.Min(limit, maxLimit);
+        var page = ordered.Take(limit).ToList();
+
+        var baseUrl = Wire.BaseUrl(http.Request);
+        var result = new Dictionary<string, object> { ["backups"] = page.Select(b => view(b, baseUrl, version)).ToList() };
+        if (page.Count > 0 && page.Count == limit && ordered.Count > limit)
+        {
+            var next = q.Where(p => p.Key != "marker").ToDictionary(p => p.Key, p => p.Value.ToString());
+            next["marker"] = page[^1].Id.ToString();
+            var query_ = string.Join('&', next.Select(p => $"{Uri.EscapeDataString(p.Key)}={Uri.EscapeDataString(p.Value)}"));
+            result["backups_links"] = new[] { new Link($"{baseUrl}/v3/{caller.ProjectId}/{collection}?{query_}", "next") };
+        }
+        if (version >= Microversion.CountInfo && q["with_count"] is [var withCount] && withCount is "true" or "True" or "1") result["count"] = total;
+        return TypedResults.Ok(result);
     }
 
-    static async Task<Ok<Dictionary<string, List<BackupView>>>> ListDetail(Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
-    {
-        var rows = await Visible(db, caller).ToListAsync(ct);
-        return TypedResults.Ok(VolumesApi.Wrap("backups", rows.Select(b => BackupView.From(b, Wire.BaseUrl(http))).ToList()));
-    }
-
-    static IQueryable<Backup> Visible(AppDbContext db, Caller caller) =>
-        db.Backups.AsNoTracking().Where(b => b.ProjectId == caller.ProjectId).OrderByDescending(b => b.CreatedAt);
-
-    static async Task<Results<Ok<Dictionary<string, BackupView>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct) =>
+    static async Task<Results<Ok<Dictionary<string, Dictionary<string, object?>>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, HttpContext http, CancellationToken ct) =>
         await FindAsync(db, caller, id, ct) is { } backup
-            ? TypedResults.Ok(VolumesApi.Wrap("backup", BackupView.From(backup, Wire.BaseUrl(http))))
+            ? TypedResults.Ok(VolumesApi.Wrap("backup", BackupView.From(backup, Wire.BaseUrl(http.Request), Microversion.Of(http))))
             : BackupNotFound(id);
+
+    /// <summary>Renames or re-describes a backup (3.9), and replaces its metadata (3.43).</summary>
+    static async Task<Results<Ok<Dictionary<string, BackupSummary>>, ProblemHttpResult>> Update(
+        string id, UpdateBackupBody body, Caller caller, AppDbContext db, HttpContext http, TimeProvider clock, CancellationToken ct)
+    {
+        var version = Microversion.Of(http);
+        if (version < Microversion.BackupUpdate) return CinderErrors.NotFound("The resource could not be found.");
+        if (body.Backup is not { } request) return CinderErrors.BadRequest("Missing required element 'backup' in request body.");
+        if (request.Name is { Length: > 255 } || request.Description is { Length: > 255 })
+            return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: name and description must be at most 255 characters.");
+        if (request.Metadata is not null && version < Microversion.BackupMetadata)
+            return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: Additional properties are not allowed ('metadata' was unexpected).");
+        if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
+        if (request.Name is not null) backup.Name = request.Name;
+        if (request.Description is not null) backup.Description = request.Description;
+        if (request.Metadata is not null) backup.Metadata = request.Metadata;
+        backup.UpdatedAt = clock.GetUtcNow();
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Ok(VolumesApi.Wrap("backup", BackupSummary.From(backup, Wire.BaseUrl(http.Request))));
+    }
+
+    /// <summary>Admin actions: os-reset_status and os-force_delete.</summary>
+    static async Task<Results<Accepted, ProblemHttpResult>> Action(
+        string id, System.Text.Json.JsonElement body, Caller caller, AppDbContext db, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
+    {
+        if (body.ValueKind != System.Text.Json.JsonValueKind.Object || body.EnumerateObject().FirstOrDefault() is not { Name: not null } action)
+            return CinderErrors.BadRequest("Malformed request body");
+        if (action.Name is not ("os-reset_status" or "os-force_delete")) return CinderErrors.BadRequest($"There is no such action: {action.Name}");
+        if (!caller.IsAdmin) return CinderErrors.Forbidden($"Policy doesn't allow backup:backup-{(action.Name == "os-reset_status" ? "reset_status" : "force_delete")} to be performed.");
+        if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
+        var now = clock.GetUtcNow();
+        if (action.Name == "os-reset_status")
+        {
+            var status = action.Value.TryGetProperty("status", out var s) ? s.GetString() : null;
+            if (status is not (BackupStatus.Available or BackupStatus.Error))
+                return CinderErrors.BadRequest($"Invalid input received: Backup status {status} is not valid; use available or error.");
+            backup.Status = status;
+            backup.UpdatedAt = now;
+            if (await db.BackupSagas.FindAsync([backup.Id], ct) is { CurrentState: "Creating" } saga)
+                saga.CurrentState = status == BackupStatus.Available ? "Available" : "Error";   // late agent events are then ignored
+            await db.SaveChangesAsync(ct);
+            return TypedResults.Accepted((string?)null);
+        }
+        if (backup.HasDependentBackups) return CinderErrors.BadRequest("Invalid backup: Incremental backups exist for this backup.");
+        // A running backup is cancelled by its agent when it sees the delete: the DeleteBackup command carries the cancel.
+        backup.Status = BackupStatus.Deleting;
+        backup.UpdatedAt = now;
+        db.Outbox.Add(OutboxMessage.Create(new CancelBackup(backup.Id), now));
+        db.Outbox.Add(OutboxMessage.Create(new DeleteBackup(backup.Id, backup.Container, backup.AvailabilityZone), now, Queues.DeleteBackup(backup.AvailabilityZone)));
+        if (await db.BackupSagas.FindAsync([backup.Id], ct) is { CurrentState: "Creating" } running)
+        {
+            running.CurrentState = "Error";                                  // its completion, if any, must not revive it
+            if (await db.Volumes.FindAsync([running.VolumeId], ct) is { } volume) volume.EndBackup(now);
+        }
+        await db.SaveChangesAsync(ct);
+        outbox.Notify();
+        return TypedResults.Accepted((string?)null);
+    }
+
+    /// <summary>The record that lets another deployment on the same share import and restore this backup.</summary>
+    static async Task<Results<Ok<Dictionary<string, Dictionary<string, string>>>, ProblemHttpResult>> ExportRecord(string id, Caller caller, AppDbContext db, CancellationToken ct)
+    {
+        if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow backup:export-import to be performed.");
+        if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
+        if (backup.Status != BackupStatus.Available) return CinderErrors.BadRequest($"Invalid backup: Backup status must be available and not {backup.Status}.");
+        return TypedResults.Ok(VolumesApi.Wrap("backup-record", BackupRecord.Export(backup)));
+    }
+
+    static async Task<Results<Created<Dictionary<string, BackupSummary>>, ProblemHttpResult>> ImportRecord(
+        ImportRecordBody body, Caller caller, AppDbContext db, HttpRequest http, TimeProvider clock, CancellationToken ct)
+    {
+        if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow backup:export-import to be performed.");
+        if (body.BackupRecord is not { BackupService: { } service, BackupUrl: { } url }) return CinderErrors.BadRequest("Incorrect request body format.");
+        if (service != BackupRecord.Service) return CinderErrors.BadRequest($"Invalid input received: Backup service {service} is not supported; this service imports {BackupRecord.Service}.");
+        if (BackupRecord.Decode(url) is not { } record) return CinderErrors.BadRequest("Invalid input received: Can't parse backup record.");
+        if (ContainerNames.Validate(record.Container) is { Error: { } containerError }) return CinderErrors.BadRequest(containerError);
+        if (await db.Backups.AnyAsync(b => b.Id == record.Id, ct)) return CinderErrors.BadRequest("Invalid backup: Backup already exists in database.");
+        var backup = record.ToBackup(caller.ProjectId, caller.UserId, clock.GetUtcNow());
+        db.Backups.Add(backup);
+        db.BackupSagas.Add(new BackupSagaState { CorrelationId = backup.Id, CurrentState = "Available", VolumeId = backup.VolumeId, ParentId = backup.ParentId });
+        await db.SaveChangesAsync(ct);
+        var baseUrl = Wire.BaseUrl(http);
+        return TypedResults.Created($"{baseUrl}/v3/{backup.ProjectId}/backups/{backup.Id}", VolumesApi.Wrap("backup", BackupSummary.From(backup, baseUrl)));
+    }
 
     static async Task<Results<Accepted, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
     {
@@ -112,7 +269,7 @@ public static class BackupsApi
         var now = clock.GetUtcNow();
         backup.Status = BackupStatus.Deleting;
         backup.UpdatedAt = now;
-        db.Outbox.Add(OutboxMessage.Create(new DeleteBackup(backup.Id, backup.Container, backup.AvailabilityZone), now));
+        db.Outbox.Add(OutboxMessage.Create(new DeleteBackup(backup.Id, backup.Container, backup.AvailabilityZone), now, Queues.DeleteBackup(backup.AvailabilityZone)));
         await db.SaveChangesAsync(ct);
         outbox.Notify();
         return TypedResults.Accepted((string?)null);
@@ -158,7 +315,8 @@ public static class BackupsApi
         backup.Status = BackupStatus.Restoring;
         backup.RestoreVolumeId = volume.Id;
         backup.UpdatedAt = now;
-        db.Outbox.Add(OutboxMessage.Create(new RestoreBackup(backup.Id, Guid.NewGuid(), volume.Id, backup.Container, backup.AvailabilityZone), now));
+        db.Outbox.Add(OutboxMessage.Create(new RestoreBackup(backup.Id, Guid.NewGuid(), volume.Id, backup.Container, backup.AvailabilityZone),
+            now, Queues.RestoreBackup(backup.AvailabilityZone)));
         await db.SaveChangesAsync(ct);
         outbox.Notify();
         return TypedResults.Accepted((string?)null, VolumesApi.Wrap("restore", new RestoreView(backup.Id.ToString(), volume.Id.ToString(), volume.Name)));

@@ -2,6 +2,7 @@ using MassTransit;
 using MassTransit.Configuration;
 using MassTransit.Saga;
 using VolumeBackup.Api.Backups;
+using VolumeBackup.Api.Services;
 
 namespace VolumeBackup.Api.Messaging;
 
@@ -18,6 +19,7 @@ public static class MessagingSetup
             x.AddSagaStateMachine<BackupSaga, BackupSagaState>();
             x.AddConsumer<RestoreEventsConsumer>();
             x.AddConsumer<DeleteEventsConsumer>();
+            x.AddConsumer<HeartbeatConsumer>();
             x.AddConfigureEndpointsCallback((context, _, endpoint) =>
             {
                 // Concurrency conflicts and a database restart are retried; only our own endpoints' faults are not

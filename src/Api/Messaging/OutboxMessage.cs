@@ -10,6 +10,8 @@ public sealed class OutboxMessage
     public Guid Id { get; init; }
     public required string MessageType { get; init; }
     public required string Body { get; init; }
+    /// <summary>A queue to send to (a zone's command queue); null to publish.</summary>
+    public string? Destination { get; init; }
     /// <summary>W3C traceparent of the request that wrote it, so the trace runs on through the broker.</summary>
     public string? TraceParent { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
@@ -17,10 +19,11 @@ public sealed class OutboxMessage
     public int Attempts { get; set; }
     public string? LastError { get; set; }
 
-    public static OutboxMessage Create<T>(T message, DateTimeOffset now) where T : class => new()
+    public static OutboxMessage Create<T>(T message, DateTimeOffset now, string? queue = null) where T : class => new()
     {
         Id = Guid.NewGuid(),
         MessageType = typeof(T).Name,
+        Destination = queue is null ? null : $"queue:{queue}",
         Body = JsonSerializer.Serialize(message),
         TraceParent = Activity.Current?.Id,
         CreatedAt = now,
@@ -29,6 +32,6 @@ public sealed class OutboxMessage
     /// <summary>Only contract types can be named by a row: a fixed list, never a type name looked up at run time.</summary>
     public static readonly IReadOnlyDictionary<string, Type> KnownTypes = new[]
     {
-        typeof(CreateBackup), typeof(RestoreBackup), typeof(DeleteBackup),
+        typeof(CreateBackup), typeof(RestoreBackup), typeof(DeleteBackup), typeof(CancelBackup),
     }.ToDictionary(t => t.Name);
 }

@@ -48,7 +48,10 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
             activity?.SetTag("messaging.message.id", row.Id);
             var type = OutboxMessage.KnownTypes[row.MessageType];
             var message = JsonSerializer.Deserialize(row.Body, type)!;
-            await bus.Publish(message, type, c => c.MessageId = row.Id, ct);
+            if (row.Destination is null)
+                await bus.Publish(message, type, c => c.MessageId = row.Id, ct);
+            else
+                await (await bus.GetSendEndpoint(new Uri(row.Destination))).Send(message, type, c => c.MessageId = row.Id, ct);
             row.SentAt = clock.GetUtcNow();
             row.Attempts++;
         }

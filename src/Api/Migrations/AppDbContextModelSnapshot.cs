@@ -211,6 +211,10 @@ namespace VolumeBackup.Api.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
 
+                    b.Property<string>("Destination")
+                        .HasColumnType("text")
+                        .HasColumnName("destination");
+
                     b.Property<string>("LastError")
                         .HasColumnType("text")
                         .HasColumnName("last_error");
@@ -236,6 +240,76 @@ namespace VolumeBackup.Api.Migrations
                         .HasFilter("sent_at IS NULL");
 
                     b.ToTable("outbox", (string)null);
+                });
+
+            modelBuilder.Entity("VolumeBackup.Api.Quotas.Quota", b =>
+                {
+                    b.Property<string>("ProjectId")
+                        .HasColumnType("text")
+                        .HasColumnName("project_id");
+
+                    b.Property<string>("Resource")
+                        .HasColumnType("text")
+                        .HasColumnName("resource");
+
+                    b.Property<int>("HardLimit")
+                        .HasColumnType("integer")
+                        .HasColumnName("hard_limit");
+
+                    b.HasKey("ProjectId", "Resource")
+                        .HasName("pk_quotas");
+
+                    b.ToTable("quotas", (string)null);
+                });
+
+            modelBuilder.Entity("VolumeBackup.Api.Services.AgentService", b =>
+                {
+                    b.Property<int>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("integer")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<int>("Id"));
+
+                    b.Property<string>("Binary")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("binary");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<bool>("Disabled")
+                        .HasColumnType("boolean")
+                        .HasColumnName("disabled");
+
+                    b.Property<string>("DisabledReason")
+                        .HasColumnType("text")
+                        .HasColumnName("disabled_reason");
+
+                    b.Property<string>("Host")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("host");
+
+                    b.Property<DateTimeOffset>("LastHeartbeat")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_heartbeat");
+
+                    b.Property<string>("Zone")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("zone");
+
+                    b.HasKey("Id")
+                        .HasName("pk_services");
+
+                    b.HasIndex("Binary", "Host")
+                        .IsUnique()
+                        .HasDatabaseName("ix_services_binary_host");
+
+                    b.ToTable("services", (string)null);
                 });
 
             modelBuilder.Entity("VolumeBackup.Api.Volumes.Snapshot", b =>

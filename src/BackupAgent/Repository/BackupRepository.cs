@@ -61,6 +61,9 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         var createdAt = DateTimeOffset.UtcNow;
 
         using var source = File.OpenHandle(devicePath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.Asynchronous);
+        var deviceLength = SparseFile.Length(source);
+        if (deviceLength < sizeBytes)
+            throw new InvalidOperationException($"The device {devicePath} of backup {backupId} holds {deviceLength} bytes, less than the {sizeBytes} to back up.");
         var run = new BackupRun(container, backupId, devicePath, source, sizeBytes, chunkSize, parent);
         var marker = $"{container}/writers/{backupId:D}";
         Manifest manifest;
@@ -98,7 +101,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             ?? throw new FileNotFoundException($"Backup {backupId} has no manifest in container '{container}' on {store.Describe}.");
         var clock = Stopwatch.StartNew();
         using var target = File.OpenHandle(targetPath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite, FileOptions.Asynchronous);
-        var targetLength = RandomAccess.GetLength(target);
+        var targetLength = SparseFile.Length(target);
         if (targetLength < manifest.SizeBytes)
             throw new InvalidOperationException($"The restore target {targetPath} holds {targetLength} bytes, less than the {manifest.SizeBytes} of backup {backupId}.");
 
@@ -227,11 +230,17 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 return;
             }
         }
-        var length = ChunkStore.Encode(compressor, plain.Span, packed);
-        await store.WriteAtomicAsync(path, packed.AsMemory(0, length), ct);
+        await WriteChunkAsync(run, hash, plain.Span, packed, compressor, ct);
+    }
+
+    // Atomic, so that a crash never leaves a partial chunk under a name later backups trust.
+    Task WriteChunkAsync(BackupRun run, string hash, ReadOnlySpan<byte> plain, byte[] packed, Compressor compressor, CancellationToken ct)
+    {
+        var length = ChunkStore.Encode(compressor, plain, packed);
         run.Stored[hash] = length;
         Interlocked.Increment(ref run.ChunksWritten);
         Interlocked.Add(ref run.BytesWritten, length);
+        return store.WriteAtomicAsync(ChunkStore.PathOf(run.Container, hash), packed.AsMemory(0, length), ct);
     }
 
     // Holding gc.lock, after a collection ran during the backup.
@@ -260,11 +269,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 if (ChunkStore.Hash(data.Span) != hash)
                     throw new BackupDataException($"Backup {run.BackupId}: chunk {index} of {run.DevicePath} changed while it was backed up, and a concurrent delete collected its copy.",
                         run.BackupId, index, hash);
-                var length = ChunkStore.Encode(compressor, data.Span, packed);
-                await store.WriteAtomicAsync(ChunkStore.PathOf(run.Container, hash), packed.AsMemory(0, length), ct);
-                run.Stored[hash] = length;
-                Interlocked.Increment(ref run.ChunksWritten);
-                Interlocked.Add(ref run.BytesWritten, length);
+                await WriteChunkAsync(run, hash, data.Span, packed, compressor, ct);
             }
         }
         finally

@@ -47,7 +47,7 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
         {
             file = Open(full);
         }
-        catch (IOException) when (Path.Exists(full))
+        catch (IOException e) when (e.HResult == 17 || Path.Exists(full))   // EEXIST, even if the holder already removed it
         {
             return false;
         }

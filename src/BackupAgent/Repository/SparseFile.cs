@@ -6,6 +6,7 @@ namespace VolumeBackup.BackupAgent.Repository;
 // Holes in raw images: found with lseek(SEEK_DATA) when reading, made with fallocate(PUNCH_HOLE) when writing.
 static partial class SparseFile
 {
+    const int SeekEnd = 2;
     const int SeekData = 3;
     const int Enxio = 6;
     const int FallocKeepSize = 1;
@@ -13,6 +14,13 @@ static partial class SparseFile
     const int Block = 4096;
 
     static readonly byte[] Zeros = new byte[1024 * 1024];
+
+    // The size of a file or of a block device (whose st_size, and so RandomAccess.GetLength, is 0).
+    public static long Length(SafeFileHandle file)
+    {
+        var end = lseek(file, 0, SeekEnd);
+        return end >= 0 ? end : throw new IOException($"lseek failed: errno {Marshal.GetLastPInvokeError()}");
+    }
 
     // True when [offset, offset + length) holds no data; false when it does or the file system cannot tell.
     public static bool IsHole(SafeFileHandle file, long offset, long length)

@@ -53,6 +53,24 @@ public sealed class Backend : IAsyncLifetime
         });
         Http = new HttpClient { BaseAddress = new Uri(Api.Address), Timeout = TimeSpan.FromSeconds(60) };
         Http.DefaultRequestHeaders.Add("X-Auth-Token", $"tester:{Project}");
+        Admin = new HttpClient { BaseAddress = Http.BaseAddress, Timeout = Http.Timeout };
+        Admin.DefaultRequestHeaders.Add("X-Auth-Token", $"admin:{Project}");
+        await WaitForBackupServiceAsync();
+    }
+
+    /// <summary>A client with the admin role, in the same project.</summary>
+    public HttpClient Admin { get; private set; } = null!;
+
+    /// <summary>Backups are refused until an agent's heartbeat reached the Api, as Cinder refuses them with no cinder-backup up.</summary>
+    public async Task WaitForBackupServiceAsync()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            var services = JsonNode.Parse(await Admin.GetStringAsync($"/v3/{Project}/os-services?binary=cinder-backup", timeout.Token))!["services"]!.AsArray();
+            if (services.Any(s => (string?)s!["state"] == "up")) return;
+            await Task.Delay(250, timeout.Token);
+        }
     }
 
     public Task<HostProcess> StartBackupAgentAsync(string name, string? repositoryTarget = null) => Start("BackupAgent", new()
@@ -146,6 +164,7 @@ public sealed class Backend : IAsyncLifetime
     public async Task DisposeAsync()
     {
         Http?.Dispose();
+        Admin?.Dispose();
         foreach (var host in hosts.ToArray()) await host.DisposeAsync();
         if (Directory.Exists(Pool)) Directory.Delete(Pool, recursive: true);
     }

@@ -253,6 +253,15 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
+    public async Task Backup_of_a_device_shorter_than_the_volume_is_refused()
+    {
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => BackupAsync(fx.Repository(), fx.SparseVolume(ChunkSize), 2 * ChunkSize));
+
+        Assert.Contains("less than the 131072 to back up", error.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(fx.ContainerPath));   // nothing written
+    }
+
+    [Fact]
     public async Task Progress_is_reported_every_64_MiB_not_per_chunk()
     {
         const long size = 200L * 1024 * 1024;   // all holes: read as nothing

@@ -1,0 +1,148 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using VolumeBackup.Api.Auth;
+using VolumeBackup.Api.Backups;
+using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Volumes;
+
+namespace VolumeBackup.Api.Quotas;
+
+/// <summary>A project's limit for one resource; absent rows mean Cinder's default.</summary>
+public sealed class Quota
+{
+    public required string ProjectId { get; init; }
+    public required string Resource { get; init; }
+    public int HardLimit { get; set; }
+}
+
+/// <summary>
+/// Cinder's quota sets. Usage is counted from the rows themselves (a backup being created is "reserved", a finished one
+/// "in use", a failed or deleted one nothing), so reserve, commit, roll back and release can never drift from the data.
+/// </summary>
+public static class QuotasApi
+{
+    /// <summary>Cinder's defaults (cinder/quota.py).</summary>
+    public static readonly IReadOnlyDictionary<string, int> Defaults = new Dictionary<string, int>
+    {
+        ["volumes"] = 10, ["snapshots"] = 10, ["gigabytes"] = 1000, ["backups"] = 10, ["backup_gigabytes"] = 1000,
+        ["groups"] = 10, ["per_volume_gigabytes"] = -1,
+    };
+
+    public static RouteGroupBuilder MapQuotas(this RouteGroupBuilder project)
+    {
+        var quotas = project.MapGroup("/os-quota-sets").WithTags("Quotas");
+        quotas.MapGet("/{target}", Get);
+        quotas.MapGet("/{target}/defaults", GetDefaults);
+        quotas.MapPut("/{target}", Update);
+        return project;
+    }
+
+    static async Task<Results<Ok<Dictionary<string, Dictionary<string, object>>>, ProblemHttpResult>> Get(
+        string target, Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
+    {
+        if (!caller.CanSee(target)) return CinderErrors.Forbidden($"Project {target} is not the caller's project");
+        var limits = await LimitsAsync(db, target, ct);
+        var set = new Dictionary<string, object> { ["id"] = target };
+        if (http.Query["usage"] is [var usage] && usage is "true" or "True" or "1")
+        {
+            var used = await UsageAsync(db, target, ct);
+            foreach (var (resource, limit) in limits)
+            {
+                var (inUse, reserved) = used.GetValueOrDefault(resource);
+                set[resource] = new Dictionary<string, int> { ["limit"] = limit, ["in_use"] = inUse, ["reserved"] = reserved, ["allocated"] = 0 };
+            }
+        }
+        else foreach (var (resource, limit) in limits) set[resource] = limit;
+        return TypedResults.Ok(VolumesApi.Wrap("quota_set", set));
+    }
+
+    static Ok<Dictionary<string, Dictionary<string, object>>> GetDefaults(string target)
+    {
+        var set = new Dictionary<string, object> { ["id"] = target };
+        foreach (var (resource, limit) in Defaults) set[resource] = limit;
+        return TypedResults.Ok(VolumesApi.Wrap("quota_set", set));
+    }
+
+    static async Task<Results<Ok<Dictionary<string, Dictionary<string, object>>>, ProblemHttpResult>> Update(
+        string target, JsonElement body, Caller caller, AppDbContext db, CancellationToken ct)
+    {
+        if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow volume_extension:quotas:update to be performed.");
+        if (body.ValueKind != JsonValueKind.Object || !body.TryGetProperty("quota_set", out var set) || set.ValueKind != JsonValueKind.Object)
+            return CinderErrors.BadRequest("Missing required element 'quota_set' in request body.");
+        var changes = new Dictionary<string, int>();
+        foreach (var item in set.EnumerateObject())
+        {
+            if (item.Name is "tenant_id" or "id") continue;
+            if (!Defaults.ContainsKey(item.Name)) return CinderErrors.BadRequest($"Bad key(s) in quota set: {item.Name}");
+            if (!TryLimit(item.Value, out var limit) || limit < -1)
+                return CinderErrors.BadRequest($"Invalid input for field/attribute {item.Name}. Value: {item.Value}. must be an integer of at least -1");
+            changes[item.Name] = limit;
+        }
+        foreach (var (resource, limit) in changes)
+        {
+            var row = await db.Quotas.FindAsync([target, resource], ct);
+            if (row is null) db.Quotas.Add(new Quota { ProjectId = target, Resource = resource, HardLimit = limit });
+            else row.HardLimit = limit;
+        }
+        await db.SaveChangesAsync(ct);
+        var result = new Dictionary<string, object>();
+        foreach (var (resource, limit) in await LimitsAsync(db, target, ct)) result[resource] = limit;
+        return TypedResults.Ok(VolumesApi.Wrap("quota_set", result));
+    }
+
+    static bool TryLimit(JsonElement value, out int limit)
+    {
+        limit = 0;
+        return value.ValueKind switch
+        {
+            JsonValueKind.Number => value.TryGetInt32(out limit),
+            JsonValueKind.String => int.TryParse(value.GetString(), out limit),
+            _ => false,
+        };
+    }
+
+    public static async Task<Dictionary<string, int>> LimitsAsync(AppDbContext db, string projectId, CancellationToken ct)
+    {
+        var limits = new Dictionary<string, int>(Defaults);
+        foreach (var row in await db.Quotas.AsNoTracking().Where(q => q.ProjectId == projectId).ToListAsync(ct))
+            limits[row.Resource] = row.HardLimit;
+        return limits;
+    }
+
+    static async Task<Dictionary<string, (int InUse, int Reserved)>> UsageAsync(AppDbContext db, string projectId, CancellationToken ct)
+    {
+        var backups = await db.Backups.AsNoTracking().Where(b => b.ProjectId == projectId && b.Status != BackupStatus.Error)
+            .Select(b => new { b.Status, b.Size }).ToListAsync(ct);
+        var volumes = await db.Volumes.AsNoTracking().Where(v => v.ProjectId == projectId).Select(v => v.Size).ToListAsync(ct);
+        var snapshots = await db.Snapshots.AsNoTracking().CountAsync(s => s.ProjectId == projectId, ct);
+        var creating = backups.Where(b => b.Status == BackupStatus.Creating).ToList();
+        var done = backups.Where(b => b.Status != BackupStatus.Creating).ToList();
+        return new()
+        {
+            ["backups"] = (done.Count, creating.Count),
+            ["backup_gigabytes"] = (done.Sum(b => b.Size), creating.Sum(b => b.Size)),
+            ["volumes"] = (volumes.Count, 0),
+            ["gigabytes"] = (volumes.Sum(), 0),
+            ["snapshots"] = (snapshots, 0),
+        };
+    }
+
+    /// <summary>
+    /// Checks that one more backup of <paramref name="sizeGb"/> fits the project's quota, under a per-project lock held to the
+    /// end of the caller's transaction, so two requests racing for the last slot cannot both pass. Null when it fits.
+    /// </summary>
+    public static async Task<string?> CheckBackupAsync(AppDbContext db, string projectId, int sizeGb, CancellationToken ct)
+    {
+        await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtext({"quota:" + projectId}))", ct);
+        var limits = await LimitsAsync(db, projectId, ct);
+        var counted = db.Backups.Where(b => b.ProjectId == projectId && b.Status != BackupStatus.Error);
+        var count = await counted.CountAsync(ct);
+        var gigabytes = await counted.SumAsync(b => b.Size, ct);
+        if (limits["backups"] >= 0 && count + 1 > limits["backups"])
+            return $"Maximum number of backups allowed ({limits["backups"]}) exceeded";
+        if (limits["backup_gigabytes"] >= 0 && gigabytes + sizeGb > limits["backup_gigabytes"])
+            return $"Requested backup exceeds allowed Backup gigabytes quota. Requested {sizeGb}G, quota is {limits["backup_gigabytes"]}G and {gigabytes}G has been consumed.";
+        return null;
+    }
+}

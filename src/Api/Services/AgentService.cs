@@ -1,0 +1,20 @@
+namespace VolumeBackup.Api.Services;
+
+/// <summary>An agent as Cinder lists services: one row per binary and host, kept fresh by heartbeats.</summary>
+public sealed class AgentService
+{
+    public const string Backup = "cinder-backup";
+    /// <summary>Cinder's service_down_time: an agent silent this long is down.</summary>
+    public static readonly TimeSpan DownAfter = TimeSpan.FromSeconds(60);
+
+    public int Id { get; init; }
+    public required string Binary { get; init; }
+    public required string Host { get; init; }
+    public string Zone { get; set; } = "nova";
+    public bool Disabled { get; set; }
+    public string? DisabledReason { get; set; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset LastHeartbeat { get; set; }
+
+    public bool IsUp(DateTimeOffset now) => now - LastHeartbeat < DownAfter;
+}

@@ -1,0 +1,74 @@
+using MassTransit;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using VolumeBackup.Api.Auth;
+using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Volumes;
+using VolumeBackup.Contracts;
+
+namespace VolumeBackup.Api.Services;
+
+public static class ServicesApi
+{
+    public static RouteGroupBuilder MapServices(this RouteGroupBuilder project)
+    {
+        project.MapGet("/os-services", List).WithTags("Services");
+        return project;
+    }
+
+    /// <summary>Agents as <c>cinder service-list</c> shows them (admin only, as in Cinder).</summary>
+    static async Task<Results<Ok<Dictionary<string, List<Dictionary<string, object?>>>>, ProblemHttpResult>> List(
+        Caller caller, AppDbContext db, HttpRequest http, TimeProvider clock, CancellationToken ct)
+    {
+        if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow volume_extension:services:index to be performed.");
+        var query = db.Services.AsNoTracking();
+        if (http.Query["binary"] is [var binary]) query = query.Where(s => s.Binary == binary);
+        if (http.Query["host"] is [var host]) query = query.Where(s => s.Host == host);
+        var now = clock.GetUtcNow();
+        var rows = await query.OrderBy(s => s.Binary).ThenBy(s => s.Host).ToListAsync(ct);
+        return TypedResults.Ok(VolumesApi.Wrap("services", rows.Select(s => new Dictionary<string, object?>
+        {
+            ["id"] = s.Id,
+            ["binary"] = s.Binary,
+            ["host"] = s.Host,
+            ["zone"] = s.Zone,
+            ["status"] = s.Disabled ? "disabled" : "enabled",
+            ["state"] = s.IsUp(now) ? "up" : "down",
+            ["updated_at"] = Wire.Time(s.LastHeartbeat),
+            ["disabled_reason"] = s.DisabledReason,
+            ["frozen"] = false,
+            ["cluster"] = null,
+            ["replication_status"] = "disabled",
+            ["active_backend_id"] = null,
+            ["backend_state"] = null,
+        }).ToList()));
+    }
+
+    /// <summary>Whether a backup agent of the zone has been heard from recently: Cinder refuses a backup otherwise.</summary>
+    public static Task<bool> BackupServiceUpAsync(AppDbContext db, string zone, DateTimeOffset now, CancellationToken ct)
+    {
+        var since = now - AgentService.DownAfter;
+        return db.Services.AnyAsync(s => s.Binary == AgentService.Backup && s.Zone == zone && !s.Disabled && s.LastHeartbeat > since, ct);
+    }
+}
+
+/// <summary>Records heartbeats; a late one never moves the clock back.</summary>
+public sealed class HeartbeatConsumer(AppDbContext db, TimeProvider clock) : IConsumer<AgentHeartbeat>
+{
+    public async Task Consume(ConsumeContext<AgentHeartbeat> context)
+    {
+        var beat = context.Message;
+        var ct = context.CancellationToken;
+        var service = await db.Services.FirstOrDefaultAsync(s => s.Binary == beat.Binary && s.Host == beat.Host, ct);
+        if (service is null)
+        {
+            service = new AgentService { Binary = beat.Binary, Host = beat.Host, CreatedAt = clock.GetUtcNow() };
+            db.Services.Add(service);
+        }
+        service.Zone = beat.Zone;
+        // The Api's clock, not the agent's: up/down is judged against it.
+        var now = clock.GetUtcNow();
+        if (now > service.LastHeartbeat) service.LastHeartbeat = now;
+        await db.SaveChangesAsync(ct);
+    }
+}

@@ -1,0 +1,48 @@
+using System.Collections.Concurrent;
+using MassTransit;
+using VolumeBackup.Contracts;
+
+namespace VolumeBackup.BackupAgent;
+
+/// <summary>The backups this agent is running, so a CancelBackup can stop one of them at once.</summary>
+public sealed class RunningJobs
+{
+    readonly ConcurrentDictionary<Guid, CancellationTokenSource> jobs = new();
+
+    /// <summary>A token that ends with the consumer's or with a cancel for this backup.</summary>
+    public Lease Start(Guid backupId, CancellationToken ct)
+    {
+        var source = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        jobs[backupId] = source;
+        return new Lease(this, backupId, source);
+    }
+
+    public bool Cancel(Guid backupId)
+    {
+        if (!jobs.TryGetValue(backupId, out var source)) return false;
+        source.Cancel();
+        return true;
+    }
+
+    public sealed class Lease(RunningJobs owner, Guid backupId, CancellationTokenSource source) : IDisposable
+    {
+        public CancellationToken Token => source.Token;
+        public bool Cancelled => source.IsCancellationRequested;
+
+        public void Dispose()
+        {
+            owner.jobs.TryRemove(new KeyValuePair<Guid, CancellationTokenSource>(backupId, source));
+            source.Dispose();
+        }
+    }
+}
+
+/// <summary>Every agent hears every cancel (a temporary queue of its own); only the one running the backup acts.</summary>
+public sealed class CancelBackupConsumer(RunningJobs jobs, ILogger<CancelBackupConsumer> logger) : IConsumer<CancelBackup>
+{
+    public Task Consume(ConsumeContext<CancelBackup> context)
+    {
+        if (jobs.Cancel(context.Message.BackupId)) logger.BackupCancelled(context.Message.BackupId);
+        return Task.CompletedTask;
+    }
+}
