@@ -94,8 +94,77 @@ step_done() {
   SUMMARY+=("$(printf '  %-66s %6s s' "$STEP_NAME" "$took")")
 }
 
+# Like Cinder without a running cinder-backup, the Api refuses backups until an
+# agent's heartbeat has reached it; wait for one (os-services is admin-only).
+wait_backup_service() {
+  local t0 out code up
+  t0=$(now)
+  out=$(mktemp)
+  while true; do
+    code=$(curl -sS --max-time 10 -o "$out" -w '%{http_code}' -H "X-Auth-Token: admin:$PROJECT" \
+      "$API/v3/$PROJECT/os-services?binary=cinder-backup") || code=000
+    case $code in
+      200)
+        up=$(jq -r '[.services[] | select(.state == "up") | "\(.binary) on \(.host) (zone \(.zone))"] | join(", ")' "$out")
+        if [[ -n $up ]]; then echo "Backup service: $up is up ($(secs "$t0") s)"; break; fi ;;
+      404) break ;;   # an Api without os-services takes backups at once
+      *) rm -f "$out"; fail "GET /os-services -> HTTP $code" ;;
+    esac
+    if awk -v t="$(secs "$t0")" -v m="$TIMEOUT" 'BEGIN { exit !(t > m) }'; then
+      rm -f "$out"; fail "no backup service is up after $TIMEOUT s (are the BackupAgents running?)"
+    fi
+    sleep 0.5
+  done
+  rm -f "$out"
+}
+
+# The project's quotas (Cinder's defaults: 10 volumes, 10 backups) would run out
+# after a few demos, so each run first deletes what earlier runs left (names
+# demo-*) and keeps its own for you to look at.
+remove_earlier_runs() {
+  local t0 json ids id backups_before backups_after volumes_before volumes_after
+  local mine='select(.name // "" | startswith("demo-"))'
+  t0=$(now)
+  backups_before=$(api GET /backups/detail | jq "[.backups[] | $mine] | length")
+  # Newest first: a backup that incrementals depend on is refused until they are gone.
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    json=$(api GET /backups/detail)
+    mapfile -t ids < <(jq -r ".backups[] | $mine | select(.status == \"available\" or .status == \"error\")
+      | select(.has_dependent_backups | not) | .id" <<<"$json")
+    ((${#ids[@]} > 0)) || break
+    for id in "${ids[@]}"; do api DELETE "/backups/$id" >/dev/null; done
+    # Deletion is asynchronous: deleting, then the row goes.
+    for _ in $(seq 1 150); do
+      api GET /backups/detail | jq -e '[.backups[] | select(.status == "deleting")] | length == 0' >/dev/null && break
+      sleep 0.2
+    done
+  done
+  backups_after=$(api GET /backups/detail | jq "[.backups[] | $mine] | length")
+
+  json=$(api GET /volumes/detail)
+  volumes_before=$(jq "[.volumes[] | $mine] | length" <<<"$json")
+  mapfile -t ids < <(jq -r ".volumes[] | $mine | .id" <<<"$json")
+  for id in "${ids[@]}"; do
+    if [[ $(jq -r --arg id "$id" '.volumes[] | select(.id == $id) | .status' <<<"$json") == in-use ]]; then
+      EXPECT='*' api POST "/volumes/$id/action" '{"os-detach":{}}' >/dev/null
+    fi
+    EXPECT='*' api DELETE "/volumes/$id" >/dev/null
+  done
+  volumes_after=$(api GET /volumes/detail | jq "[.volumes[] | $mine] | length")
+
+  if ((backups_before + volumes_before > 0)); then
+    echo "Removed what earlier demo runs left: $((backups_before - backups_after)) backups," \
+         "$((volumes_before - volumes_after)) volumes ($(secs "$t0") s)"
+  fi
+  if ((backups_after + volumes_after > 0)); then
+    echo "  (could not remove $backups_after backups and $volumes_after volumes named demo-*: check their status)"
+  fi
+}
+
 T_ALL=$(now)
 echo "VolumeBackup demo against $API (project $PROJECT)"
+wait_backup_service
+remove_earlier_runs
 
 # ---------------------------------------------------------------------------
 header "Create a 1 GiB volume"

@@ -317,6 +317,8 @@ The service is running:
   BackupAgents      http://127.0.0.1:${BACKUP_AGENT_PORTS[0]} and :${BACKUP_AGENT_PORTS[1]}, repository $VB_NFS_URL/demo
   Logs              $LOGS/
   Try               curl -s -H 'X-Auth-Token: demo:demo' http://127.0.0.1:$API_PORT/v3/demo/backups/detail | jq
+                    cinder --os-auth-type noauth --os-user-id demo --os-project-id demo \\
+                           --os-endpoint http://127.0.0.1:$API_PORT/v3/demo backup-list
 EOF
 
 if [[ $wait_mode == no-wait ]]; then

@@ -39,6 +39,7 @@ app.MapGroup("/v3/{project_id}")
     .AddEndpointFilter<MicroversionFilter>()
     .AddEndpointFilter<NoAuthFilter>()
     .MapVolumes()
+    .MapAttachments()
     .MapBackups()
     .MapQuotas()
     .MapServices();

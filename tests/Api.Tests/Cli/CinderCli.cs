@@ -1,0 +1,80 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace VolumeBackup.Api.Tests.Cli;
+
+/// <summary>The unmodified OpenStack <c>cinder</c> client (python3-cinderclient), in noauth mode against one Api.</summary>
+public sealed partial class CinderCli(string apiAddress, string project, string user = "tester")
+{
+    public const string ApiVersion = "3.64";
+
+    public CinderCli As(string otherUser) => new(apiAddress, project, otherUser);
+
+    public async Task<CliResult> RunAsync(params string[] args)
+    {
+        var info = new ProcessStartInfo("cinder")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        foreach (var arg in new[]
+        {
+            "--os-auth-type", "noauth", "--os-user-id", user, "--os-project-id", project,
+            "--os-endpoint", $"{apiAddress}/v3/{project}", "--os-volume-api-version", ApiVersion,
+        }.Concat(args)) info.ArgumentList.Add(arg);
+        info.Environment.Remove("OS_AUTH_URL");
+        using var process = Process.Start(info)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        return new CliResult(process.ExitCode, await output, await error, string.Join(' ', args));
+    }
+
+    /// <summary>Runs and requires success.</summary>
+    public async Task<CliResult> OkAsync(params string[] args)
+    {
+        var result = await RunAsync(args);
+        Assert.True(result.ExitCode == 0, $"cinder {result.Command} failed ({result.ExitCode}): {result.Error}{result.Output}");
+        return result;
+    }
+
+    /// <summary>Polls <c>cinder {kind}-show</c> until its status is one of <paramref name="statuses"/>.</summary>
+    public async Task<Dictionary<string, string>> WaitForStatusAsync(string kind, string id, params string[] statuses)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        Dictionary<string, string> shown = [];
+        while (!timeout.IsCancellationRequested)
+        {
+            shown = (await OkAsync(kind.Length == 0 ? "show" : $"{kind}-show", id)).Properties();
+            if (statuses.Contains(shown.GetValueOrDefault("status"))) return shown;
+            await Task.Delay(300);
+        }
+        throw new TimeoutException($"{kind} {id} never reached {string.Join('|', statuses)}: {string.Join(", ", shown)}");
+    }
+}
+
+public sealed partial record CliResult(int ExitCode, string Output, string Error, string Command)
+{
+    /// <summary>The rows of a "Property | Value" table, as <c>*-show</c> and <c>*-create</c> print them.</summary>
+    public Dictionary<string, string> Properties()
+    {
+        var properties = new Dictionary<string, string>();
+        foreach (Match row in Row().Matches(Output))
+            properties.TryAdd(row.Groups[1].Value.Trim(), row.Groups[2].Value.Trim());
+        return properties;
+    }
+
+    /// <summary>The rows of a list table, as dictionaries by column name.</summary>
+    public List<Dictionary<string, string>> Table()
+    {
+        var lines = Output.Split('\n').Where(l => l.StartsWith('|')).ToList();
+        if (lines.Count == 0) return [];
+        var header = Cells(lines[0]);
+        return lines.Skip(1).Select(l => header.Zip(Cells(l)).ToDictionary(p => p.First, p => p.Second)).ToList();
+    }
+
+    static string[] Cells(string line) => line.Trim().Trim('|').Split('|').Select(c => c.Trim()).ToArray();
+
+    [GeneratedRegex(@"^\|\s*([^|]+?)\s*\|\s*(.*?)\s*\|\s*$", RegexOptions.Multiline)]
+    private static partial Regex Row();
+}
