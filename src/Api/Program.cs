@@ -17,6 +17,8 @@ var builder = WebApplication.CreateBuilder(args);
 builder.Services.AddSingleton<IProblemDetailsWriter, CinderProblemDetailsWriter>();   // before AddProblemDetails: writers run in order
 builder.AddServiceDefaults("Api");
 builder.Services.AddExceptionHandler<ConcurrencyExceptionHandler>();
+// A body that is missing or not JSON throws, so the one error path renders it in Cinder's shape with its reason.
+builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
 builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
 builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();

@@ -32,7 +32,7 @@ public sealed class CinderProblemDetailsWriter : IProblemDetailsWriter
             return string.Join(" ", validation.Errors.SelectMany(e => e.Value));
         if (!string.IsNullOrEmpty(context.ProblemDetails.Detail)) return context.ProblemDetails.Detail;
         if (code >= 500) return "The server has either erred or is incapable of performing the requested operation.";
-        return context.ProblemDetails.Title ?? "Error";
+        return context.ProblemDetails.Title ?? Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(code);
     }
 
     /// <summary>Cinder's fault names by status (cinder/api/openstack/wsgi.py).</summary>

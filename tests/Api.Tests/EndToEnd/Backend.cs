@@ -33,9 +33,12 @@ public sealed class Backend : IAsyncLifetime
         Database = await TestServices.CreateDatabaseAsync("e2e");
         broker = await TestServices.CreateVirtualHostAsync("e2e");
         Pool = TestServices.CreatePoolFolder("e2e");
-        var folder = $"e2e-{Guid.NewGuid():N}"[..16];
-        RepositoryFolder = Path.Combine(TestServices.NfsExport, folder);
-        repositoryTarget = $"{TestServices.NfsUrl}/{folder}";
+        if (repositoryTarget.Length == 0)
+        {
+            var folder = $"e2e-{Guid.NewGuid():N}"[..16];
+            RepositoryFolder = Path.Combine(TestServices.NfsExport, folder);
+            repositoryTarget = $"{TestServices.NfsUrl}/{folder}";
+        }
 
         VolumeAgent = await Start("VolumeAgent", new()
         {
@@ -71,6 +74,14 @@ public sealed class Backend : IAsyncLifetime
             if (services.Any(s => (string?)s!["state"] == "up")) return;
             await Task.Delay(250, timeout.Token);
         }
+    }
+
+    /// <summary>A second, fresh deployment (its own database, broker and pool) on the same backup repository.</summary>
+    public static async Task<Backend> SharingRepositoryWithAsync(Backend other)
+    {
+        var backend = new Backend { repositoryTarget = other.repositoryTarget, RepositoryFolder = other.RepositoryFolder };
+        await backend.InitializeAsync();
+        return backend;
     }
 
     public Task<HostProcess> StartBackupAgentAsync(string name, string? repositoryTarget = null) => Start("BackupAgent", new()

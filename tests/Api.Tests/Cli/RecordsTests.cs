@@ -1,0 +1,35 @@
+using VolumeBackup.Api.Tests.EndToEnd;
+
+namespace VolumeBackup.Api.Tests.Cli;
+
+[Collection(BackendCollection.Name)]
+public sealed class RecordsTests(Backend backend)
+{
+    [Fact]
+    public async Task An_exported_record_imported_into_a_fresh_deployment_on_the_same_share_restores()
+    {
+        var cli = new CinderCli(backend.Api.Address, Backend.Project);
+        var volumeId = (await cli.OkAsync("create", "1")).Properties()["id"];
+        await cli.WaitForStatusAsync("", volumeId, "available");
+        Backend.WriteGuestData(backend.VolumeFile(volumeId), seed: 70, offset: 3 << 20, bytes: 2 << 20);
+        var sha = Backend.Sha256(backend.VolumeFile(volumeId));
+        var backupId = (await cli.OkAsync("backup-create", volumeId)).Properties()["id"];
+        await cli.WaitForStatusAsync("backup", backupId, "available");
+
+        Assert.NotEqual(0, (await cli.RunAsync("backup-export", backupId)).ExitCode);        // admin only
+        var record = (await cli.As("admin").OkAsync("backup-export", backupId)).Properties();
+
+        await using var fresh = await Backend.SharingRepositoryWithAsync(backend);
+        var freshCli = new CinderCli(fresh.Api.Address, Backend.Project);
+        await freshCli.As("admin").OkAsync("backup-import", record["backup_service"], record["backup_url"]);
+        Assert.Equal("available", (await freshCli.OkAsync("backup-show", backupId)).Properties()["status"]);
+
+        var restoredId = (await freshCli.OkAsync("backup-restore", backupId)).Properties()["volume_id"];
+        await freshCli.WaitForStatusAsync("", restoredId, "available", "error_restoring");
+        Assert.Equal(sha, Backend.Sha256(fresh.VolumeFile(restoredId)));
+
+        var again = await freshCli.As("admin").RunAsync("backup-import", record["backup_service"], record["backup_url"]);
+        Assert.NotEqual(0, again.ExitCode);
+        Assert.Contains("already exists", again.Error);
+    }
+}
