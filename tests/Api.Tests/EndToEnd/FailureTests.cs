@@ -44,6 +44,7 @@ public sealed class FailureTests(Backend backend)
     [InlineData("volumes", """{"volume": {"size": 0}}""", 400, "badRequest")]
     [InlineData("volumes", """{"volume": {"name": "no size"}}""", 400, "badRequest")]
     [InlineData("volumes", """not json""", 400, "badRequest")]
+    [InlineData("backups", "", 400, "badRequest")]
     public async Task Bad_requests_get_Cinder_errors_and_change_nothing(string path, string body, int status, string fault)
     {
         var before = await CountRowsAsync();
