@@ -22,3 +22,14 @@ public record BackupDeleted(Guid BackupId, int ChunksFreed, long BytesFreed);
 /// <summary>An agent is alive and serving a zone; sent every few seconds, so a silent agent is seen as down.</summary>
 /// <param name="Binary">The Cinder service it stands for, e.g. "cinder-backup".</param>
 public record AgentHeartbeat(string Binary, string Host, string Zone, string Instance, DateTimeOffset At);
+
+/// <summary>
+/// Cinder's backup notifications for any subscriber (billing, audit, dashboards): <c>backup.create.start</c>,
+/// <c>backup.create.end</c>, <c>backup.create.error</c>, <c>backup.createprogress</c>, <c>backup.restore.start</c>,
+/// <c>backup.restore.end</c>, <c>backup.restore.error</c>, <c>backup.delete.start</c>, <c>backup.delete.end</c>,
+/// <c>backup.delete.error</c>. Published by the Api in the same transaction as the change it reports.
+/// </summary>
+public record BackupNotification(
+    string EventType, Guid BackupId, string ProjectId, string UserId, Guid VolumeId, string Status, int Size,
+    string AvailabilityZone, string? Host, string? Name, string? FailReason, Guid? RestoreVolumeId, long? BytesDone,
+    DateTimeOffset CreatedAt, DateTimeOffset Timestamp);

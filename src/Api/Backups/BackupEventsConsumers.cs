@@ -10,19 +10,21 @@ namespace VolumeBackup.Api.Backups;
 public sealed class RestoreEventsConsumer(AppDbContext db, TimeProvider clock) : IConsumer<BackupRestored>, IConsumer<Fault<RestoreBackup>>
 {
     public Task Consume(ConsumeContext<BackupRestored> context) =>
-        EndRestore(context.Message.BackupId, context.Message.VolumeId, VolumeStatus.Available, context.CancellationToken);
+        EndRestore(context.Message.BackupId, context.Message.VolumeId, VolumeStatus.Available, null, context.CancellationToken);
 
     public Task Consume(ConsumeContext<Fault<RestoreBackup>> context) =>
-        EndRestore(context.Message.Message.BackupId, context.Message.Message.VolumeId, VolumeStatus.ErrorRestoring, context.CancellationToken);
+        EndRestore(context.Message.Message.BackupId, context.Message.Message.VolumeId, VolumeStatus.ErrorRestoring,
+            context.Message.Exceptions.FirstOrDefault()?.Message ?? "Restore failed", context.CancellationToken);
 
-    async Task EndRestore(Guid backupId, Guid volumeId, string volumeStatus, CancellationToken ct)
+    async Task EndRestore(Guid backupId, Guid volumeId, string volumeStatus, string? failure, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
         if (await db.Backups.FindAsync([backupId], ct) is { Status: BackupStatus.Restoring } backup && backup.RestoreVolumeId == volumeId)
         {
             backup.Status = BackupStatus.Available;           // a failed restore leaves the backup as good as it was
-            backup.RestoreVolumeId = null;
             backup.UpdatedAt = now;
+            db.Outbox.Add(Notifications.Backup(backup, failure is null ? "backup.restore.end" : "backup.restore.error", now));
+            backup.RestoreVolumeId = null;
         }
         if (await db.Volumes.FindAsync([volumeId], ct) is { Status: VolumeStatus.RestoringBackup } volume)
         {
@@ -44,6 +46,7 @@ public sealed class DeleteEventsConsumer(AppDbContext db, TimeProvider clock) : 
             parent.NumDependentBackups--;
         db.Backups.Remove(backup);
         if (await db.BackupSagas.FindAsync([backup.Id], ct) is { } saga) db.BackupSagas.Remove(saga);
+        db.Outbox.Add(Notifications.Backup(backup, "backup.delete.end", clock.GetUtcNow()));
         await db.SaveChangesAsync(ct);
     }
 
@@ -54,6 +57,7 @@ public sealed class DeleteEventsConsumer(AppDbContext db, TimeProvider clock) : 
         backup.Status = BackupStatus.ErrorDeleting;
         backup.FailReason = context.Message.Exceptions.FirstOrDefault()?.Message;
         backup.UpdatedAt = clock.GetUtcNow();
+        db.Outbox.Add(Notifications.Backup(backup, "backup.delete.error", backup.UpdatedAt.Value));
         await db.SaveChangesAsync(ct);
     }
 }

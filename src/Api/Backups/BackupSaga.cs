@@ -47,7 +47,13 @@ public sealed class BackupSaga : MassTransitStateMachine<BackupSagaState>
                 if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is { } backup) backup.Host = c.Message.AgentHost;
                 if (c.Message.DeviceIsCopy) await ReleaseSource(c, clock.GetUtcNow());   // the copy is taken: the volume is free
             }),
-            When(Progressed).Then(c => c.Saga.BytesDone = Math.Max(c.Saga.BytesDone, c.Message.BytesDone)),
+            When(Progressed).ThenAsync(async c =>
+            {
+                if (c.Message.BytesDone <= c.Saga.BytesDone) return;            // a late or repeated report
+                c.Saga.BytesDone = c.Message.BytesDone;
+                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is { } backup)
+                    Db(c).Outbox.Add(Notifications.Backup(backup, "backup.createprogress", clock.GetUtcNow(), c.Message.BytesDone));
+            }),
             When(Completed).ThenAsync(async c =>
             {
                 var now = clock.GetUtcNow();
@@ -61,12 +67,15 @@ public sealed class BackupSaga : MassTransitStateMachine<BackupSagaState>
                 backup.UpdatedAt = now;
                 if (backup.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { } parent)
                     parent.NumDependentBackups++;
+                Db(c).Outbox.Add(Notifications.Backup(backup, "backup.create.end", now));
             }).TransitionTo(Available),
             When(Faulted).ThenAsync(async c =>
             {
                 var now = clock.GetUtcNow();
                 await ReleaseSource(c, now);
-                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is { } backup) backup.Fail(FailReason(c.Message), now);
+                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is not { } backup) return;
+                backup.Fail(FailReason(c.Message), now);
+                Db(c).Outbox.Add(Notifications.Backup(backup, "backup.create.error", now));
             }).TransitionTo(Error));
 
         During(Available, Error, Ignore(Started), Ignore(Progressed), Ignore(Completed), Ignore(Faulted));

@@ -89,6 +89,7 @@ public static class BackupsApi
         db.Outbox.Add(OutboxMessage.Create(new CreateBackup(
             backup.Id, volume.Id, snapshot?.Id, container, parentId, inUse && snapshot is null, volume.SizeBytes, volume.ProjectId, volume.AvailabilityZone),
             now, Queues.CreateBackup(volume.AvailabilityZone)));
+        db.Outbox.Add(Notifications.Backup(backup, "backup.create.start", now));
         await db.SaveChangesAsync(ct);                      // row, volume status and command commit together; the relay sends
         await tx.CommitAsync(ct);
         outbox.Notify();
@@ -223,6 +224,7 @@ public static class BackupsApi
         backup.UpdatedAt = now;
         db.Outbox.Add(OutboxMessage.Create(new CancelBackup(backup.Id), now));
         db.Outbox.Add(OutboxMessage.Create(new DeleteBackup(backup.Id, backup.Container, backup.AvailabilityZone), now, Queues.DeleteBackup(backup.AvailabilityZone)));
+        db.Outbox.Add(Notifications.Backup(backup, "backup.delete.start", now));
         if (await db.BackupSagas.FindAsync([backup.Id], ct) is { CurrentState: "Creating" } running)
         {
             running.CurrentState = "Error";                                  // its completion, if any, must not revive it
@@ -270,6 +272,7 @@ public static class BackupsApi
         backup.Status = BackupStatus.Deleting;
         backup.UpdatedAt = now;
         db.Outbox.Add(OutboxMessage.Create(new DeleteBackup(backup.Id, backup.Container, backup.AvailabilityZone), now, Queues.DeleteBackup(backup.AvailabilityZone)));
+        db.Outbox.Add(Notifications.Backup(backup, "backup.delete.start", now));
         await db.SaveChangesAsync(ct);
         outbox.Notify();
         return TypedResults.Accepted((string?)null);
@@ -317,6 +320,7 @@ public static class BackupsApi
         backup.UpdatedAt = now;
         db.Outbox.Add(OutboxMessage.Create(new RestoreBackup(backup.Id, Guid.NewGuid(), volume.Id, backup.Container, backup.AvailabilityZone),
             now, Queues.RestoreBackup(backup.AvailabilityZone)));
+        db.Outbox.Add(Notifications.Backup(backup, "backup.restore.start", now));
         await db.SaveChangesAsync(ct);
         outbox.Notify();
         return TypedResults.Accepted((string?)null, VolumesApi.Wrap("restore", new RestoreView(backup.Id.ToString(), volume.Id.ToString(), volume.Name)));

@@ -25,6 +25,8 @@ public sealed class Backend : IAsyncLifetime
     /// <summary>The repository's folder as the NFS server's export holds it.</summary>
     public string RepositoryFolder { get; private set; } = "";
     public HttpClient Http { get; private set; } = null!;
+    /// <summary>The AMQP URI of this deployment's virtual host.</summary>
+    public string Broker => broker;
     string broker = "";
     string repositoryTarget = "";
 
