@@ -8,17 +8,25 @@ namespace VolumeBackup.BackupAgent;
 public sealed class RunningJobs
 {
     readonly ConcurrentDictionary<Guid, CancellationTokenSource> jobs = new();
+    // Cancels heard before their backup started here (the command may still be queued); kept an hour, which
+    // outlasts any queue wait, then forgotten so the set stays small.
+    readonly ConcurrentDictionary<Guid, DateTimeOffset> cancelled = new();
 
-    /// <summary>A token that ends with the consumer's or with a cancel for this backup.</summary>
+    /// <summary>A token that ends with the consumer's or with a cancel for this backup; cancelled already if one was heard.</summary>
     public Lease Start(Guid backupId, CancellationToken ct)
     {
         var source = CancellationTokenSource.CreateLinkedTokenSource(ct);
         jobs[backupId] = source;
+        if (cancelled.ContainsKey(backupId)) source.Cancel();
         return new Lease(this, backupId, source);
     }
 
     public bool Cancel(Guid backupId)
     {
+        var now = DateTimeOffset.UtcNow;
+        cancelled[backupId] = now;
+        foreach (var (id, at) in cancelled)
+            if (now - at > TimeSpan.FromHours(1)) cancelled.TryRemove(id, out _);
         if (!jobs.TryGetValue(backupId, out var source)) return false;
         source.Cancel();
         return true;

@@ -19,6 +19,7 @@ public sealed class CreateBackupConsumer(
         var m = context.Message;
         using var job = jobs.Start(m.BackupId, context.CancellationToken);
         var ct = job.Token;
+        ct.ThrowIfCancellationRequested();                     // force-deleted while it waited in the queue
         var agent = options.Value;
         var device = await volumes.GetBackupDeviceAsync(new GetBackupDeviceRequest
         {

@@ -149,6 +149,10 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     {
         container = ContainerName.Validate(container);
         await using var gcLock = await LockAsync(container, ct);
+        // A force-deleted backup may still be running (its cancel is on the way): deleting now could let it write its
+        // manifest afterwards, so the delete fails and is retried once the writer has stopped.
+        if (await store.StatAsync($"{container}/writers/{backupId:D}", ct) is { } writer && writer.Modified >= gcLock.AcquiredAt - settings.StaleAfter)
+            throw new IOException($"Backup {backupId} is still being written; its delete waits for the writer to stop.");
         var manifestPath = ManifestPath(container, backupId);
         var file = await store.ReadAllAsync(manifestPath, ct);
         if (file is not null)

@@ -1,3 +1,5 @@
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
 using MassTransit;
 using MassTransit.Events;
 using MassTransit.Metadata;
@@ -86,5 +88,29 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
                 if (await condition(db)) return;
             await Task.Delay(100, timeout.Token);
         }
+    }
+
+    [Fact]
+    public async Task With_no_live_backup_agent_a_backup_is_refused_and_nothing_changes()
+    {
+        var (volume, _, _) = await SeedIncrementalAsync();
+        await using (var db = api.NewDbContext())
+        {
+            var row = await db.Volumes.SingleAsync(v => v.Id == volume.Id);
+            row.EndBackup(DateTimeOffset.UtcNow);
+            await db.SaveChangesAsync();
+        }
+        using var client = api.CreateClient();
+        client.DefaultRequestHeaders.Add("X-Auth-Token", "u:p");
+        await using var before = api.NewDbContext();
+        var backups = await before.Backups.CountAsync();
+
+        var response = await client.PostAsJsonAsync("/v3/p/backups", new { backup = new { volume_id = volume.Id } });
+
+        Assert.Equal(500, (int)response.StatusCode);
+        Assert.Equal("Service cinder-backup could not be found.", (string?)(await response.Content.ReadFromJsonAsync<JsonObject>())!["computeFault"]!["message"]);
+        await using var after = api.NewDbContext();
+        Assert.Equal(backups, await after.Backups.CountAsync());
+        Assert.Equal(VolumeStatus.Available, (await after.Volumes.SingleAsync(v => v.Id == volume.Id)).Status);
     }
 }

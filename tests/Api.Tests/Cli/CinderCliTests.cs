@@ -156,4 +156,22 @@ public sealed class CinderCliTests(Backend backend)
         Assert.Equal("available", (await Cli.OkAsync("snapshot-show", snapshot)).Properties()["status"]);
         await Cli.OkAsync("snapshot-delete", snapshot);
     }
+
+    [Fact]
+    public async Task Force_delete_cancels_a_running_backup_and_leaves_nothing_behind()
+    {
+        var volumeId = await CreateVolumeAsync(2);
+        Backend.WriteGuestData(backend.VolumeFile(volumeId), seed: 64, offset: 0, bytes: 256 << 20);
+        var backupId = (await Cli.OkAsync("backup-create", volumeId)).Properties()["id"];
+
+        Assert.NotEqual(0, (await Cli.RunAsync("backup-delete", "--force", backupId)).ExitCode);   // admins only
+        await Cli.As("admin").OkAsync("backup-delete", "--force", backupId);
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while ((await Cli.RunAsync("backup-show", backupId)).ExitCode == 0) await Task.Delay(300, timeout.Token);
+        Assert.Equal("available", (await Cli.OkAsync("show", volumeId)).Properties()["status"]);
+        await Task.Delay(2000);                                               // a cancelled writer would have finished by now
+        Assert.Empty(Directory.EnumerateFiles(backend.RepositoryFolder, $"{backupId}*", SearchOption.AllDirectories));
+        Assert.Empty(Directory.EnumerateFiles(backend.Pool, "tmp-*"));
+    }
 }

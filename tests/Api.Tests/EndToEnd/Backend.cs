@@ -61,6 +61,9 @@ public sealed class Backend : IAsyncLifetime
         Admin = new HttpClient { BaseAddress = Http.BaseAddress, Timeout = Http.Timeout };
         Admin.DefaultRequestHeaders.Add("X-Auth-Token", $"admin:{Project}");
         await WaitForBackupServiceAsync();
+        // The tests share one project and make dozens of backups: lift its quota as an operator would.
+        var unlimited = await Admin.PutAsJsonAsync($"/v3/{Project}/os-quota-sets/{Project}", new { quota_set = new { backups = -1, backup_gigabytes = -1, volumes = -1, gigabytes = -1 } });
+        unlimited.EnsureSuccessStatusCode();
     }
 
     /// <summary>A client with the admin role, in the same project.</summary>
