@@ -14,8 +14,6 @@ namespace VolumeBackup.Api.Backups;
 
 public static class BackupsApi
 {
-    public const string DefaultContainer = "volumebackups";
-
     public static RouteGroupBuilder MapBackups(this RouteGroupBuilder project)
     {
         var backups = project.MapGroup("/backups").WithTags("Backups");
@@ -39,8 +37,9 @@ public static class BackupsApi
         if (request.VolumeId is null) return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: 'volume_id' is a required property.");
         if (request.Name is { Length: > 255 } || request.Description is { Length: > 255 })
             return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: name and description must be at most 255 characters.");
-        if (ContainerNames.Validate(request.Container) is { Error: { } containerError }) return CinderErrors.BadRequest(containerError);
-        var container = ContainerNames.Validate(request.Container).Name!;
+        string container;
+        try { container = ContainerName.Validate(request.Container); }
+        catch (ArgumentException e) { return CinderErrors.BadRequest($"Invalid container: {e.Message}"); }
         if (await VolumesApi.FindAsync(db, caller, request.VolumeId, ct) is not { } volume) return VolumesApi.VolumeNotFound(request.VolumeId);
 
         Snapshot? snapshot = null;
@@ -251,7 +250,8 @@ public static class BackupsApi
         if (body.BackupRecord is not { BackupService: { } service, BackupUrl: { } url }) return CinderErrors.BadRequest("Incorrect request body format.");
         if (service != BackupRecord.Service) return CinderErrors.BadRequest($"Invalid input received: Backup service {service} is not supported; this service imports {BackupRecord.Service}.");
         if (BackupRecord.Decode(url) is not { } record) return CinderErrors.BadRequest("Invalid input received: Can't parse backup record.");
-        if (ContainerNames.Validate(record.Container) is { Error: { } containerError }) return CinderErrors.BadRequest(containerError);
+        try { ContainerName.Validate(record.Container); }
+        catch (ArgumentException e) { return CinderErrors.BadRequest($"Invalid container: {e.Message}"); }
         if (await db.Backups.AnyAsync(b => b.Id == record.Id, ct)) return CinderErrors.BadRequest("Invalid backup: Backup already exists in database.");
         var backup = record.ToBackup(caller.ProjectId, caller.UserId, clock.GetUtcNow());
         db.Backups.Add(backup);

@@ -1,3 +1,4 @@
+using VolumeBackup.Contracts;
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics;

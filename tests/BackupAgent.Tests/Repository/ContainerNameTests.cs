@@ -1,3 +1,4 @@
+using VolumeBackup.Contracts;
 using VolumeBackup.BackupAgent.Repository;
 
 namespace VolumeBackup.BackupAgent.Tests.Repository;

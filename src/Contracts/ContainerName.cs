@@ -1,8 +1,11 @@
 using System.Buffers;
 
-namespace VolumeBackup.BackupAgent.Repository;
+namespace VolumeBackup.Contracts;
 
-// Container names come from API users and become folders on the share: validated, never trusted.
+/// <summary>
+/// Container names come from API users and become folders on the share: validated, never trusted. The one rule the
+/// Api applies to answer 400 and the agent applies again before it touches the share.
+/// </summary>
 public static class ContainerName
 {
     public const string Default = "backups";
