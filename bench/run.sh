@@ -14,7 +14,10 @@
 # Environment (all optional):
 #   BENCH_ROUNDS=3  BENCH_SEED=42  BENCH_CHANGE_RUN_KIB=256 (size of each changed run)
 #   BENCH_CHUNK_KIB, BENCH_WORKERS, BENCH_CONNECTIONS, BENCH_LEVEL   RepositoryOptions (default: the agent's defaults)
-#   BENCH_16G=0 skips the 16 GiB image;  BENCH_NO_BUILD=1 skips the build;  BENCH_PROFILE=1 prints per-call store timings
+#   BENCH_SWEEP=1 also measures other RepositoryOptions (chunk size, workers, connections, level), each in every
+#     round right after the same baseline, and prints a comparison;  BENCH_CONFIGS='label|--opt=v ...;label|...'
+#     sets that list yourself (the first entry gets the full table and the 16 GiB image)
+#   BENCH_16G=0 skips the 16 GiB image;  BENCH_NO_BUILD=1 skips the build;  BENCH_PROFILE=1 logs per-call store timings
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,6 +33,13 @@ OPTS=()
 [[ -n ${BENCH_CONNECTIONS:-} ]] && OPTS+=("--connections=$BENCH_CONNECTIONS")
 [[ -n ${BENCH_LEVEL:-} ]] && OPTS+=("--level=$BENCH_LEVEL")
 [[ ${BENCH_PROFILE:-0} == 1 ]] && OPTS+=(--profile)
+CONFIGS=("${OPTS[*]:-defaults}|${OPTS[*]}")
+if [[ ${BENCH_SWEEP:-0} == 1 ]]; then
+  CONFIGS+=("workers 4|--workers=4" "workers 8|--workers=8" "chunk 1 MiB|--chunk-kib=1024"
+            "chunk 1 MiB, workers 4|--chunk-kib=1024 --workers=4" "workers 4, connections 4|--workers=4 --connections=4"
+            "workers 4, level 3|--workers=4 --level=3")
+fi
+if [[ -n ${BENCH_CONFIGS:-} ]]; then IFS=';' read -ra CONFIGS <<<"$BENCH_CONFIGS"; fi
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: ERROR: $*" >&2; exit 1; }
@@ -74,6 +84,8 @@ wait_nfs() {
   die "$VB_NFS_URL does not answer"
 }
 ganesha_pid() { cat "$VB_STATE/run/ganesha.pid" 2>/dev/null || echo none; }
+# cpu_of PID: the process's user + system CPU seconds so far (0 when it is gone).
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # ------------------------------------------------------------------------------------ build ---
 
@@ -136,14 +148,19 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2" | head -n1; }
 # was restarted meanwhile (the test suite's failure tests do that), the time says nothing and the share may hold
 # half a backup: it sets RESTARTED=1, and the round starts again from scratch.
 measure() {
-  local name=$1 pid0 t0 rc=0; shift
+  local name=$1 pid0 t0 srv0 rc=0; shift
   wait_nfs
   sync -f "$BENCH"   # untimed: start with no dirty pages left by the previous step, whose writeback would count here
   pid0=$(ganesha_pid)
+  srv0=$(cpu_of "$pid0")
   t0=$(now)
-  OUT=$("$@" 2>&1) || rc=$?
+  # `times` in the subshell: the CPU time of the command's processes (user + system), however busy the machine is.
+  # (The builtin's second line: the children. Not inside a $(...) of its own, whose children would be none.)
+  OUT=$("$@" 2>&1; rc=$?; echo TIMES; times; exit $rc) || rc=$?
   SECS=$(since "$t0")
-  { echo "== $name (${SECS}s, exit $rc): $*"; echo "$OUT"; } >>"$LOG"
+  CPU=$(awk '/^TIMES$/ { f = 1; next } f && ++n == 2 { s = 0; for (i = 1; i <= NF; i++) { split($i, p, "m"); s += p[1] * 60 + p[2] } printf "%.2f", s }' <<<"$OUT")
+  SRV=$(awk -v a="$srv0" -v b="$(cpu_of "$pid0")" 'BEGIN { printf "%.2f", b - a }')
+  { echo "== $name (${SECS}s, cpu ${CPU}s, NFS server cpu ${SRV}s, exit $rc): $*"; echo "$OUT"; } >>"$LOG"
   if [[ $(ganesha_pid) != "$pid0" ]] || ! timeout 10 nfs-ls "$VB_NFS_URL" >/dev/null 2>&1; then
     say "$name: the NFS server restarted meanwhile"
     RESTARTED=1
@@ -157,51 +174,67 @@ copy_up()   { nfs-cp "$BASE" "$1" >/dev/null; }
 copy_back() { nfs-cp "$1" "$2" >/dev/null && sync "$2"; }   # sync FILE: fsync, as a restore does
 result() { grep '^RESULT' <<<"$OUT" || die "no RESULT line; log: $LOG"; }
 
-# round R TAG: one round; returns early with RESTARTED=1 when the server restarted under it.
-round() {
-  local r=$1 tag=$2 line full_id inc_id got
-  SHARE_DIRS+=("$tag" "$tag-16g" "$tag.raw.img")
+# backups C R TAG: config C's full backup, incremental and restore (checksum checked) in round R, in container TAG.
+backups() {
+  local c=$1 r=$2 tag=$3 line full_id inc_id got opts
+  read -ra opts <<<"${CONFIGS[$c]#*|}"
+  SHARE_DIRS+=("$tag" "$tag-16g")
+  measure "r$r c$c full backup" bench backup "$VB_NFS_URL" "$tag" "$BASE" "${opts[@]}"; ((RESTARTED)) && return
+  line=$(result); full_id=$(field id "$line")
+  R[full_cpu,$c,$r]=$CPU; R[full_srv,$c,$r]=$SRV
+  R[full,$c,$r]=$(field seconds "$line"); R[full_mem,$c,$r]=$(field hwm_mib "$line"); R[full_written,$c,$r]=$(field written_mib "$line")
+  SETTINGS[$c]=$(grep -o 'chunk_kib=.*' <<<"$line")
 
+  measure "r$r c$c incremental" bench backup "$VB_NFS_URL" "$tag" "$CHANGED" "$full_id" "${opts[@]}"; ((RESTARTED)) && return
+  line=$(result); inc_id=$(field id "$line")
+  R[inc_cpu,$c,$r]=$CPU; R[inc_srv,$c,$r]=$SRV
+  R[inc,$c,$r]=$(field seconds "$line"); R[inc_mem,$c,$r]=$(field hwm_mib "$line"); R[inc_written,$c,$r]=$(field written_mib "$line")
+
+  measure "r$r c$c restore" bench restore "$VB_NFS_URL" "$tag" "$inc_id" "$BENCH/work/restored.img" "${opts[@]}"; ((RESTARTED)) && return
+  line=$(result)
+  R[restore_cpu,$c,$r]=$CPU; R[restore_srv,$c,$r]=$SRV
+  R[restore,$c,$r]=$(field seconds "$line"); R[restore_mem,$c,$r]=$(field hwm_mib "$line")
+  got=$(bench sha256 "$BENCH/work/restored.img" | cut -d' ' -f1)
+  [[ $got == "$CHANGED_SHA" ]] || die "r$r c$c: RESTORE MISMATCH: sha256 $got, expected $CHANGED_SHA (the changed image); log: $LOG"
+  rm -f "$BENCH/work/restored.img"
+
+  if ((c == 0)) && [[ ${BENCH_16G:-1} == 1 ]]; then
+    measure "r$r c$c 16 GiB backup" bench backup "$VB_NFS_URL" "$tag-16g" "$BIG" "${opts[@]}"; ((RESTARTED)) && return
+    line=$(result)
+    R[big,$c,$r]=$(field seconds "$line"); R[big_mem,$c,$r]=$(field hwm_mib "$line")
+  fi
+  rm -rf "${VB_NFS_EXPORT:?}/$tag" "${VB_NFS_EXPORT:?}/$tag-16g"
+  say "round $r [${CONFIGS[$c]%%|*}]: full ${R[full,$c,$r]}s incr ${R[inc,$c,$r]}s restore ${R[restore,$c,$r]}s (checksum ok)${R[big,$c,$r]:+ | 16 GiB ${R[big,$c,$r]}s} | peak ${R[full_mem,$c,$r]}/${R[inc_mem,$c,$r]}/${R[restore_mem,$c,$r]}${R[big_mem,$c,$r]:+/${R[big_mem,$c,$r]}} MiB"
+}
+
+# round R TAG: the baseline, then every config's backups; returns early with RESTARTED=1 when the server restarted.
+round() {
+  local r=$1 tag=$2 c
+  SHARE_DIRS+=("$tag.raw.img")
   # Baseline: the raw image, holes and all, to the share and back (nfs-cp: one stream of 1 MiB WRITEs, COMMIT at
   # close). nfs-cp creates its target with O_EXCL: remove it first.
   rm -f "$VB_NFS_EXPORT/$tag.raw.img" "$BENCH/work/back.img"
-  measure "r$r raw copy to NFS" copy_up "$VB_NFS_URL/$tag.raw.img"; ((RESTARTED)) && return; R[raw_up,$r]=$SECS
-  measure "r$r raw copy back" copy_back "$VB_NFS_URL/$tag.raw.img" "$BENCH/work/back.img"; ((RESTARTED)) && return; R[raw_back,$r]=$SECS
+  measure "r$r raw copy to NFS" copy_up "$VB_NFS_URL/$tag.raw.img"; ((RESTARTED)) && return
+  R[raw_up,$r]=$SECS; R[raw_up_cpu,$r]=$CPU; R[raw_up_srv,$r]=$SRV
+  measure "r$r raw copy back" copy_back "$VB_NFS_URL/$tag.raw.img" "$BENCH/work/back.img"; ((RESTARTED)) && return
+  R[raw_back,$r]=$SECS; R[raw_back_cpu,$r]=$CPU; R[raw_back_srv,$r]=$SRV
   [[ $(bench sha256 "$BENCH/work/back.img" | cut -d' ' -f1) == "$BASE_SHA" ]] || die "r$r: the raw copy back differs from the image"
   rm -f "$BENCH/work/back.img" "$VB_NFS_EXPORT/$tag.raw.img"
-
-  measure "r$r full backup" bench backup "$VB_NFS_URL" "$tag" "$BASE" "${OPTS[@]}"; ((RESTARTED)) && return
-  line=$(result); full_id=$(field id "$line")
-  R[full,$r]=$(field seconds "$line"); R[full_mem,$r]=$(field hwm_mib "$line"); R[full_written,$r]=$(field written_mib "$line")
-  CONFIG=$(grep -o 'chunk_kib=.*' <<<"$line")
-
-  measure "r$r incremental" bench backup "$VB_NFS_URL" "$tag" "$CHANGED" "$full_id" "${OPTS[@]}"; ((RESTARTED)) && return
-  line=$(result); inc_id=$(field id "$line")
-  R[inc,$r]=$(field seconds "$line"); R[inc_mem,$r]=$(field hwm_mib "$line"); R[inc_written,$r]=$(field written_mib "$line")
-
-  measure "r$r restore" bench restore "$VB_NFS_URL" "$tag" "$inc_id" "$BENCH/work/restored.img" "${OPTS[@]}"; ((RESTARTED)) && return
-  line=$(result)
-  R[restore,$r]=$(field seconds "$line"); R[restore_mem,$r]=$(field hwm_mib "$line")
-  got=$(bench sha256 "$BENCH/work/restored.img" | cut -d' ' -f1)
-  [[ $got == "$CHANGED_SHA" ]] || die "r$r: RESTORE MISMATCH: sha256 $got, expected $CHANGED_SHA (the changed image); log: $LOG"
-  rm -f "$BENCH/work/restored.img"
-
-  if [[ ${BENCH_16G:-1} == 1 ]]; then
-    measure "r$r 16 GiB backup" bench backup "$VB_NFS_URL" "$tag-16g" "$BIG" "${OPTS[@]}"; ((RESTARTED)) && return
-    line=$(result)
-    R[big,$r]=$(field seconds "$line"); R[big_mem,$r]=$(field hwm_mib "$line")
-  fi
-  rm -rf "${VB_NFS_EXPORT:?}/$tag" "${VB_NFS_EXPORT:?}/$tag-16g"
-  say "round $r: raw up ${R[raw_up,$r]}s back ${R[raw_back,$r]}s | full ${R[full,$r]}s incr ${R[inc,$r]}s restore ${R[restore,$r]}s (checksum ok)${R[big,$r]:+ | 16 GiB ${R[big,$r]}s} | peak ${R[full_mem,$r]}/${R[inc_mem,$r]}/${R[restore_mem,$r]}${R[big_mem,$r]:+/${R[big_mem,$r]}} MiB"
+  say "round $r: raw copy to NFS ${R[raw_up,$r]}s, back ${R[raw_back,$r]}s (checksum ok)"
+  for ((c = 0; c < ${#CONFIGS[@]}; c++)); do
+    backups "$c" "$r" "$tag-c$c"; ((RESTARTED)) && return
+  done
+  return 0
 }
 
-say "config: ${OPTS[*]:-agent defaults}; $ROUNDS rounds; log $LOG"
+declare -A SETTINGS
+say "configs: $(printf '[%s] ' "${CONFIGS[@]%%|*}"); $ROUNDS rounds; log $LOG"
 for ((r = 1; r <= ROUNDS; r++)); do
   for attempt in 1 2 3; do
     RESTARTED=0
     round "$r" "$RUN_ID-r$r-$attempt"
     ((RESTARTED)) || break
-    rm -rf "${VB_NFS_EXPORT:?}/$RUN_ID-r$r-$attempt" "${VB_NFS_EXPORT:?}/$RUN_ID-r$r-$attempt-16g" "${VB_NFS_EXPORT:?}/$RUN_ID-r$r-$attempt.raw.img"
+    for d in "${SHARE_DIRS[@]}"; do [[ $d == "$RUN_ID-r$r-$attempt"* ]] && rm -rf "${VB_NFS_EXPORT:?}/$d"; done
     say "round $r: running it again (NFS server restarted)"
   done
   ((RESTARTED == 0)) || die "the NFS server kept restarting"
@@ -210,40 +243,60 @@ done
 # ------------------------------------------------------------------------------------ report ---
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-values() { local k=$1 r; for ((r = 1; r <= ROUNDS; r++)); do echo "${R[$k,$r]:-}"; done; }
+values() { local k=$1 r; for ((r = 1; r <= ROUNDS; r++)); do echo "${R[$k,$r]:-}"; done; }   # values KEY or values KEY,C
 med() { median $(values "$1"); }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'; }
 
 {
   echo "Repository benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds, seed $SEED"
   echo "Image: 2 GiB (25 % holes, 25 % random, 50 % text); change: 1 % in ${RUN_KIB} KiB runs; share: $VB_NFS_URL"
-  echo "RepositoryOptions: $CONFIG"
+  echo "RepositoryOptions: ${SETTINGS[0]}"
   echo
   printf '%-38s %10s   %s\n' "measure" "median" "rounds"
   row() { printf '%-38s %10s   %s\n' "$1" "$(med "$2") $3" "$(values "$2" | paste -sd' ')"; }
   row "raw copy to NFS (nfs-cp)" raw_up s
   row "raw copy back (nfs-cp + fsync)" raw_back s
-  row "full backup" full s
-  row "incremental after 1 % change" inc s
-  row "restore of the incremental (+ sha256)" restore s
-  [[ ${BENCH_16G:-1} == 1 ]] && row "full backup, 16 GiB sparse image" big s
-  row "written by the full backup" full_written MiB
-  row "written by the incremental" inc_written MiB
-  row "peak RSS, full backup 2 GiB" full_mem MiB
-  row "peak RSS, incremental 2 GiB" inc_mem MiB
-  row "peak RSS, restore 2 GiB" restore_mem MiB
-  [[ ${BENCH_16G:-1} == 1 ]] && row "peak RSS, full backup 16 GiB" big_mem MiB
+  row "full backup" full,0 s
+  row "incremental after 1 % change" inc,0 s
+  row "restore of the incremental" restore,0 s
+  [[ ${BENCH_16G:-1} == 1 ]] && row "full backup, 16 GiB sparse image" big,0 s
+  row "written by the full backup" full_written,0 MiB
+  row "written by the incremental" inc_written,0 MiB
+  row "CPU, raw copy to NFS: nfs-cp" raw_up_cpu s
+  row "CPU, raw copy to NFS: NFS server" raw_up_srv s
+  row "CPU, raw copy back: nfs-cp + sync" raw_back_cpu s
+  row "CPU, raw copy back: NFS server" raw_back_srv s
+  row "CPU, full backup: agent" full_cpu,0 s
+  row "CPU, full backup: NFS server" full_srv,0 s
+  row "CPU, incremental: agent" inc_cpu,0 s
+  row "CPU, incremental: NFS server" inc_srv,0 s
+  row "CPU, restore: agent" restore_cpu,0 s
+  row "CPU, restore: NFS server" restore_srv,0 s
+  row "peak RSS, full backup 2 GiB" full_mem,0 MiB
+  row "peak RSS, incremental 2 GiB" inc_mem,0 MiB
+  row "peak RSS, restore 2 GiB" restore_mem,0 MiB
+  [[ ${BENCH_16G:-1} == 1 ]] && row "peak RSS, full backup 16 GiB" big_mem,0 MiB
   echo
-  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-  verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'; }
   target() { printf '%-38s %10s   target <= %-6s %s\n' "$1" "$2" "$3" "$(verdict "$2" "$3")"; }
-  target "full backup / raw copy" "$(ratio "$(med full)" "$(med raw_up)")" 0.70
-  target "incremental / full backup" "$(ratio "$(med inc)" "$(med full)")" 0.25
-  target "restore / raw copy back" "$(ratio "$(med restore)" "$(med raw_back)")" 1.00
-  peak=$(median $(for k in full_mem inc_mem restore_mem big_mem; do values $k; done | sort -g | tail -n1))
+  target "full backup / raw copy" "$(ratio "$(med full,0)" "$(med raw_up)")" 0.70
+  target "incremental / full backup" "$(ratio "$(med inc,0)" "$(med full,0)")" 0.25
+  target "restore / raw copy back" "$(ratio "$(med restore,0)" "$(med raw_back)")" 1.00
+  peak=$(for k in full_mem,0 inc_mem,0 restore_mem,0 big_mem,0; do values $k; done | sort -g | tail -n1)
   target "peak RSS, any operation (MiB)" "$peak" 512
   if [[ ${BENCH_16G:-1} == 1 ]]; then
     # "Not growing": the 16 GiB backup's peak within 10 % of the 2 GiB backup's.
-    target "peak RSS 16 GiB / 2 GiB backup" "$(ratio "$(med big_mem)" "$(med full_mem)")" 1.10
+    target "peak RSS 16 GiB / 2 GiB backup" "$(ratio "$(med big_mem,0)" "$(med full_mem,0)")" 1.10
+  fi
+  if ((${#CONFIGS[@]} > 1)); then
+    echo
+    echo "Other RepositoryOptions, measured in the same rounds (medians; ratios against the same baseline medians):"
+    printf '%-28s %7s %7s %8s %9s %9s %12s %9s\n' config full incr restore full/raw incr/full restore/back "peak MiB"
+    for ((c = 0; c < ${#CONFIGS[@]}; c++)); do
+      peak=$(for k in full_mem,$c inc_mem,$c restore_mem,$c; do values $k; done | sort -g | tail -n1)
+      printf '%-28s %7s %7s %8s %9s %9s %12s %9s\n' "${CONFIGS[$c]%%|*}" "$(med full,$c)" "$(med inc,$c)" "$(med restore,$c)" \
+        "$(ratio "$(med full,$c)" "$(med raw_up)")" "$(ratio "$(med inc,$c)" "$(med full,$c)")" "$(ratio "$(med restore,$c)" "$(med raw_back)")" "$peak"
+    done
   fi
 } | tee "$TABLE"
 say "table: $TABLE; details: $LOG"

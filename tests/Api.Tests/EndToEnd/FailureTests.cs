@@ -35,6 +35,36 @@ public sealed class FailureTests(Backend backend)
         }
     }
 
+    [Fact]
+    public async Task An_agent_killed_mid_backup_hands_the_backup_to_another_agent()
+    {
+        var volumeId = await backend.CreateVolumeAsync(2);
+        var file = backend.VolumeFile(volumeId);
+        Backend.WriteGuestData(file, seed: 41, offset: 0, bytes: 768 << 20);
+        var sha = Backend.Sha256(file);
+        var backupId = (string)(await backend.PostAsync("backups", new { backup = new { volume_id = volumeId } }))["backup"]!["id"]!;
+
+        // The agent that took it says so in its log as soon as it holds the device.
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        HostProcess? worker = null;
+        while (worker is null)
+        {
+            worker = backend.BackupAgents.FirstOrDefault(a => a.Output.Any(l => l.Contains($"Backup {backupId} of volume", StringComparison.Ordinal)));
+            if (worker is null) await Task.Delay(20, timeout.Token);
+        }
+        var before = (string?)(await backend.GetAsync($"backups/{backupId}"))["backup"]!["status"];
+        await backend.StopAsync(worker);                                       // killed, not stopped: its message is redelivered
+
+        var backup = await backend.WaitForAsync($"backups/{backupId}", "backup", "available", "error");
+        await backend.StartBackupAgentAsync($"BackupAgent-after-{backupId[..8]}");
+        Assert.Equal("creating", before);
+        Assert.Equal("available", (string?)backup["status"]);
+        Assert.Empty(Directory.EnumerateFiles(backend.Pool, "tmp-*"));
+        var restoredId = (string)(await backend.PostAsync($"backups/{backupId}/restore", new { restore = new { } }))["restore"]!["volume_id"]!;
+        await backend.WaitForAsync($"volumes/{restoredId}", "volume", "available");
+        Assert.Equal(sha, Backend.Sha256(backend.VolumeFile(restoredId)));
+    }
+
     [Theory]
     [InlineData("backups", """{"backup": {"volume_id": "00000000-0000-0000-0000-000000000001"}}""", 404, "itemNotFound")]
     [InlineData("backups", """{"backup": {"volume_id": """, 400, "badRequest")]
