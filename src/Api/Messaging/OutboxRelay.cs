@@ -16,12 +16,23 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
     const int BatchSize = 100;
     static readonly ActivitySource Source = new(ServiceDefaultsExtensions.TelemetryName);
 
+    static readonly TimeSpan KeepSent = TimeSpan.FromDays(1);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        var nextCleanup = clock.GetUtcNow();
         while (!stoppingToken.IsCancellationRequested)
         {
             int sent;
-            try { sent = await RelayBatchAsync(stoppingToken); }
+            try
+            {
+                sent = await RelayBatchAsync(stoppingToken);
+                if (clock.GetUtcNow() >= nextCleanup)
+                {
+                    await DeleteOldSentAsync(stoppingToken);             // sent rows are kept a day, for operators to inspect
+                    nextCleanup = clock.GetUtcNow().AddHours(1);
+                }
+            }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 logger.OutboxRelayFailed(e);        // broker or database down: retry after a pause
@@ -31,6 +42,14 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
             if (sent < BatchSize)
                 await signal.WaitAsync(TimeSpan.FromSeconds(1), stoppingToken);
         }
+    }
+
+    async Task DeleteOldSentAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<AppDbContext>();
+        var before = clock.GetUtcNow() - KeepSent;
+        await db.Outbox.Where(m => m.SentAt != null && m.SentAt < before).ExecuteDeleteAsync(ct);
     }
 
     async Task<int> RelayBatchAsync(CancellationToken ct)
