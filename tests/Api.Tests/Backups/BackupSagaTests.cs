@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Hosting;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using MassTransit;
@@ -112,5 +113,20 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
         await using var after = api.NewDbContext();
         Assert.Equal(backups, await after.Backups.CountAsync());
         Assert.Equal(VolumeStatus.Available, (await after.Volumes.SingleAsync(v => v.Id == volume.Id)).Status);
+    }
+
+    [Fact]
+    public void The_Api_does_not_start_without_an_auth_mode_chosen()
+    {
+        using var unconfigured = new Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactory<Program>().WithWebHostBuilder(b =>
+        {
+            b.UseSetting("ConnectionStrings:Postgres", "Host=127.0.0.1;Database=none");
+            b.UseSetting("ConnectionStrings:RabbitMq", "amqp://guest:guest@127.0.0.1:5672/");
+            b.UseSetting("Storage:Hosts:0:Name", "host-a");
+            b.UseSetting("Storage:Hosts:0:Address", "http://127.0.0.1:9");
+        });
+
+        var error = Assert.ThrowsAny<Exception>(() => unconfigured.Server);
+        Assert.Contains("Mode", error.ToString());
     }
 }

@@ -174,4 +174,21 @@ public sealed class CinderCliTests(Backend backend)
         Assert.Empty(Directory.EnumerateFiles(backend.RepositoryFolder, $"{backupId}*", SearchOption.AllDirectories));
         Assert.Empty(Directory.EnumerateFiles(backend.Pool, "tmp-*"));
     }
+
+    [Fact]
+    public async Task Update_renames_and_admins_list_all_projects()
+    {
+        var volumeId = await CreateVolumeAsync();
+        var backupId = await BackupAsync("--name", "before", volumeId);
+
+        await Cli.OkAsync("backup-update", "--name", "after", "--description", "renamed", backupId);
+        var shown = (await Cli.OkAsync("backup-show", backupId)).Properties();
+        Assert.Equal("after", shown["name"]);
+        Assert.Equal("renamed", shown["description"]);
+
+        var other = new CinderCli(backend.Api.Address, $"other-{Guid.NewGuid():N}"[..14]);
+        Assert.DoesNotContain((await other.OkAsync("backup-list")).Table(), r => r["ID"] == backupId);
+        Assert.NotEqual(0, (await other.RunAsync("backup-show", backupId)).ExitCode);                  // another project cannot see it
+        Assert.Contains((await Cli.As("admin").OkAsync("backup-list", "--all-tenants")).Table(), r => r["ID"] == backupId);
+    }
 }
