@@ -291,11 +291,13 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'
   if ((${#CONFIGS[@]} > 1)); then
     echo
     echo "Other RepositoryOptions, measured in the same rounds (medians; ratios against the same baseline medians):"
-    printf '%-28s %7s %7s %8s %9s %9s %12s %9s\n' config full incr restore full/raw incr/full restore/back "peak MiB"
+    echo "(cpu: seconds of CPU, agent + NFS server, of the full backup / incremental / restore: steadier than wall time on a busy machine)"
+    printf '%-26s %6s %6s %7s %8s %9s %12s %8s  %s\n' config full incr restore full/raw incr/full restore/back "peak MiB" "cpu full/incr/restore"
     for ((c = 0; c < ${#CONFIGS[@]}; c++)); do
       peak=$(for k in full_mem,$c inc_mem,$c restore_mem,$c; do values $k; done | sort -g | tail -n1)
-      printf '%-28s %7s %7s %8s %9s %9s %12s %9s\n' "${CONFIGS[$c]%%|*}" "$(med full,$c)" "$(med inc,$c)" "$(med restore,$c)" \
-        "$(ratio "$(med full,$c)" "$(med raw_up)")" "$(ratio "$(med inc,$c)" "$(med full,$c)")" "$(ratio "$(med restore,$c)" "$(med raw_back)")" "$peak"
+      cpu=$(for k in full inc restore; do awk -v a="$(med ${k}_cpu,$c)" -v b="$(med ${k}_srv,$c)" 'BEGIN { printf "%.1f ", a + b }'; done)
+      printf '%-26s %6s %6s %7s %8s %9s %12s %8s  %s\n' "${CONFIGS[$c]%%|*}" "$(med full,$c)" "$(med inc,$c)" "$(med restore,$c)" \
+        "$(ratio "$(med full,$c)" "$(med raw_up)")" "$(ratio "$(med inc,$c)" "$(med full,$c)")" "$(ratio "$(med restore,$c)" "$(med raw_back)")" "$peak" "${cpu% }"
     done
   fi
 } | tee "$TABLE"
