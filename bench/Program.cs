@@ -156,10 +156,15 @@ static class BenchProgram
         using var compressor = new Compressor(settings.CompressionLevel);
         using var decompressor = new Decompressor();
         var t = new Dictionary<string, double>();
+        var handled = new Dictionary<string, long>();   // bytes of data each phase saw
         long dataBytes = 0, packedBytes = 0;
         var chunks = 0;
         var plainChunks = 0;
-        void Add(string phase, long start) => t[phase] = t.GetValueOrDefault(phase) + Stopwatch.GetElapsedTime(start).TotalSeconds;
+        void Add(string phase, long start, long bytes)
+        {
+            t[phase] = t.GetValueOrDefault(phase) + Stopwatch.GetElapsedTime(start).TotalSeconds;
+            handled[phase] = handled.GetValueOrDefault(phase) + bytes;
+        }
 
         await using var store = RepositoryStores.Open(target, settings.Connections);
         var total = Stopwatch.StartNew();
@@ -168,43 +173,43 @@ static class BenchProgram
             var length = (int)Math.Min(chunkSize, size - offset);
             var s = Stopwatch.GetTimestamp();
             var hole = IsHole(source, offset, length);
-            Add("1 seek_data", s);
+            Add("1 seek_data", s, length);
             if (hole) continue;
 
             s = Stopwatch.GetTimestamp();
             for (var done = 0; done < length;)
                 done += RandomAccess.Read(source, plain.AsSpan(done, length - done), offset + done);
-            Add("2 read image", s);
+            Add("2 read image", s, length);
 
             s = Stopwatch.GetTimestamp();
             var zero = !plain.AsSpan(0, length).ContainsAnyExcept((byte)0);
-            Add("3 zero scan", s);
+            Add("3 zero scan", s, length);
             if (zero) continue;
 
             s = Stopwatch.GetTimestamp();
             var hash = Convert.ToHexStringLower(SHA256.HashData(plain.AsSpan(0, length)));
-            Add("4 sha256", s);
+            Add("4 sha256", s, length);
 
             s = Stopwatch.GetTimestamp();
             int stored;
             if (compressor.TryWrap(plain.AsSpan(0, length), packed.AsSpan(1, length - 1), out var n)) { packed[0] = 1; stored = n + 1; }
             else { packed[0] = 0; plain.AsSpan(0, length).CopyTo(packed.AsSpan(1)); stored = length + 1; }
             // Split by outcome: the time spent on chunks that end up stored plain (random data) is pure waste.
-            Add(packed[0] == 1 ? "5a zstd, compressed" : "5b zstd, kept plain", s);
+            Add(packed[0] == 1 ? "5a zstd, compressed" : "5b zstd, kept plain", s, length);
             if (packed[0] == 0) plainChunks++;
 
             var path = $"{container}/phases/{hash}";
             s = Stopwatch.GetTimestamp();
             await store.WriteAtomicAsync(path, packed.AsMemory(0, stored), CancellationToken.None);
-            Add("6 nfs write+fsync+rename", s);
+            Add("6 nfs write+fsync+rename", s, stored);
 
             s = Stopwatch.GetTimestamp();
             var read = await store.ReadAllAsync(path, CancellationToken.None) ?? throw new IOException($"{path} vanished");
-            Add("7 nfs read", s);
+            Add("7 nfs read", s, read.Length);
 
             s = Stopwatch.GetTimestamp();
             if (read[0] == 1) decompressor.Unwrap(read.AsSpan(1), back);
-            Add("8 zstd decompress", s);
+            Add("8 zstd decompress", s, length);
 
             chunks++;
             dataBytes += length;
@@ -214,7 +219,7 @@ static class BenchProgram
         var mib = dataBytes / 1048576.0;
         Console.WriteLine(Invariant($"phases of {image}: {chunks} data chunks, {mib:F0} MiB of data ({plainChunks} incompressible), {packedBytes / 1048576.0:F0} MiB stored ({(double)dataBytes / packedBytes:F2}x), {Describe(settings)}"));
         foreach (var (phase, seconds) in t.OrderBy(kv => kv.Key))
-            Console.WriteLine(Invariant($"  {phase,-26} {seconds,7:F2} s  {mib / seconds,8:F0} MiB/s of data"));
+            Console.WriteLine(Invariant($"  {phase,-26} {seconds,7:F2} s  {handled[phase] / 1048576.0,7:F0} MiB  {handled[phase] / 1048576.0 / seconds,8:F0} MiB/s"));
         Console.WriteLine(Invariant($"  {"total (one thread)",-26} {wall,7:F2} s"));
         Console.WriteLine(Invariant($"RESULT op=phases seconds={wall:F3} hwm_mib={PeakMiB():F1} data_mib={mib:F0} stored_mib={packedBytes / 1048576.0:F0} " +
             string.Join(' ', t.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key[(kv.Key.IndexOf(' ') + 1)..].Replace(", ", "_").Replace(' ', '_').Replace('+', '_')}={kv.Value:F3}")) + $" {Describe(settings)}"));

@@ -21,7 +21,6 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-REPO=$PWD
 services=deploy/services.sh
 
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -35,9 +34,9 @@ OPTS=()
 [[ ${BENCH_PROFILE:-0} == 1 ]] && OPTS+=(--profile)
 CONFIGS=("${OPTS[*]:-defaults}|${OPTS[*]}")
 if [[ ${BENCH_SWEEP:-0} == 1 ]]; then
-  CONFIGS+=("workers 4|--workers=4" "workers 8|--workers=8" "chunk 1 MiB|--chunk-kib=1024"
-            "chunk 1 MiB, workers 4|--chunk-kib=1024 --workers=4" "workers 4, connections 4|--workers=4 --connections=4"
-            "workers 4, level 3|--workers=4 --level=3")
+  CONFIGS+=("workers 4|--workers=4" "workers 8|--workers=8" "workers 8, connections 4|--workers=8 --connections=4"
+            "chunk 1 MiB|--chunk-kib=1024" "chunk 1 MiB, workers 8|--chunk-kib=1024 --workers=8"
+            "chunk 2 MiB, workers 8|--chunk-kib=2048 --workers=8" "workers 8, level 3|--workers=8 --level=3")
 fi
 if [[ -n ${BENCH_CONFIGS:-} ]]; then IFS=';' read -ra CONFIGS <<<"$BENCH_CONFIGS"; fi
 
@@ -101,7 +100,7 @@ bench() { timeout 1200 dotnet "$BIN" "$@"; }
 # ----------------------------------------------------------------------------------- images ---
 
 # An image is reused when its stamp (generator source + arguments) matches and its checksum still holds.
-GEN=$(cat bench/Images.cs | sha256sum | cut -c1-16)
+GEN=$(sha256sum <bench/Images.cs | cut -c1-16)
 IMAGES=$BENCH/images
 BASE=$IMAGES/base-2g-s$SEED.img
 CHANGED=$IMAGES/changed-2g-s$SEED-1pct-${RUN_KIB}k.img
@@ -211,7 +210,7 @@ backups() {
 round() {
   local r=$1 tag=$2 c
   SHARE_DIRS+=("$tag.raw.img")
-  # Baseline: the raw image, holes and all, to the share and back (nfs-cp: one stream of 1 MiB WRITEs, COMMIT at
+  # Baseline: the raw image, holes and all, to the share and back (nfs-cp: one stream of 1 MiB WRITEs; libnfs commits at
   # close). nfs-cp creates its target with O_EXCL: remove it first.
   rm -f "$VB_NFS_EXPORT/$tag.raw.img" "$BENCH/work/back.img"
   measure "r$r raw copy to NFS" copy_up "$VB_NFS_URL/$tag.raw.img"; ((RESTARTED)) && return
@@ -242,9 +241,9 @@ done
 
 # ------------------------------------------------------------------------------------ report ---
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+median() { grep . | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }   # of stdin's lines
 values() { local k=$1 r; for ((r = 1; r <= ROUNDS; r++)); do echo "${R[$k,$r]:-}"; done; }   # values KEY or values KEY,C
-med() { median $(values "$1"); }
+med() { values "$1" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'; }
 
@@ -282,7 +281,7 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'
   target "full backup / raw copy" "$(ratio "$(med full,0)" "$(med raw_up)")" 0.70
   target "incremental / full backup" "$(ratio "$(med inc,0)" "$(med full,0)")" 0.25
   target "restore / raw copy back" "$(ratio "$(med restore,0)" "$(med raw_back)")" 1.00
-  peak=$(for k in full_mem,0 inc_mem,0 restore_mem,0 big_mem,0; do values $k; done | sort -g | tail -n1)
+  peak=$(for k in full_mem,0 inc_mem,0 restore_mem,0 big_mem,0; do values "$k"; done | sort -g | tail -n1)
   target "peak RSS, any operation (MiB)" "$peak" 512
   if [[ ${BENCH_16G:-1} == 1 ]]; then
     # "Not growing": the 16 GiB backup's peak within 10 % of the 2 GiB backup's.
@@ -294,7 +293,7 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'
     echo "(cpu: seconds of CPU, agent + NFS server, of the full backup / incremental / restore: steadier than wall time on a busy machine)"
     printf '%-26s %6s %6s %7s %8s %9s %12s %8s  %s\n' config full incr restore full/raw incr/full restore/back "peak MiB" "cpu full/incr/restore"
     for ((c = 0; c < ${#CONFIGS[@]}; c++)); do
-      peak=$(for k in full_mem,$c inc_mem,$c restore_mem,$c; do values $k; done | sort -g | tail -n1)
+      peak=$(for k in full_mem,$c inc_mem,$c restore_mem,$c; do values "$k"; done | sort -g | tail -n1)
       cpu=$(for k in full inc restore; do awk -v a="$(med ${k}_cpu,$c)" -v b="$(med ${k}_srv,$c)" 'BEGIN { printf "%.1f ", a + b }'; done)
       printf '%-26s %6s %6s %7s %8s %9s %12s %8s  %s\n' "${CONFIGS[$c]%%|*}" "$(med full,$c)" "$(med inc,$c)" "$(med restore,$c)" \
         "$(ratio "$(med full,$c)" "$(med raw_up)")" "$(ratio "$(med inc,$c)" "$(med full,$c)")" "$(ratio "$(med restore,$c)" "$(med raw_back)")" "$peak" "${cpu% }"
