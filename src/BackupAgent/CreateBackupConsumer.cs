@@ -36,22 +36,10 @@ public sealed class CreateBackupConsumer(
     }
 }
 
-public sealed class CreateBackupConsumerDefinition : ConsumerDefinition<CreateBackupConsumer>
+public sealed class CreateBackupConsumerDefinition(IOptions<AgentOptions> options) : ZoneQueueDefinition<CreateBackupConsumer>(options, Queues.CreateBackup)
 {
-    readonly IOptions<AgentOptions> options;
-
-    public CreateBackupConsumerDefinition(IOptions<AgentOptions> options)
-    {
-        this.options = options;
-        EndpointName = Queues.CreateBackup(options.Value.Zone);       // the zone's agents compete on its queue
-    }
-
-    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<CreateBackupConsumer> consumer, IRegistrationContext context)
-    {
-        endpoint.ConcurrentMessageLimit = options.Value.ConcurrentJobs;
-        // A cancelled backup (force-deleted) is not retried: the delete that follows removes what it wrote.
-        endpoint.UseMessageRetry(r => { r.Intervals(options.Value.RetryIntervalsMs); r.Ignore<OperationCanceledException>(); });
-    }
+    // A cancelled backup (force-deleted) is not retried: the delete that follows removes what it wrote.
+    protected override bool RetryCancelled => false;
 }
 
 /// <summary>Turns the repository's byte counts into an event every N bytes, never per chunk.</summary>

@@ -17,18 +17,4 @@ public sealed class DeleteBackupConsumer(BackupRepository repository, ILogger<De
     }
 }
 
-public sealed class DeleteBackupConsumerDefinition : ConsumerDefinition<DeleteBackupConsumer>
-{
-    readonly IOptions<AgentOptions> options;
-
-    public DeleteBackupConsumerDefinition(IOptions<AgentOptions> options)
-    {
-        this.options = options;
-        EndpointName = Queues.DeleteBackup(options.Value.Zone);
-    }
-
-    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<DeleteBackupConsumer> consumer, IRegistrationContext context)
-    {
-        endpoint.UseMessageRetry(r => r.Intervals(options.Value.RetryIntervalsMs));
-    }
-}
+public sealed class DeleteBackupConsumerDefinition(IOptions<AgentOptions> options) : ZoneQueueDefinition<DeleteBackupConsumer>(options, Queues.DeleteBackup);

@@ -2,23 +2,28 @@ using VolumeBackup.Contracts.Grpc;
 
 namespace VolumeBackup.BackupAgent;
 
-/// <summary>A device from the VolumeAgent, released (and for a restore, committed or dropped) when the job ends.</summary>
+/// <summary>A device from the VolumeAgent, released once: committed by a successful restore, dropped otherwise.</summary>
 public sealed class DeviceLease(VolumeHost.VolumeHostClient volumes, Device device, ILogger logger) : IAsyncDisposable
 {
-    public Device Device => device;
-    bool commit;
+    bool released;
 
-    /// <summary>The job succeeded: a restore device replaces its volume on release.</summary>
-    public void Commit() => commit = true;
+    /// <summary>The restore succeeded: the device replaces its volume now, before anyone hears it is done.</summary>
+    public async Task CommitAsync()
+    {
+        released = true;
+        await volumes.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = device.DeviceId, Commit = true }, cancellationToken: CancellationToken.None);
+    }
 
     public async ValueTask DisposeAsync()
     {
+        if (released) return;
+        released = true;
         try
         {
             // Not the job's token: a cancelled job must still remove its temporaries.
-            await volumes.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = device.DeviceId, Commit = commit }, cancellationToken: CancellationToken.None);
+            await volumes.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = device.DeviceId }, cancellationToken: CancellationToken.None);
         }
-        catch (Grpc.Core.RpcException e) when (!commit)
+        catch (Grpc.Core.RpcException e)
         {
             logger.DeviceReleaseFailed(device.DeviceId, e);
         }

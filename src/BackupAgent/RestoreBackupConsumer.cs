@@ -22,26 +22,10 @@ public sealed class RestoreBackupConsumer(
         await using var lease = new DeviceLease(volumes, device, logger);
         await context.Publish(new RestoreStarted(m.BackupId, m.RestoreId, m.VolumeId, options.Value.Host), ct);
         var summary = await repository.RestoreAsync(m.Container, m.BackupId, device.Path, null, ct);
-        lease.Commit();
-        await lease.DisposeAsync();                          // swapped in before anyone hears it is done
+        await lease.CommitAsync();
         logger.BackupRestored(m.BackupId, m.VolumeId, summary.SizeBytes);
         await context.Publish(new BackupRestored(m.BackupId, m.RestoreId, m.VolumeId, summary.SizeBytes), ct);
     }
 }
 
-public sealed class RestoreBackupConsumerDefinition : ConsumerDefinition<RestoreBackupConsumer>
-{
-    readonly IOptions<AgentOptions> options;
-
-    public RestoreBackupConsumerDefinition(IOptions<AgentOptions> options)
-    {
-        this.options = options;
-        EndpointName = Queues.RestoreBackup(options.Value.Zone);
-    }
-
-    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<RestoreBackupConsumer> consumer, IRegistrationContext context)
-    {
-        endpoint.ConcurrentMessageLimit = options.Value.ConcurrentJobs;
-        endpoint.UseMessageRetry(r => r.Intervals(options.Value.RetryIntervalsMs));
-    }
-}
+public sealed class RestoreBackupConsumerDefinition(IOptions<AgentOptions> options) : ZoneQueueDefinition<RestoreBackupConsumer>(options, Queues.RestoreBackup);

@@ -36,11 +36,7 @@ public static class AttachmentsApi
         if (await VolumesApi.FindAsync(db, caller, volumeId, ct) is not { } volume) return VolumesApi.VolumeNotFound(volumeId);
         if (volume.Status != VolumeStatus.Available)
             return CinderErrors.BadRequest($"Invalid volume: Volume {volume.Id} status must be available or downloading to reserve, but the current status is {volume.Status}.");
-        volume.Status = VolumeStatus.InUse;
-        volume.AttachmentId = Guid.NewGuid();
-        volume.AttachedInstance = instance;
-        volume.Mountpoint = request.TryGetProperty("mode", out _) ? null : volume.Mountpoint;
-        volume.UpdatedAt = clock.GetUtcNow();
+        volume.Attach(instance, null, clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
         return TypedResults.Ok(VolumesApi.Wrap("attachment", View(volume)));
     }
@@ -61,11 +57,7 @@ public static class AttachmentsApi
         if (await FindAsync(db, caller, id, ct) is not { } volume) return CinderErrors.NotFound($"VolumeAttachment {id} could not be found.");
         if (volume.Status != VolumeStatus.InUse)
             return CinderErrors.BadRequest($"Invalid volume: Volume {volume.Id} is {volume.Status}; detach it when the backup or restore ends.");
-        volume.Status = VolumeStatus.Available;
-        volume.AttachmentId = null;
-        volume.AttachedInstance = null;
-        volume.Mountpoint = null;
-        volume.UpdatedAt = clock.GetUtcNow();
+        volume.Detach(clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
         return TypedResults.Ok(VolumesApi.Wrap("attachments", new List<object>()));
     }

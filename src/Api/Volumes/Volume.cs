@@ -44,6 +44,25 @@ public sealed class Volume
         UpdatedAt = now;
     }
 
+    /// <summary>Attaches an available volume (os-attach, or an attachment); callers check the status first.</summary>
+    public void Attach(Guid? instance, string? mountpoint, DateTimeOffset now)
+    {
+        Status = VolumeStatus.InUse;
+        AttachmentId = Guid.NewGuid();
+        AttachedInstance = instance;
+        Mountpoint = mountpoint;
+        UpdatedAt = now;
+    }
+
+    public void Detach(DateTimeOffset now)
+    {
+        Status = VolumeStatus.Available;
+        AttachmentId = null;
+        AttachedInstance = null;
+        Mountpoint = null;
+        UpdatedAt = now;
+    }
+
     /// <summary>Returns a backing-up volume to its previous status; a no-op otherwise, so events may repeat.</summary>
     public void EndBackup(DateTimeOffset now)
     {

@@ -135,18 +135,14 @@ public static class VolumesApi
             case "os-attach":
                 if (volume.Status != VolumeStatus.Available)
                     return CinderErrors.BadRequest($"Invalid volume: Volume status must be available to reserve, but the status is {volume.Status}.");
-                volume.Status = VolumeStatus.InUse;
-                volume.AttachmentId = Guid.NewGuid();
-                volume.AttachedInstance = action.Value.TryGetProperty("instance_uuid", out var instance) && Guid.TryParse(instance.GetString(), out var i) ? i : null;
-                volume.Mountpoint = action.Value.TryGetProperty("mountpoint", out var mount) ? mount.GetString() : null;
+                volume.Attach(
+                    action.Value.TryGetProperty("instance_uuid", out var instance) && Guid.TryParse(instance.GetString(), out var i) ? i : null,
+                    action.Value.TryGetProperty("mountpoint", out var mount) ? mount.GetString() : null, clock.GetUtcNow());
                 break;
             case "os-detach":
                 if (volume.Status != VolumeStatus.InUse)
                     return CinderErrors.BadRequest($"Invalid volume: Unable to detach volume. Volume status must be 'in-use' and attach_status must be 'attached' to detach.");
-                volume.Status = VolumeStatus.Available;
-                volume.AttachmentId = null;
-                volume.AttachedInstance = null;
-                volume.Mountpoint = null;
+                volume.Detach(clock.GetUtcNow());
                 break;
             case "os-reset_status":
                 if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow volume_extension:volume_admin_actions:reset_status to be performed.");

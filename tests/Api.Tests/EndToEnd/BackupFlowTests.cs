@@ -1,5 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Backups;
+using VolumeBackup.Contracts;
 
 namespace VolumeBackup.Api.Tests.EndToEnd;
 
@@ -26,9 +27,8 @@ public sealed class BackupFlowTests(Backend backend)
         Assert.Equal(1, (int)backup["size"]!);
         Assert.Equal(4, (int)backup["object_count"]!);                           // 4 MiB of data in 1 MiB chunks; holes are not objects
         Assert.Equal("available", (string?)(await backend.GetAsync($"volumes/{volumeId}"))["volume"]!["status"]);
-        Assert.True(File.Exists(Path.Combine(backend.RepositoryFolder, "backups", "backups", $"{backupId}.manifest"))
-                    || Directory.EnumerateFiles(backend.RepositoryFolder, $"{backupId}*", SearchOption.AllDirectories).Any(),
-            "the manifest is on the NFS export");
+        Assert.True(File.Exists(Path.Combine(backend.RepositoryFolder, ContainerName.Default, "backups", $"{backupId}.manifest")),
+            "the manifest is on the NFS export, in the default container");
         await using (var db = backend.NewDbContext())
             Assert.Equal("Available", (await db.BackupSagas.SingleAsync(s => s.CorrelationId == Guid.Parse(backupId))).CurrentState);
 

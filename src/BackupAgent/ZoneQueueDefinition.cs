@@ -1,0 +1,29 @@
+using MassTransit;
+using Microsoft.Extensions.Options;
+
+namespace VolumeBackup.BackupAgent;
+
+/// <summary>What the three command consumers share: their zone's queue (the zone's agents compete on it), the job limit and the retry policy.</summary>
+public abstract class ZoneQueueDefinition<TConsumer> : ConsumerDefinition<TConsumer> where TConsumer : class, IConsumer
+{
+    readonly AgentOptions agent;
+
+    protected ZoneQueueDefinition(IOptions<AgentOptions> options, Func<string, string> queueOfZone)
+    {
+        agent = options.Value;
+        EndpointName = queueOfZone(agent.Zone);
+    }
+
+    /// <summary>False where a cancelled job must end at once instead of being tried again.</summary>
+    protected virtual bool RetryCancelled => true;
+
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<TConsumer> consumer, IRegistrationContext context)
+    {
+        endpoint.ConcurrentMessageLimit = agent.ConcurrentJobs;
+        endpoint.UseMessageRetry(r =>
+        {
+            r.Intervals(agent.RetryIntervalsMs);
+            if (!RetryCancelled) r.Ignore<OperationCanceledException>();
+        });
+    }
+}
