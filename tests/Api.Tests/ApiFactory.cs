@@ -1,6 +1,8 @@
+using MassTransit;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using VolumeBackup.TestSupport;
 
 namespace VolumeBackup.Api.Tests;
@@ -25,6 +27,14 @@ public sealed class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         builder.UseSetting("Storage:Hosts:0:Name", "host-a");
         builder.UseSetting("Storage:Hosts:0:Zone", "nova");
         builder.UseSetting("Storage:Hosts:0:Address", "http://127.0.0.1:9");   // no VolumeAgent: these tests never reach it
+    }
+
+    /// <summary>Starts the host and waits for its bus: a message published before the saga's queue is bound to its exchange is lost.</summary>
+    public async Task StartedAsync()
+    {
+        _ = Server;
+        var status = await Services.GetRequiredService<IBusControl>().WaitForHealthStatus(BusHealthStatus.Healthy, TimeSpan.FromSeconds(60));
+        if (status != BusHealthStatus.Healthy) throw new InvalidOperationException($"The Api's bus is {status} after 60 s");
     }
 
     public AppDbContext NewDbContext() => new((DbContextOptions<AppDbContext>)AppDbContext.Configure(new DbContextOptionsBuilder<AppDbContext>(), database).Options);

@@ -44,7 +44,7 @@ public sealed class HostProcess : IAsyncDisposable
 
     public bool HasExited => process.HasExited;
 
-    /// <summary>Starts <c>src/{project}</c>'s built dll with the given settings and waits until its port answers.</summary>
+    /// <summary>Starts <c>src/{project}</c>'s built dll with the given settings and waits until it reports ready.</summary>
     public static async Task<HostProcess> StartAsync(string project, IDictionary<string, string> settings, string? name = null)
     {
         var port = FreePort();
@@ -59,25 +59,37 @@ public sealed class HostProcess : IAsyncDisposable
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         foreach (var (key, value) in settings) info.Environment[key] = value;
         var host = new HostProcess(name ?? project, port, Process.Start(info)!);
-        await host.WaitForPortAsync(TimeSpan.FromSeconds(60));
+        await host.WaitForReadyAsync(TimeSpan.FromSeconds(60));
         return host;
     }
 
-    async Task WaitForPortAsync(TimeSpan timeout)
+    // Ready, not just listening: /health/ready includes the bus, so its queues are bound before a test publishes.
+    // The VolumeAgent speaks HTTP/2 only (gRPC), the others HTTP/1.1: each is asked in both.
+    async Task WaitForReadyAsync(TimeSpan timeout)
     {
+        using var http = new HttpClient { BaseAddress = new Uri(Address), Timeout = TimeSpan.FromSeconds(5) };
         var deadline = DateTime.UtcNow + timeout;
+        var last = "no answer";
         while (DateTime.UtcNow < deadline)
         {
             if (process.HasExited) throw new InvalidOperationException($"{Name} exited with {process.ExitCode}:\n{string.Join('\n', Output.TakeLast(40))}");
-            try
+            foreach (var version in new[] { HttpVersion.Version11, HttpVersion.Version20 })
             {
-                using var client = new TcpClient();
-                await client.ConnectAsync(IPAddress.Loopback, Port);
-                return;
+                try
+                {
+                    using var request = new HttpRequestMessage(HttpMethod.Get, "/health/ready") { Version = version, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+                    using var response = await http.SendAsync(request);
+                    if (response.IsSuccessStatusCode) return;
+                    last = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}";
+                }
+                catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+                {
+                    last = e.Message;
+                }
             }
-            catch (SocketException) { await Task.Delay(200); }
+            await Task.Delay(200);
         }
-        throw new TimeoutException($"{Name} did not listen on {Port} within {timeout}:\n{string.Join('\n', Output.TakeLast(40))}");
+        throw new TimeoutException($"{Name} was not ready on {Port} within {timeout} ({last}):\n{string.Join('\n', Output.TakeLast(40))}");
     }
 
     /// <summary>Kills the process as a crash would (no graceful shutdown).</summary>

@@ -6,7 +6,8 @@ namespace VolumeBackup.BackupAgent.Repository;
 
 // <container>/gc.lock, created with O_EXCL, so it works across hosts on NFS. The holder refreshes its mtime;
 // a waiter that sees the mtime stand still for staleAfter (by its own clock, so clock skew does not matter)
-// takes the holder for dead and breaks the lock. Two waiters breaking the same dead lock at the same moment
+// takes the holder for dead and breaks the lock; a waiter on the holder's own host breaks it at once when the
+// holding process is gone (LockOwner). Two waiters breaking the same dead lock at the same moment
 // could both get it: the price of having no compare-and-swap on a share, and why staleAfter is long.
 sealed class RepositoryLock : IAsyncDisposable
 {
@@ -29,7 +30,7 @@ sealed class RepositoryLock : IAsyncDisposable
 
     public static async Task<RepositoryLock> AcquireAsync(IRepositoryStore store, string path, TimeSpan staleAfter, ILogger logger, CancellationToken ct)
     {
-        var owner = Encoding.UTF8.GetBytes($"{Environment.MachineName} pid {Environment.ProcessId}\n");
+        var owner = Encoding.UTF8.GetBytes(LockOwner.Current.ToString());
         var delay = TimeSpan.FromMilliseconds(10);
         StoreEntry? seen = null;
         var seenAt = 0L;
@@ -46,6 +47,15 @@ sealed class RepositoryLock : IAsyncDisposable
             if (seen is null || current.Modified != seen.Modified)
             {
                 (seen, seenAt) = (current, Stopwatch.GetTimestamp());
+                var holder = await store.ReadAllAsync(path, ct) is { } text ? LockOwner.Parse(Encoding.UTF8.GetString(text)) : null;
+                if (holder?.IsDeadHere() == true)
+                {
+                    logger.DeadHolderLockBroken(path, holder.ProcessId);
+                    await store.DeleteAsync(path, ct);
+                    seen = null;
+                    continue;
+                }
+                logger.LockWaiting(path, holder?.ToString().Trim() ?? "unknown");
             }
             else if (Stopwatch.GetElapsedTime(seenAt) > staleAfter)
             {

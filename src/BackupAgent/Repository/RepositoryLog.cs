@@ -32,6 +32,12 @@ static partial class RepositoryLog
     [LoggerMessage(3030, LogLevel.Warning, "Lock {Path} was not refreshed since {Modified}: its holder is taken for dead and the lock broken")]
     public static partial void StaleLockBroken(this ILogger logger, string path, DateTimeOffset modified);
 
+    [LoggerMessage(3033, LogLevel.Warning, "Lock {Path} was held by process {ProcessId} of this host, which is gone: the lock is broken")]
+    public static partial void DeadHolderLockBroken(this ILogger logger, string path, int processId);
+
+    [LoggerMessage(3034, LogLevel.Information, "Waiting for lock {Path}, held by {Holder}")]
+    public static partial void LockWaiting(this ILogger logger, string path, string holder);
+
     [LoggerMessage(3031, LogLevel.Warning, "Heartbeat file {Path} is gone: another process took its owner for dead")]
     public static partial void HeartbeatLost(this ILogger logger, string path);
 

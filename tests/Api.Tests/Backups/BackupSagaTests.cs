@@ -56,7 +56,7 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
 
     async Task<(Volume, Backup, Backup)> SeedIncrementalAsync(string volumeStatusBefore = VolumeStatus.Available)
     {
-        _ = api.Server;                                            // starts the host: migrations, bus
+        await api.StartedAsync();                                  // migrations applied, bus bound
         await using var db = api.NewDbContext();
         var now = DateTimeOffset.UtcNow;
         var volume = new Volume

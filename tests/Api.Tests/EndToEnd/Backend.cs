@@ -157,8 +157,12 @@ public sealed class Backend : IAsyncLifetime
             if (statuses.Contains((string?)last["status"])) return last;
             await Task.Delay(150);
         }
-        throw new TimeoutException($"{path} never reached {string.Join('|', statuses)}; last: {last?.ToJsonString()}");
+        throw new TimeoutException($"{path} never reached {string.Join('|', statuses)}; last: {last?.ToJsonString()}\n{LogsAbout(path[(path.LastIndexOf('/') + 1)..])}");
     }
+
+    /// <summary>What each process logged about one id: a timed-out wait says where the work stopped.</summary>
+    string LogsAbout(string id) => string.Join('\n', hosts.Select(h =>
+        $"--- {h.Name}:\n" + string.Join('\n', h.Output.Where(l => l.Contains(id, StringComparison.Ordinal) && !l.TrimStart().StartsWith("Activity", StringComparison.Ordinal)).TakeLast(12))));
 
     /// <summary>Fills part of a volume file as a guest would: random data, text, and zeros left as holes.</summary>
     public static void WriteGuestData(string file, int seed, long offset, int bytes)

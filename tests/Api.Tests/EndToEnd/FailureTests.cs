@@ -54,9 +54,9 @@ public sealed class FailureTests(Backend backend)
         }
         var before = (string?)(await backend.GetAsync($"backups/{backupId}"))["backup"]!["status"];
         await backend.StopAsync(worker);                                       // killed, not stopped: its message is redelivered
+        await backend.StartBackupAgentAsync($"BackupAgent-after-{backupId[..8]}");  // as a supervisor restarts it
 
         var backup = await backend.WaitForAsync($"backups/{backupId}", "backup", "available", "error");
-        await backend.StartBackupAgentAsync($"BackupAgent-after-{backupId[..8]}");
         Assert.Equal("creating", before);
         Assert.Equal("available", (string?)backup["status"]);
         Assert.Empty(Directory.EnumerateFiles(backend.Pool, "tmp-*"));

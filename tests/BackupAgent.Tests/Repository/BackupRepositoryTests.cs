@@ -399,6 +399,49 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         public long StoredBytes => Backup.StoredBytes;
     }
 
+    [Fact]
+    public async Task A_lock_left_by_a_dead_process_of_this_host_is_broken_at_once()
+    {
+        using var gone = System.Diagnostics.Process.Start("true")!;
+        await gone.WaitForExitAsync(Ct);
+        PlantLock($"{Environment.MachineName} boot {BootId()} pid {gone.Id} start {DateTime.UtcNow.AddMinutes(-1).Ticks}");
+        var data = Random(3 * ChunkSize, seed: 61);
+
+        // Five minutes to go stale: only knowing the holder is dead lets this finish within the test's timeout.
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+
+        Assert.Equal(data, await RestoreAsync(fx.Repository(), summary, data.Length));
+        Assert.False(File.Exists(Path.Join(fx.ContainerPath, "gc.lock")));
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_lock_held_by_a_live_process_or_another_host_is_waited_for(bool thisHost)
+    {
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        PlantLock(thisHost
+            ? $"{Environment.MachineName} boot {BootId()} pid {self.Id} start {self.StartTime.ToUniversalTime().Ticks}"
+            : $"other-host boot {Guid.NewGuid()} pid 1 start 0");
+        var data = Random(ChunkSize, seed: 62);
+        var id = Guid.NewGuid();
+        using var soon = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            fx.Repository().BackupAsync(Container, id, Guid.Empty, null, fx.Volume(data), data.Length, null, soon.Token));
+
+        Assert.True(File.Exists(Path.Join(fx.ContainerPath, "gc.lock")));
+        Assert.False(File.Exists(fx.ManifestFile(id)));
+    }
+
+    void PlantLock(string owner)
+    {
+        Directory.CreateDirectory(fx.ContainerPath);
+        File.WriteAllText(Path.Join(fx.ContainerPath, "gc.lock"), owner + "\n");
+    }
+
+    static string BootId() => File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
+
     async Task<Summary> BackupAsync(BackupRepository repository, string volume, long size, Guid? parent = null, Guid? volumeId = null)
     {
         var id = Guid.NewGuid();
