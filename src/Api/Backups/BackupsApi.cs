@@ -124,24 +124,28 @@ public static class BackupsApi
         }
         var rows = await query.ToListAsync(ct);
 
-        var (key, descending) = ("created_at", true);
-        string? sort = null;
-        if (q["sort"] is [{ } sortText]) sort = sortText.Split(',')[0];
-        else if (q["sort_key"] is [{ } sortKey]) sort = $"{sortKey}:{(q["sort_dir"] is [{ } dir] ? dir : "desc")}";
-        if (sort is not null)
+        // Cinder's sort: "key[:dir],..." or sort_key/sort_dir lists; descending unless asked; id breaks the last tie.
+        var sortKeys = q["sort"] is [{ } sortText] ? sortText.Split(',')
+            : q["sort_key"] is [{ } keyText] ? keyText.Split(',').Zip((q["sort_dir"] is [{ } dirText] ? dirText.Split(',') : []).Concat(Enumerable.Repeat("desc", 64)), (k, d) => $"{k}:{d}").ToArray()
+            : ["created_at:desc"];
+        IOrderedEnumerable<Backup>? sorted = null;
+        foreach (var sort in sortKeys)
         {
             var parts = sort.Split(':');
-            key = parts[0].Trim();
-            descending = parts.Length < 2 || parts[1].Trim() != "asc";
-            if (parts.Length > 1 && parts[1].Trim() is not ("asc" or "desc")) return CinderErrors.BadRequest($"Invalid sort direction: {parts[1]}");
+            var key = parts[0].Trim();
+            if (parts.Length > 2 || parts.Length == 2 && parts[1].Trim() is not ("asc" or "desc")) return CinderErrors.BadRequest($"Invalid sort direction: {sort}");
             if (!SortKeys.Contains(key) || key == "name" && version < Microversion.BackupSortName) return CinderErrors.BadRequest($"Invalid input received: Invalid sort key {key}.");
+            var descending = parts.Length < 2 || parts[1].Trim() == "desc";
+            Func<Backup, IComparable?> by = key switch
+            {
+                "updated_at" => b => b.UpdatedAt, "id" => b => b.Id, "status" => b => b.Status, "size" => b => b.Size,
+                "volume_id" => b => b.VolumeId, "name" => b => b.Name, "data_timestamp" => b => b.DataTimestamp, _ => b => b.CreatedAt,
+            };
+            sorted = sorted is null
+                ? descending ? rows.OrderByDescending(by) : rows.OrderBy(by)
+                : descending ? sorted.ThenByDescending(by) : sorted.ThenBy(by);
         }
-        Func<Backup, IComparable?> by = key switch
-        {
-            "updated_at" => b => b.UpdatedAt, "id" => b => b.Id, "status" => b => b.Status, "size" => b => b.Size,
-            "volume_id" => b => b.VolumeId, "name" => b => b.Name, "data_timestamp" => b => b.DataTimestamp, _ => b => b.CreatedAt,
-        };
-        var ordered = (descending ? rows.OrderByDescending(by) : rows.OrderBy(by)).ThenBy(b => b.Id).ToList();
+        var ordered = sorted!.ThenBy(b => b.Id).ToList();
 
         var total = ordered.Count;
         if (q["marker"] is [var marker])
