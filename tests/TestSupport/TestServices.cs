@@ -59,6 +59,14 @@ public static class TestServices
     /// <summary>Stops or starts only the NFS server (for failure tests); deploy/services.sh does it by PID.</summary>
     public static Task SetNfsRunningAsync(bool running) => RunAsync(Required("VB_SERVICES"), running ? "start-nfs" : "stop-nfs");
 
+    /// <summary>Stops one of the real services (postgres, rabbitmq), leaves it down for a while, and starts it again, as an outage would.</summary>
+    public static async Task OutageAsync(string part, TimeSpan down)
+    {
+        await RunAsync(Required("VB_SERVICES"), "stop", part);
+        await Task.Delay(down);
+        await RunAsync(Required("VB_SERVICES"), "start");
+    }
+
     static async Task<string> PostgresAsync()
     {
         await Gate.WaitAsync();
@@ -102,7 +110,9 @@ public static class TestServices
 
     public static async Task RunAsync(string file, params string[] args)
     {
-        using var process = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        var info = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.Environment.Remove("VB_STARTED_FILE");     // a service a test restarts is not one deploy/test.sh started
+        using var process = Process.Start(info)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();

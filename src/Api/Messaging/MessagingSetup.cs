@@ -22,9 +22,10 @@ public static class MessagingSetup
             x.AddConsumer<HeartbeatConsumer>();
             x.AddConfigureEndpointsCallback((context, _, endpoint) =>
             {
-                // Concurrency conflicts and a database restart are retried; only our own endpoints' faults are not
-                // published, so every Fault<T> the saga sees comes from an agent.
-                endpoint.UseMessageRetry(r => r.Intervals(100, 500, 1_000, 5_000, 15_000, 30_000));
+                // Concurrency conflicts are retried within a fraction of a second; a database outage of up to about twelve minutes is
+                // ridden out (the event stays unacknowledged on the broker meanwhile), a longer one ends in the _error queue.
+                // Our own endpoints' faults are not published, so every Fault<T> the saga sees comes from an agent.
+                endpoint.UseMessageRetry(r => r.Exponential(20, TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200)));
                 endpoint.PublishFaults = false;
             });
             x.UsingRabbitMq((context, bus) =>

@@ -47,7 +47,7 @@ sealed class RepositoryLock : IAsyncDisposable
             if (seen is null || current.Modified != seen.Modified)
             {
                 (seen, seenAt) = (current, Stopwatch.GetTimestamp());
-                var holder = await store.ReadAllAsync(path, ct) is { } text ? LockOwner.Parse(Encoding.UTF8.GetString(text)) : null;
+                var holder = await HolderAsync(store, path, ct);
                 if (holder?.IsDeadHere() == true)
                 {
                     logger.DeadHolderLockBroken(path, holder.ProcessId);
@@ -66,6 +66,18 @@ sealed class RepositoryLock : IAsyncDisposable
             }
             await Task.Delay(delay, ct);
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxPoll.Ticks));
+        }
+    }
+
+    static async Task<LockOwner?> HolderAsync(IRepositoryStore store, string path, CancellationToken ct)
+    {
+        try
+        {
+            return await store.ReadAllAsync(path, ct) is { } text ? LockOwner.Parse(Encoding.UTF8.GetString(text)) : null;
+        }
+        catch (IOException)
+        {
+            return null;                                   // its new holder is writing it this instant
         }
     }
 

@@ -146,10 +146,12 @@ public sealed class Backend : IAsyncLifetime
         return id;
     }
 
-    /// <summary>Polls a resource until its status is one of <paramref name="statuses"/>; fails after 60 s, or at once on an unexpected terminal status.</summary>
-    public async Task<JsonObject> WaitForAsync(string path, string key, params string[] statuses)
+    /// <summary>Polls a resource until its status is one of <paramref name="statuses"/>; fails after 60 s.</summary>
+    public Task<JsonObject> WaitForAsync(string path, string key, params string[] statuses) => WaitForAsync(TimeSpan.FromSeconds(60), path, key, statuses);
+
+    public async Task<JsonObject> WaitForAsync(TimeSpan within, string path, string key, params string[] statuses)
     {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var timeout = new CancellationTokenSource(within);
         JsonObject? last = null;
         while (!timeout.IsCancellationRequested)
         {
@@ -157,12 +159,23 @@ public sealed class Backend : IAsyncLifetime
             if (statuses.Contains((string?)last["status"])) return last;
             await Task.Delay(150);
         }
-        throw new TimeoutException($"{path} never reached {string.Join('|', statuses)}; last: {last?.ToJsonString()}\n{LogsAbout(path[(path.LastIndexOf('/') + 1)..])}");
+        throw new TimeoutException($"{path} never reached {string.Join('|', statuses)} within {within}; last: {last?.ToJsonString()}\n{LogsAbout(path[(path.LastIndexOf('/') + 1)..])}");
     }
 
     /// <summary>What each process logged about one id: a timed-out wait says where the work stopped.</summary>
     string LogsAbout(string id) => string.Join('\n', hosts.Select(h =>
         $"--- {h.Name}:\n" + string.Join('\n', h.Output.Where(l => l.Contains(id, StringComparison.Ordinal) && !l.TrimStart().StartsWith("Activity", StringComparison.Ordinal)).TakeLast(12))));
+
+    /// <summary>Waits until one of the BackupAgents logged a line containing <paramref name="text"/>; returns that agent.</summary>
+    public async Task<HostProcess> WaitForLogAsync(string text)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            if (BackupAgents.FirstOrDefault(a => a.Output.Any(l => l.Contains(text, StringComparison.Ordinal))) is { } agent) return agent;
+            await Task.Delay(20, timeout.Token);
+        }
+    }
 
     /// <summary>Fills part of a volume file as a guest would: random data, text, and zeros left as holes.</summary>
     public static void WriteGuestData(string file, int seed, long offset, int bytes)

@@ -44,14 +44,7 @@ public sealed class FailureTests(Backend backend)
         var sha = Backend.Sha256(file);
         var backupId = (string)(await backend.PostAsync("backups", new { backup = new { volume_id = volumeId } }))["backup"]!["id"]!;
 
-        // The agent that took it says so in its log as soon as it holds the device.
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        HostProcess? worker = null;
-        while (worker is null)
-        {
-            worker = backend.BackupAgents.FirstOrDefault(a => a.Output.Any(l => l.Contains($"Backup {backupId} of volume", StringComparison.Ordinal)));
-            if (worker is null) await Task.Delay(20, timeout.Token);
-        }
+        var worker = await backend.WaitForLogAsync($"Backup {backupId} of volume");   // the agent holding the device
         var before = (string?)(await backend.GetAsync($"backups/{backupId}"))["backup"]!["status"];
         await backend.StopAsync(worker);                                       // killed, not stopped: its message is redelivered
         await backend.StartBackupAgentAsync($"BackupAgent-after-{backupId[..8]}");  // as a supervisor restarts it
