@@ -7,4 +7,10 @@ internal static partial class Log
 
     [LoggerMessage(4002, LogLevel.Warning, "Outbox relay failed; retrying")]
     public static partial void OutboxRelayFailed(this ILogger logger, Exception exception);
+
+    [LoggerMessage(4003, LogLevel.Warning, "Untaken backups watchdog failed; retrying at the next tick")]
+    public static partial void WatchdogFailed(this ILogger logger, Exception exception);
+
+    [LoggerMessage(4004, LogLevel.Warning, "Backup {BackupId} was not taken by any agent of zone {Zone}, which has none alive: it is given up")]
+    public static partial void BackupNotTaken(this ILogger logger, Guid backupId, string zone);
 }

@@ -29,6 +29,8 @@ builder.Services.AddSingleton<VolumeHosts>();
 builder.Services.AddDbContext<AppDbContext>(o => AppDbContext.Configure(o,
     builder.Configuration.GetConnectionString("Postgres") ?? throw new InvalidOperationException("ConnectionStrings:Postgres is required")));
 builder.Services.AddMessaging(builder.Configuration);
+builder.Services.AddOptions<BackupOptions>().BindConfiguration(BackupOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddHostedService<UntakenBackupsWatchdog>();
 
 var app = builder.Build();
 app.UseExceptionHandler(new ExceptionHandlerOptions

@@ -12,6 +12,9 @@ public record BackupProgressed(Guid BackupId, long BytesDone, long BytesTotal);
 /// <param name="StoredBytes">Stored bytes of every chunk the backup references.</param>
 public record BackupCompleted(Guid BackupId, long SizeBytes, int ObjectCount, long BytesWritten, long StoredBytes, DateTimeOffset CompletedAt);
 
+/// <summary>No agent of the backup's zone took it in time (all of them gone); the Api gives it up and fails it.</summary>
+public record BackupNotTaken(Guid BackupId, string Reason);
+
 public record RestoreStarted(Guid BackupId, Guid RestoreId, Guid VolumeId, string AgentHost);
 
 /// <summary>Every chunk was verified and the restored data is in place.</summary>

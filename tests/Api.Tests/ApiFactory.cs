@@ -8,7 +8,7 @@ using VolumeBackup.TestSupport;
 namespace VolumeBackup.Api.Tests;
 
 /// <summary>The Api in-process on a database and virtual host of its own; no agents (tests publish their events).</summary>
-public sealed class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
+public class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
 {
     string database = "";
     string broker = "";
@@ -27,7 +27,11 @@ public sealed class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         builder.UseSetting("Storage:Hosts:0:Name", "host-a");
         builder.UseSetting("Storage:Hosts:0:Zone", "nova");
         builder.UseSetting("Storage:Hosts:0:Address", "http://127.0.0.1:9");   // no VolumeAgent: these tests never reach it
+        Configure(builder);
     }
+
+    /// <summary>More settings, for a fixture that needs them.</summary>
+    protected virtual void Configure(IWebHostBuilder builder) { }
 
     /// <summary>Starts the host and waits for its bus: a message published before the saga's queue is bound to its exchange is lost.</summary>
     public async Task StartedAsync()

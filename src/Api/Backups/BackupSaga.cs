@@ -1,5 +1,6 @@
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
+using VolumeBackup.Api.Messaging;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.Contracts;
 
@@ -38,6 +39,7 @@ public sealed class BackupSaga : MassTransitStateMachine<BackupSagaState>
         Event(() => Progressed, e => { e.CorrelateById(m => m.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
         Event(() => Completed, e => { e.CorrelateById(m => m.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
         Event(() => Faulted, e => { e.CorrelateById(m => m.Message.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
+        Event(() => NotTaken, e => { e.CorrelateById(m => m.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
 
         During(Creating,
             When(Started).ThenAsync(async c =>
@@ -76,9 +78,20 @@ public sealed class BackupSaga : MassTransitStateMachine<BackupSagaState>
                 if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is not { } backup) return;
                 backup.Fail(FailReason(c.Message), now);
                 Db(c).Outbox.Add(Notifications.Backup(backup, "backup.create.error", now));
+            }).TransitionTo(Error),
+            When(NotTaken).ThenAsync(async c =>
+            {
+                var now = clock.GetUtcNow();
+                await ReleaseSource(c, now);
+                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is not { } backup) return;
+                backup.Fail(c.Message.Reason, now);
+                Db(c).Outbox.Add(Notifications.Backup(backup, "backup.create.error", now));
             }).TransitionTo(Error));
 
-        During(Available, Error, Ignore(Started), Ignore(Progressed), Ignore(Completed), Ignore(Faulted));
+        // An agent that comes back and takes a backup already given up is told to stop; its volume is no longer held.
+        During(Error, When(Started).Then(c => Db(c).Outbox.Add(OutboxMessage.Create(new CancelBackup(c.Message.BackupId), clock.GetUtcNow()))));
+        During(Available, Ignore(Started));
+        During(Available, Error, Ignore(Progressed), Ignore(Completed), Ignore(Faulted), Ignore(NotTaken));
     }
 
     public State Creating { get; private set; } = null!;
@@ -89,6 +102,7 @@ public sealed class BackupSaga : MassTransitStateMachine<BackupSagaState>
     public Event<BackupProgressed> Progressed { get; private set; } = null!;
     public Event<BackupCompleted> Completed { get; private set; } = null!;
     public Event<Fault<CreateBackup>> Faulted { get; private set; } = null!;
+    public Event<BackupNotTaken> NotTaken { get; private set; } = null!;
 
     static AppDbContext Db(ConsumeContext c) => c.GetServiceOrCreateInstance<AppDbContext>();
 

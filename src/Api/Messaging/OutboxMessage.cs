@@ -32,6 +32,6 @@ public sealed class OutboxMessage
     /// <summary>Only contract types can be named by a row: a fixed list, never a type name looked up at run time.</summary>
     public static readonly IReadOnlyDictionary<string, Type> KnownTypes = new[]
     {
-        typeof(CreateBackup), typeof(RestoreBackup), typeof(DeleteBackup), typeof(CancelBackup), typeof(BackupNotification),
+        typeof(CreateBackup), typeof(RestoreBackup), typeof(DeleteBackup), typeof(CancelBackup), typeof(BackupNotification), typeof(BackupNotTaken),
     }.ToDictionary(t => t.Name);
 }
