@@ -22,6 +22,7 @@ public sealed record DeleteSummary(bool ManifestFound, int ChunksDeleted, long B
 //   backups/<id>.manifest     one per backup, complete, written last and atomically (Manifest)
 //   writers/<id>              a running backup (WriterMarker)
 //   deleting/<id>.json        chunks of a deleted backup still to collect (Tombstone)
+//   deleting/<id>.attempt-*.json  chunks a failed or cancelled backup wrote, to collect the same way
 //   gc.lock, gc.generation    see below
 //
 // Deleting while backups run. Invariant: every manifest names only chunks that exist.
@@ -82,6 +83,11 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 await store.WriteAtomicAsync(ManifestPath(container, backupId), bytes, ct);
                 manifest = manifest with { Sha256 = sha256 };
             }
+        }
+        catch
+        {
+            await LeaveForCollectionAsync(run);
+            throw;
         }
         finally
         {
@@ -243,9 +249,29 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     {
         var length = ChunkStore.Encode(compressor, plain, packed);
         run.Stored[hash] = length;
+        run.Written.Add(hash);
         Interlocked.Increment(ref run.ChunksWritten);
         Interlocked.Add(ref run.BytesWritten, length);
         return store.WriteAtomicAsync(ChunkStore.PathOf(run.Container, hash), packed.AsMemory(0, length), ct);
+    }
+
+    // A failed or cancelled backup has no manifest, so nothing would ever free the chunks it wrote: it leaves them in a
+    // tombstone of their own, and the next collection frees those no manifest references. Best effort: the share may be
+    // what failed, and a retry of the same backup reuses most of them anyway.
+    async Task LeaveForCollectionAsync(BackupRun run)
+    {
+        if (run.Written.IsEmpty)
+            return;
+        try
+        {
+            var tombstone = new Tombstone(run.BackupId, run.Written.ToArray());
+            await store.WriteAtomicAsync($"{run.Container}/deleting/{run.BackupId:D}.attempt-{Guid.NewGuid():N}.json",
+                JsonSerializer.SerializeToUtf8Bytes(tombstone, RepositoryJson.Default.Tombstone), CancellationToken.None);
+        }
+        catch (IOException e)
+        {
+            logger.UnfinishedChunksNotRecorded(run.BackupId, run.Written.Count, e);
+        }
     }
 
     // Holding gc.lock, after a collection ran during the backup.
@@ -438,6 +464,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         public int ChunkSize { get; } = chunkSize;
         public string?[] Hashes { get; } = new string?[Manifest.ChunkCount(sizeBytes, chunkSize)];
         public ConcurrentDictionary<string, int> Stored { get; } = new();
+        public ConcurrentBag<string> Written { get; } = [];
         public Manifest? Parent { get; } = parent;
         public Dictionary<string, int> ParentSizes { get; } =
             parent?.Chunks.OfType<ChunkRef>().DistinctBy(chunk => chunk.Sha256).ToDictionary(chunk => chunk.Sha256, chunk => chunk.StoredSize) ?? [];

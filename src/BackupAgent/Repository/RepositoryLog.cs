@@ -26,6 +26,9 @@ static partial class RepositoryLog
     [LoggerMessage(3021, LogLevel.Warning, "The manifest of backup {BackupId} in {Container} is unreadable; it is deleted, but the chunks only it referenced stay on the share")]
     public static partial void UnreadableManifestDeleted(this ILogger logger, Guid backupId, string container, Exception exception);
 
+    [LoggerMessage(3023, LogLevel.Warning, "Backup {BackupId} failed and its {Count} new chunks could not be recorded for collection; they stay on the share")]
+    public static partial void UnfinishedChunksNotRecorded(this ILogger logger, Guid backupId, int count, Exception exception);
+
     [LoggerMessage(3022, LogLevel.Warning, "Writer marker {Path} was not refreshed since {Modified}: its backup is taken for dead and the marker removed")]
     public static partial void StaleWriterRemoved(this ILogger logger, string path, DateTimeOffset modified);
 

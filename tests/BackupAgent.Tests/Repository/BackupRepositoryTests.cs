@@ -400,6 +400,33 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
+    public async Task Chunks_a_failed_backup_wrote_are_freed_by_the_next_collection_and_shared_ones_kept()
+    {
+        var kept = Random(3 * ChunkSize, seed: 63);
+        var first = await BackupAsync(fx.Repository(), fx.Volume(kept), kept.Length);
+        var data = kept.Concat(Random(8 * ChunkSize, seed: 64)).ToArray();
+        var writes = 0;
+        var failing = new InterceptingStore(fx.Store)
+        {
+            BeforeWriteAtomic = path =>
+            {
+                if (path.Contains("/chunks/", StringComparison.Ordinal) && Interlocked.Increment(ref writes) > 4)
+                    throw new IOException("the share filled up");
+            },
+        };
+
+        await Assert.ThrowsAsync<IOException>(() => BackupAsync(fx.Repository(failing), fx.Volume(data), data.Length));
+        Assert.True(fx.ChunkFiles().Count > 3, $"{fx.ChunkFiles().Count} chunk files: the failed backup wrote none");
+
+        var collected = await fx.Repository().DeleteAsync(Container, Guid.NewGuid(), Ct);   // any delete collects
+
+        Assert.Equal(3, fx.ChunkFiles().Count);
+        Assert.True(collected.ChunksDeleted >= 4, $"{collected.ChunksDeleted} freed");
+        Assert.Empty(Directory.EnumerateFiles(Path.Join(fx.ContainerPath, "deleting")));
+        Assert.Equal(kept, await RestoreAsync(fx.Repository(), first, kept.Length));
+    }
+
+    [Fact]
     public async Task A_lock_left_by_a_dead_process_of_this_host_is_broken_at_once()
     {
         using var gone = System.Diagnostics.Process.Start("true")!;

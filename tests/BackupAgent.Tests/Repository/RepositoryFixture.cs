@@ -78,6 +78,7 @@ public sealed class InterceptingStore(IRepositoryStore inner) : IRepositoryStore
 {
     public Func<string, string> MapPath { get; init; } = path => path;
     public Func<string, Task>? BeforeCreateExclusive { get; set; }
+    public Action<string>? BeforeWriteAtomic { get; set; }
     public int MaxJitterMs { get; init; }
     public List<string> Reads { get; } = [];
 
@@ -99,6 +100,7 @@ public sealed class InterceptingStore(IRepositoryStore inner) : IRepositoryStore
     public async Task WriteAtomicAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         await JitterAsync();
+        BeforeWriteAtomic?.Invoke(path);
         await inner.WriteAtomicAsync(MapPath(path), data, ct);
     }
 
