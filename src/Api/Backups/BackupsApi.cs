@@ -68,8 +68,7 @@ public static class BackupsApi
         }
 
         var now = clock.GetUtcNow();
-        if (!await ServicesApi.BackupServiceUpAsync(db, volume.AvailabilityZone, now, ct))
-            return CinderErrors.ServerError("Service cinder-backup could not be found.");
+        if (await NoBackupServiceAsync(db, volume.AvailabilityZone, now, ct) is { } noService) return noService;
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         if (await QuotasApi.CheckBackupAsync(db, volume.ProjectId, volume.Size, ct) is { } overQuota)
             return CinderErrors.OverLimit(overQuota);
@@ -273,6 +272,7 @@ public static class BackupsApi
         if (backup.HasDependentBackups)
             return CinderErrors.BadRequest("Invalid backup: Incremental backups exist for this backup.");
         var now = clock.GetUtcNow();
+        if (await NoBackupServiceAsync(db, backup.AvailabilityZone, now, ct) is { } noService) return noService;
         backup.Status = BackupStatus.Deleting;
         backup.UpdatedAt = now;
         db.Outbox.Add(OutboxMessage.Create(new DeleteBackup(backup.Id, backup.Container, backup.AvailabilityZone), now, Queues.DeleteBackup(backup.AvailabilityZone)));
@@ -290,6 +290,7 @@ public static class BackupsApi
         if (backup.Status != BackupStatus.Available)
             return CinderErrors.BadRequest($"Invalid backup: Backup status must be available but is {backup.Status}.");
         var now = clock.GetUtcNow();
+        if (await NoBackupServiceAsync(db, backup.AvailabilityZone, now, ct) is { } noService) return noService;
         Volume volume;
         if (request.VolumeId is not null)
         {
@@ -329,6 +330,10 @@ public static class BackupsApi
         outbox.Notify();
         return TypedResults.Accepted((string?)null, VolumesApi.Wrap("restore", new RestoreView(backup.Id.ToString(), volume.Id.ToString(), volume.Name)));
     }
+
+    /// <summary>Cinder refuses a create, restore or delete when no cinder-backup of the zone is up, so no work queues for nobody.</summary>
+    static async Task<ProblemHttpResult?> NoBackupServiceAsync(AppDbContext db, string zone, DateTimeOffset now, CancellationToken ct) =>
+        await ServicesApi.BackupServiceUpAsync(db, zone, now, ct) ? null : CinderErrors.ServerError("Service cinder-backup could not be found.");
 
     static async Task<Backup?> FindAsync(AppDbContext db, Caller caller, string id, CancellationToken ct) =>
         Guid.TryParse(id, out var bid) && await db.Backups.FindAsync([bid], ct) is { } b && caller.CanSee(b.ProjectId) ? b : null;

@@ -116,6 +116,29 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
     }
 
     [Fact]
+    public async Task With_no_live_backup_agent_a_restore_or_delete_is_refused_and_nothing_changes()
+    {
+        var (volume, parent, _) = await SeedIncrementalAsync();
+        using var client = api.CreateClient();
+        client.DefaultRequestHeaders.Add("X-Auth-Token", "u:p");
+        await using var before = api.NewDbContext();
+        var (volumes, outbox) = (await before.Volumes.CountAsync(), await before.Outbox.CountAsync());
+
+        var restore = await client.PostAsJsonAsync($"/v3/p/backups/{parent.Id}/restore", new { restore = new { } });
+        var delete = await client.DeleteAsync($"/v3/p/backups/{parent.Id}");
+
+        foreach (var response in new[] { restore, delete })
+        {
+            Assert.Equal(500, (int)response.StatusCode);
+            Assert.Equal("Service cinder-backup could not be found.", (string?)(await response.Content.ReadFromJsonAsync<JsonObject>())!["computeFault"]!["message"]);
+        }
+        await using var after = api.NewDbContext();
+        Assert.Equal(BackupStatus.Available, (await after.Backups.SingleAsync(b => b.Id == parent.Id)).Status);
+        Assert.Equal((volumes, outbox), (await after.Volumes.CountAsync(), await after.Outbox.CountAsync()));
+        Assert.Equal(VolumeStatus.BackingUp, (await after.Volumes.SingleAsync(v => v.Id == volume.Id)).Status);
+    }
+
+    [Fact]
     public void The_Api_does_not_start_without_an_auth_mode_chosen()
     {
         using var unconfigured = new Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactory<Program>().WithWebHostBuilder(b =>
