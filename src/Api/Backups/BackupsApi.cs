@@ -101,7 +101,9 @@ public static class BackupsApi
     static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> ListDetail(Caller caller, AppDbContext db, HttpContext http, CancellationToken ct) =>
         await ListAsync(caller, db, http, "backups/detail", (b, baseUrl, version) => BackupView.From(b, baseUrl, version), ct);
 
-    static readonly string[] SortKeys = ["created_at", "updated_at", "id", "status", "size", "volume_id", "name", "data_timestamp"];
+    // Cinder sorts by any column of its backups table (the CLI sends display_name for "name"); "name" itself from 3.37.
+    static readonly string[] SortKeys = ["created_at", "updated_at", "id", "status", "size", "volume_id", "name", "display_name",
+        "display_description", "data_timestamp", "container", "availability_zone", "object_count", "project_id", "user_id", "host"];
 
     /// <summary>Cinder's listing: filters, all_tenants for admins, sort, limit/marker pagination with a next link, count (3.45).</summary>
     static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> ListAsync(
@@ -138,7 +140,10 @@ public static class BackupsApi
             Func<Backup, IComparable?> by = key switch
             {
                 "updated_at" => b => b.UpdatedAt, "id" => b => b.Id, "status" => b => b.Status, "size" => b => b.Size,
-                "volume_id" => b => b.VolumeId, "name" => b => b.Name, "data_timestamp" => b => b.DataTimestamp, _ => b => b.CreatedAt,
+                "volume_id" => b => b.VolumeId, "name" or "display_name" => b => b.Name, "display_description" => b => b.Description,
+                "data_timestamp" => b => b.DataTimestamp, "container" => b => b.Container, "availability_zone" => b => b.AvailabilityZone,
+                "object_count" => b => b.ObjectCount, "project_id" => b => b.ProjectId, "user_id" => b => b.UserId, "host" => b => b.Host,
+                _ => b => b.CreatedAt,
             };
             sorted = sorted is null
                 ? descending ? rows.OrderByDescending(by) : rows.OrderBy(by)

@@ -13,6 +13,7 @@ public sealed class BackupListingTests(ApiFactory api) : IClassFixture<ApiFactor
     [InlineData("sort=size,name:asc", "a1,c1,c2,b1,b2")]
     [InlineData("sort_key=size,name&sort_dir=asc,asc", "b1,b2,c1,c2,a1")]
     [InlineData("sort=name:asc", "a1,b1,b2,c1,c2")]
+    [InlineData("sort=display_name:desc", "c2,c1,b2,b1,a1")]          // what the CLI sends for --sort name:desc
     public async Task Backups_sort_by_every_key_asked_in_order(string query, string expected)
     {
         var project = await SeedAsync(("a1", 3), ("b1", 1), ("b2", 1), ("c1", 2), ("c2", 2));

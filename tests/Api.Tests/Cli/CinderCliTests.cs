@@ -66,6 +66,8 @@ public sealed class CinderCliTests(Backend backend)
         var sha = Backend.Sha256(file);
         var incrementalId = await BackupAsync("--incremental", volumeId);
 
+        Assert.Equal([fullId, incrementalId], (await Cli.OkAsync("backup-list", "--volume-id", volumeId, "--sort", "created_at:asc")).Table().Select(r => r["ID"]));
+        Assert.Equal([incrementalId, fullId], (await Cli.OkAsync("backup-list", "--volume-id", volumeId, "--sort", "name:asc,created_at:desc")).Table().Select(r => r["ID"]));
         Assert.Equal("True", (await Cli.OkAsync("backup-show", incrementalId)).Properties()["is_incremental"]);
         Assert.Equal("True", (await Cli.OkAsync("backup-show", fullId)).Properties()["has_dependent_backups"]);
         var parentDelete = await Cli.RunAsync("backup-delete", fullId);
