@@ -50,7 +50,8 @@ app.MapGroup("/v3/{project_id}")
     .MapAttachments()
     .MapBackups()
     .MapQuotas()
-    .MapServices();
+    .MapServices()
+    .MapAvailabilityZones();
 app.MapDefaultEndpoints();
 app.Run();
 

@@ -35,7 +35,23 @@ public static class QuotasApi
         quotas.MapGet("/{target}", Get);
         quotas.MapGet("/{target}/defaults", GetDefaults);
         quotas.MapPut("/{target}", Update);
+        project.MapGet("/limits", Limits).WithTags("Quotas");
         return project;
+    }
+
+    /// <summary>The caller's absolute limits and usage under Cinder's names (<c>cinder absolute-limits</c>); no rate limits.</summary>
+    static async Task<Ok<Dictionary<string, Dictionary<string, object>>>> Limits(Caller caller, AppDbContext db, CancellationToken ct)
+    {
+        var limits = await LimitsAsync(db, caller.ProjectId, ct);
+        var used = await UsageAsync(db, caller.ProjectId, ct);
+        var absolute = new Dictionary<string, int>
+        {
+            ["maxTotalVolumes"] = limits["volumes"], ["maxTotalSnapshots"] = limits["snapshots"], ["maxTotalVolumeGigabytes"] = limits["gigabytes"],
+            ["maxTotalBackups"] = limits["backups"], ["maxTotalBackupGigabytes"] = limits["backup_gigabytes"],
+            ["totalVolumesUsed"] = used["volumes"].InUse, ["totalSnapshotsUsed"] = used["snapshots"].InUse, ["totalGigabytesUsed"] = used["gigabytes"].InUse,
+            ["totalBackupsUsed"] = used["backups"].InUse, ["totalBackupGigabytesUsed"] = used["backup_gigabytes"].InUse,
+        };
+        return TypedResults.Ok(VolumesApi.Wrap("limits", new Dictionary<string, object> { ["rate"] = Array.Empty<object>(), ["absolute"] = absolute }));
     }
 
     static async Task<Results<Ok<Dictionary<string, Dictionary<string, object>>>, ProblemHttpResult>> Get(

@@ -116,6 +116,10 @@ public sealed class CinderCliTests(Backend backend)
         var usage = (await cli.OkAsync("quota-usage", project)).Table().Single(r => r["Type"] == "backups");
         Assert.Equal("1", usage["In_use"]);
         Assert.Equal("1", usage["Limit"]);
+        var limits = (await cli.OkAsync("absolute-limits")).Table().ToDictionary(r => r["Name"], r => r["Value"]);
+        Assert.Equal("1", limits["maxTotalBackups"]);
+        Assert.Equal("1", limits["totalBackupsUsed"]);
+        Assert.Equal("1", limits["totalBackupGigabytesUsed"]);
     }
 
     [Fact]
@@ -126,6 +130,8 @@ public sealed class CinderCliTests(Backend backend)
         Assert.Equal("host-a", backupService["Host"]);
         Assert.Equal("nova", backupService["Zone"]);
         Assert.Equal("up", backupService["State"]);
+
+        Assert.Equal("available", (await Cli.OkAsync("availability-zone-list")).Table().Single(r => r["Name"] == "nova")["Status"]);
 
         var denied = await Cli.RunAsync("service-list");
         Assert.NotEqual(0, denied.ExitCode);
