@@ -54,7 +54,7 @@ public sealed class UntakenBackupsWatchdog(
             from saga in db.BackupSagas
             where saga.CurrentState == nameof(BackupSaga.Creating) && saga.StartedAt == null
             join backup in db.Backups on saga.CorrelationId equals backup.Id
-            where backup.CreatedAt < before
+            where backup.Status == BackupStatus.Creating && backup.CreatedAt < before
             select new { backup.Id, backup.AvailabilityZone }).ToListAsync(ct);
         foreach (var zone in untaken.GroupBy(b => b.AvailabilityZone))
         {
