@@ -1,0 +1,60 @@
+using System.Collections.Concurrent;
+using System.Text;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using VolumeBackup.Contracts.Grpc;
+using VolumeBackup.TestSupport;
+
+namespace VolumeBackup.VolumeAgent.Tests;
+
+/// <summary>With OTEL_EXPORTER_OTLP_ENDPOINT set, a real process exports its traces, metrics and logs over OTLP.</summary>
+public sealed class TelemetryTests
+{
+    [Fact]
+    public async Task Traces_metrics_and_logs_go_to_the_configured_OTLP_endpoint()
+    {
+        var received = new ConcurrentQueue<(string Signal, string Body)>();
+        var collector = WebApplication.CreateSlimBuilder();
+        collector.WebHost.UseUrls("http://127.0.0.1:0");
+        collector.Configuration["Kestrel:EndpointDefaults:Protocols"] = "Http1";   // not the VolumeAgent's HTTP/2-only setting beside this test
+        await using var app = collector.Build();
+        app.MapPost("/v1/{signal}", async (string signal, HttpRequest request) =>
+        {
+            using var body = new MemoryStream();
+            await request.Body.CopyToAsync(body);
+            received.Enqueue((signal, Encoding.UTF8.GetString(body.ToArray())));   // protobuf, but its strings are plain UTF-8
+            return Results.Ok();
+        });
+        await app.StartAsync();
+        var endpoint = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+
+        await using var agent = await HostProcess.StartAsync("VolumeAgent", new Dictionary<string, string>
+        {
+            ["Volumes__PoolPath"] = TestServices.CreatePoolFolder("otlp"),
+            ["Telemetry__Instance"] = "otlp-test",
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint,
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "200",
+            ["OTEL_BLRP_SCHEDULE_DELAY"] = "200",
+            ["OTEL_METRIC_EXPORT_INTERVAL"] = "500",
+        }, "VolumeAgent-otlp");
+        using var channel = GrpcChannel.ForAddress(agent.Address);
+        var volumeId = Guid.NewGuid().ToString();
+        await new VolumeHost.VolumeHostClient(channel).CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId, SizeBytes = 1 << 20 });
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        bool Has(string signal, string text) => received.Any(r => r.Signal == signal && r.Body.Contains(text, StringComparison.Ordinal));
+        while (!(Has("traces", "CreateVolume") && Has("logs", volumeId) && Has("metrics", "otlp-test")))
+        {
+            Assert.False(timeout.IsCancellationRequested, $"at {endpoint} received: {string.Join(", ", received.Select(r => $"{r.Signal} ({r.Body.Length} chars)"))}");
+            await Task.Delay(100, CancellationToken.None);
+        }
+
+        Assert.True(Has("traces", "VolumeAgent") && Has("traces", "otlp-test"));   // the resource names the service and the instance
+    }
+}
