@@ -55,6 +55,9 @@ public static class BackupsApi
             return CinderErrors.BadRequest($"Invalid volume: Volume to be backed up must be available or in-use, but the current status is \"{volume.Status}\".");
         if (volume.Status == VolumeStatus.InUse && request.Force != true && snapshot is null)
             return CinderErrors.BadRequest("Invalid volume: Backing up an in-use volume must use the force flag.");
+        // An agent reads volumes through the VolumeAgent of its own zone, so a backup is made in its volume's zone.
+        if (request.AvailabilityZone is { Length: > 0 } zone && zone != volume.AvailabilityZone)
+            return CinderErrors.BadRequest($"Invalid input received: Volume {volume.Id} is in availability zone '{volume.AvailabilityZone}'; its backups are made there, not in '{zone}'.");
 
         Guid? parentId = null;
         if (request.Incremental == true)

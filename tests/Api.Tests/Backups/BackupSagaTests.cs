@@ -116,6 +116,24 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
     }
 
     [Fact]
+    public async Task A_backup_asked_in_another_availability_zone_is_refused()
+    {
+        var (volume, _, _) = await SeedIncrementalAsync(volumeStatusBefore: VolumeStatus.Available);
+        await using (var db = api.NewDbContext())
+        {
+            (await db.Volumes.SingleAsync(v => v.Id == volume.Id)).EndBackup(DateTimeOffset.UtcNow);
+            await db.SaveChangesAsync();
+        }
+        using var client = api.CreateClient();
+        client.DefaultRequestHeaders.Add("X-Auth-Token", "u:p");
+
+        var response = await client.PostAsJsonAsync("/v3/p/backups", new { backup = new { volume_id = volume.Id, availability_zone = "elsewhere" } });
+
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Contains("its backups are made there, not in 'elsewhere'", (string?)(await response.Content.ReadFromJsonAsync<JsonObject>())!["badRequest"]!["message"]);
+    }
+
+    [Fact]
     public async Task With_no_live_backup_agent_a_restore_or_delete_is_refused_and_nothing_changes()
     {
         var (volume, parent, _) = await SeedIncrementalAsync();
