@@ -38,7 +38,7 @@ static partial class RepositoryLog
     [LoggerMessage(3033, LogLevel.Warning, "Lock {Path} was held by process {ProcessId} of this host, which is gone: the lock is broken")]
     public static partial void DeadHolderLockBroken(this ILogger logger, string path, int processId);
 
-    [LoggerMessage(3034, LogLevel.Information, "Waiting for lock {Path}, held by {Holder}")]
+    [LoggerMessage(3034, LogLevel.Debug, "Waiting for lock {Path}, held by {Holder}")]
     public static partial void LockWaiting(this ILogger logger, string path, string holder);
 
     [LoggerMessage(3031, LogLevel.Warning, "Heartbeat file {Path} is gone: another process took its owner for dead")]
