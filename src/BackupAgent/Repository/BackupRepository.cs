@@ -24,6 +24,7 @@ public sealed record DeleteSummary(bool ManifestFound, int ChunksDeleted, long B
 //   deleting/<id>.json        chunks of a deleted backup still to collect (Tombstone)
 //   deleting/<id>.attempt-*.json  chunks a failed or cancelled backup wrote, to collect the same way
 //   gc.lock, gc.generation    see below
+//   gc.swept                  when a delete last looked at every chunk (SweepAsync)
 //
 // Deleting while backups run. Invariant: every manifest names only chunks that exist.
 // - Chunks are deleted only by a collection, holding gc.lock, and only when no manifest references them. Before its
@@ -169,7 +170,10 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             await store.WriteAtomicAsync(TombstonePath(container, backupId), JsonSerializer.SerializeToUtf8Bytes(tombstone, RepositoryJson.Default.Tombstone), ct);
             await store.DeleteAsync(manifestPath, ct);
         }
-        var (deleted, freed, deferred) = await CollectAsync(container, gcLock.AcquiredAt, ct);
+        var sweep = await SweepDueAsync(container, gcLock.AcquiredAt, ct);
+        var (deleted, freed, deferred) = await CollectAsync(container, gcLock.AcquiredAt, sweep, ct);
+        if (sweep)
+            await store.WriteAtomicAsync(SweptPath(container), Encoding.UTF8.GetBytes($"{gcLock.AcquiredAt:O}\n"), ct);
         logger.BackupDeleted(backupId, container, file is not null, deleted, freed, deferred);
         return new DeleteSummary(file is not null, deleted, freed, deferred);
     }
@@ -361,8 +365,8 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     }
 
     // Holding gc.lock: frees the chunks of every tombstone that no manifest references and no running backup may
-    // rely on. Returns (deleted, bytes freed, deferred).
-    async Task<(int, long, int)> CollectAsync(string container, DateTimeOffset startedAt, CancellationToken ct)
+    // rely on; with sweep, every other chunk of the container too (see SweepAsync). Returns (deleted, bytes freed, deferred).
+    async Task<(int, long, int)> CollectAsync(string container, DateTimeOffset startedAt, bool sweep, CancellationToken ct)
     {
         var tombstones = new List<(string Path, Tombstone Tombstone)>();
         await foreach (var name in store.ListAsync($"{container}/deleting", ct))
@@ -371,9 +375,11 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             if (name.EndsWith(".json", StringComparison.Ordinal) && await store.ReadAllAsync(path, ct) is { } file)
                 tombstones.Add((path, JsonSerializer.Deserialize(file, RepositoryJson.Default.Tombstone)!));
         }
-        if (tombstones.Count == 0)
-            return (0, 0, 0);
         var candidates = tombstones.SelectMany(t => t.Tombstone.Chunks).Where(ChunkStore.IsHash).ToHashSet();
+        if (sweep)
+            candidates.UnionWith(await SweepAsync(container, startedAt, ct));
+        if (candidates.Count == 0 && tombstones.Count == 0)
+            return (0, 0, 0);
 
         await foreach (var name in store.ListAsync($"{container}/backups", ct))
         {
@@ -413,6 +419,35 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         }
         return (deleted, freed, deferred.Count);
     }
+
+    // Tombstones only name what a finished delete or a failed backup knew of. Now and then (Repository:SweepEvery) a delete
+    // also looks at every chunk of the container, for what an agent killed outright left: every chunk becomes a candidate
+    // (collected under the same rules: referenced or recent ones stay), and temporary files of atomic writes that have
+    // not changed for StaleAfter are removed.
+    async Task<List<string>> SweepAsync(string container, DateTimeOffset startedAt, CancellationToken ct)
+    {
+        var chunks = new List<string>();
+        var temporaries = 0;
+        await foreach (var prefix in store.ListAsync($"{container}/chunks", ct))
+        {
+            await foreach (var name in store.ListAsync($"{container}/chunks/{prefix}", ct))
+            {
+                if (ChunkStore.IsHash(name))
+                    chunks.Add(name);
+                else if (name.Contains(".tmp-", StringComparison.Ordinal)
+                         && await store.StatAsync($"{container}/chunks/{prefix}/{name}", ct) is { } entry && entry.Modified < startedAt - settings.StaleAfter
+                         && await store.DeleteAsync($"{container}/chunks/{prefix}/{name}", ct))
+                    temporaries++;
+            }
+        }
+        logger.ContainerSwept(container, chunks.Count, temporaries);
+        return chunks;
+    }
+
+    async Task<bool> SweepDueAsync(string container, DateTimeOffset startedAt, CancellationToken ct) =>
+        await store.StatAsync(SweptPath(container), ct) is not { } swept || swept.Modified <= startedAt - settings.SweepEvery;
+
+    static string SweptPath(string container) => $"{container}/gc.swept";
 
     // The start of the oldest live writer less GcGrace, or MaxValue when none runs. Markers without a heartbeat
     // for StaleAfter before the collection started are removed.

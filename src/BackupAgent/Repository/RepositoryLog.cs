@@ -29,6 +29,9 @@ static partial class RepositoryLog
     [LoggerMessage(3023, LogLevel.Warning, "Backup {BackupId} failed and its {Count} new chunks could not be recorded for collection; they stay on the share")]
     public static partial void UnfinishedChunksNotRecorded(this ILogger logger, Guid backupId, int count, Exception exception);
 
+    [LoggerMessage(3024, LogLevel.Information, "Container {Container} swept: all {Chunks} chunks checked against the manifests, {Temporaries} stale temporary files removed")]
+    public static partial void ContainerSwept(this ILogger logger, string container, int chunks, int temporaries);
+
     [LoggerMessage(3022, LogLevel.Warning, "Writer marker {Path} was not refreshed since {Modified}: its backup is taken for dead and the marker removed")]
     public static partial void StaleWriterRemoved(this ILogger logger, string path, DateTimeOffset modified);
 

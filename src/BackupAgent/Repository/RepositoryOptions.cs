@@ -28,6 +28,9 @@ public sealed class RepositoryOptions
     // (file mtimes, and touches set to the server's time), so zero is sound; safety never depends on it.
     [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")] public TimeSpan GcGrace { get; init; } = TimeSpan.Zero;
 
+    // How often a delete also checks every chunk of its container (for what agents killed mid-backup left); zero: every delete.
+    [Range(typeof(TimeSpan), "00:00:00", "365.00:00:00")] public TimeSpan SweepEvery { get; init; } = TimeSpan.FromDays(1);
+
     // A lock or writer marker whose holder has not refreshed it for this long is taken for dead.
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")] public TimeSpan StaleAfter { get; init; } = TimeSpan.FromMinutes(5);
 }

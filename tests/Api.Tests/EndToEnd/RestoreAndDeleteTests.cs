@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore;
 namespace VolumeBackup.Api.Tests.EndToEnd;
 
 [Collection(BackendCollection.Name)]
-public sealed class RestoreAndDeleteTests(Backend backend)
+public sealed partial class RestoreAndDeleteTests(Backend backend)
 {
     [Fact]
     public async Task Restore_into_an_existing_volume_replaces_its_data_and_keeps_holes()
@@ -49,7 +49,10 @@ public sealed class RestoreAndDeleteTests(Backend backend)
         var backupId = await BackupAsync(volumeId);
         var manifest = Directory.EnumerateFiles(backend.RepositoryFolder, $"{backupId}.manifest", SearchOption.AllDirectories).Single();
         var container = Path.GetDirectoryName(Path.GetDirectoryName(manifest))!;
-        var chunksBefore = Directory.EnumerateFiles(Path.Combine(container, "chunks"), "*", SearchOption.AllDirectories).Count();
+        var manifestText = File.ReadAllText(manifest);                          // JSON: the chunks' hashes appear in it
+        var own = Directory.EnumerateFiles(Path.Combine(container, "chunks"), "*", SearchOption.AllDirectories)
+            .Where(chunk => manifestText.Contains(Path.GetFileName(chunk), StringComparison.Ordinal)).ToList();
+        Assert.Equal(3, own.Count);                                             // its three 1 MiB chunks, shared with no other backup
 
         var response = await backend.Http.DeleteAsync($"/v3/{Backend.Project}/backups/{backupId}");
         Assert.Equal(202, (int)response.StatusCode);
@@ -58,12 +61,17 @@ public sealed class RestoreAndDeleteTests(Backend backend)
         while ((await backend.Http.GetAsync($"/v3/{Backend.Project}/backups/{backupId}", timeout.Token)).StatusCode != System.Net.HttpStatusCode.NotFound)
             await Task.Delay(150, timeout.Token);
         Assert.False(File.Exists(manifest));
-        var chunksAfter = Directory.EnumerateFiles(Path.Combine(container, "chunks"), "*", SearchOption.AllDirectories).Count();
-        Assert.Equal(3, chunksBefore - chunksAfter);                            // its three 1 MiB chunks, shared with no other backup
+        Assert.All(own, chunk => Assert.False(File.Exists(chunk), $"{chunk} is still on the share"));
+        foreach (var other in Directory.EnumerateFiles(Path.Combine(container, "backups"), "*.manifest"))   // what the rest need stays
+            foreach (var hash in ChunkHash().Matches(File.ReadAllText(other).Split('\n', 2)[1]).Select(m => m.Value))   // line 1: the header
+                Assert.True(File.Exists(Path.Combine(container, "chunks", hash[..2], hash)), $"{Path.GetFileName(other)} lost chunk {hash}");
         await using var db = backend.NewDbContext();
         Assert.False(await db.Backups.AnyAsync(b => b.Id == Guid.Parse(backupId)));
         Assert.False(await db.BackupSagas.AnyAsync(s => s.CorrelationId == Guid.Parse(backupId)));
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex("[0-9a-f]{64}")]
+    private static partial System.Text.RegularExpressions.Regex ChunkHash();
 
     async Task<string> BackupAsync(string volumeId)
     {

@@ -351,9 +351,12 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal(data, await RestoreAsync(fx.Repository(), second, data.Length));
     }
 
-    [Fact]
-    public async Task Backups_racing_deletes_of_backups_sharing_their_chunks_stay_restorable()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]                                              // each delete also sweeps every chunk of the container
+    public async Task Backups_racing_deletes_of_backups_sharing_their_chunks_stay_restorable(bool sweepEveryDelete)
     {
+        var sweepEvery = sweepEveryDelete ? TimeSpan.Zero : TimeSpan.FromDays(1);
         var jittery = new InterceptingStore(fx.Store) { MaxJitterMs = 2 };
         var survivors = new List<(Summary Backup, byte[] Data)>();
         for (var iteration = 0; iteration < 25; iteration++)
@@ -368,7 +371,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
             var delete = Task.Run(async () =>
             {
                 await Task.Delay(iteration % 8 * 5, Ct);   // lands before, during and after the backup's chunks
-                return await fx.Repository(jittery).DeleteAsync(Container, older.Id, Ct);
+                return await fx.Repository(jittery, sweepEvery: sweepEvery).DeleteAsync(Container, older.Id, Ct);
             }, Ct);
             await Task.WhenAll(running, delete);
             var backup = await running;
@@ -423,6 +426,48 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal(left - 3, collected.ChunksDeleted);
         Assert.Empty(Directory.EnumerateFiles(Path.Join(fx.ContainerPath, "deleting")));
         Assert.Equal(kept, await RestoreAsync(fx.Repository(), first, kept.Length));
+    }
+
+    [Fact]
+    public async Task A_sweep_frees_chunks_and_temporaries_nothing_else_knows_of_and_keeps_the_rest()
+    {
+        var data = Random(3 * ChunkSize, seed: 65);
+        var kept = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+        var hour = DateTime.UtcNow.AddHours(-1);
+        var orphan = PlantChunk(Random(ChunkSize, seed: 66), hour);           // an agent killed outright wrote it, no tombstone
+        var staleTemp = PlantFile(orphan + ".tmp-0123456789abcdef", hour);   // a write cut off long ago
+        var freshTemp = PlantFile(orphan + ".tmp-fedcba9876543210", DateTime.UtcNow);   // a write going on now
+
+        await fx.Repository().DeleteAsync(Container, Guid.NewGuid(), Ct);    // no gc.swept yet: this delete sweeps
+
+        Assert.False(File.Exists(orphan));
+        Assert.False(File.Exists(staleTemp));
+        Assert.True(File.Exists(freshTemp));
+        Assert.Equal(3, fx.ChunkFiles().Count(f => !f.Contains(".tmp-", StringComparison.Ordinal)));
+        Assert.Equal(data, await RestoreAsync(fx.Repository(), kept, data.Length));
+
+        var later = PlantChunk(Random(ChunkSize, seed: 67), hour);
+        await fx.Repository().DeleteAsync(Container, Guid.NewGuid(), Ct);    // swept a moment ago: not again today
+        Assert.True(File.Exists(later));
+        await fx.Repository(sweepEvery: TimeSpan.Zero).DeleteAsync(Container, Guid.NewGuid(), Ct);
+        Assert.False(File.Exists(later));
+    }
+
+    string PlantChunk(byte[] plain, DateTime modified)
+    {
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(plain));
+        var path = fx.ChunkFile(hash);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        File.WriteAllBytes(path, [0, .. plain]);
+        File.SetLastWriteTimeUtc(path, modified);
+        return path;
+    }
+
+    static string PlantFile(string path, DateTime modified)
+    {
+        File.WriteAllBytes(path, [1, 2, 3]);
+        File.SetLastWriteTimeUtc(path, modified);
+        return path;
     }
 
     [Fact]

@@ -19,8 +19,8 @@ public sealed class RepositoryFixture : IDisposable
 
     public string ContainerPath => Path.Join(root, "share", Container);
 
-    public BackupRepository Repository(IRepositoryStore? store = null, int workers = 4) =>
-        new(store ?? Store, Options.Create(new RepositoryOptions { Target = root, ChunkSize = ChunkSize, Workers = workers }),
+    public BackupRepository Repository(IRepositoryStore? store = null, int workers = 4, TimeSpan? sweepEvery = null) =>
+        new(store ?? Store, Options.Create(new RepositoryOptions { Target = root, ChunkSize = ChunkSize, Workers = workers, SweepEvery = sweepEvery ?? TimeSpan.FromDays(1) }),
             NullLogger<BackupRepository>.Instance);
 
     public string Volume(byte[] data)
