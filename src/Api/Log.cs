@@ -13,4 +13,7 @@ internal static partial class Log
 
     [LoggerMessage(4004, LogLevel.Warning, "Backup {BackupId} was not taken by any agent of zone {Zone}, which has none alive: it is given up")]
     public static partial void BackupNotTaken(this ILogger logger, Guid backupId, string zone);
+
+    [LoggerMessage(4005, LogLevel.Warning, "Recording the state of storage host {Host} failed")]
+    public static partial void VolumeHostCheckFailed(this ILogger logger, string host, Exception exception);
 }

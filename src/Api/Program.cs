@@ -31,6 +31,7 @@ builder.Services.AddDbContext<AppDbContext>(o => AppDbContext.Configure(o,
 builder.Services.AddMessaging(builder.Configuration);
 builder.Services.AddOptions<BackupOptions>().BindConfiguration(BackupOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddHostedService<UntakenBackupsWatchdog>();
+builder.Services.AddHostedService<VolumeHostMonitor>();
 
 var app = builder.Build();
 app.UseExceptionHandler(new ExceptionHandlerOptions

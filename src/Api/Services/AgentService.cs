@@ -4,6 +4,7 @@ namespace VolumeBackup.Api.Services;
 public sealed class AgentService
 {
     public const string Backup = "cinder-backup";
+    public const string Volume = "cinder-volume";
     /// <summary>Cinder's service_down_time: an agent silent this long is down.</summary>
     public static readonly TimeSpan DownAfter = TimeSpan.FromSeconds(60);
 

@@ -58,16 +58,19 @@ public sealed class HeartbeatConsumer(AppDbContext db, TimeProvider clock) : ICo
     public async Task Consume(ConsumeContext<AgentHeartbeat> context)
     {
         var beat = context.Message;
-        var ct = context.CancellationToken;
-        var service = await db.Services.FirstOrDefaultAsync(s => s.Binary == beat.Binary && s.Host == beat.Host, ct);
+        await RecordAsync(db, beat.Binary, beat.Host, beat.Zone, clock.GetUtcNow(), context.CancellationToken);
+    }
+
+    /// <summary>The Api's clock, not the agent's: up/down is judged against it.</summary>
+    public static async Task RecordAsync(AppDbContext db, string binary, string host, string zone, DateTimeOffset now, CancellationToken ct)
+    {
+        var service = await db.Services.FirstOrDefaultAsync(s => s.Binary == binary && s.Host == host, ct);
         if (service is null)
         {
-            service = new AgentService { Binary = beat.Binary, Host = beat.Host, CreatedAt = clock.GetUtcNow() };
+            service = new AgentService { Binary = binary, Host = host, CreatedAt = now };
             db.Services.Add(service);
         }
-        service.Zone = beat.Zone;
-        // The Api's clock, not the agent's: up/down is judged against it.
-        var now = clock.GetUtcNow();
+        service.Zone = zone;
         if (now > service.LastHeartbeat) service.LastHeartbeat = now;
         await db.SaveChangesAsync(ct);
     }

@@ -130,6 +130,8 @@ public sealed class CinderCliTests(Backend backend)
         Assert.Equal("host-a", backupService["Host"]);
         Assert.Equal("nova", backupService["Zone"]);
         Assert.Equal("up", backupService["State"]);
+        var volumeService = services.Single(r => r["Binary"] == "cinder-volume");     // the VolumeAgent, asked by the Api
+        Assert.Equal(("host-a", "nova", "up"), (volumeService["Host"], volumeService["Zone"], volumeService["State"]));
 
         Assert.Equal("available", (await Cli.OkAsync("availability-zone-list")).Table().Single(r => r["Name"] == "nova")["Status"]);
 
