@@ -35,6 +35,6 @@ $services start
 eval "$($services env)"
 
 rc=0
-# One test project at a time (-m:1): the failure tests stop and start the shared NFS server.
+# One test project at a time (-m:1): the failure and outage tests stop and start the shared NFS server, broker and database.
 dotnet test Distributed.sln -m:1 "$@" || rc=$?
 exit $rc
