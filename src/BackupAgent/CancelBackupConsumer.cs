@@ -5,7 +5,7 @@ using VolumeBackup.Contracts;
 namespace VolumeBackup.BackupAgent;
 
 /// <summary>The backups this agent is running, so a CancelBackup can stop one of them at once.</summary>
-public sealed class RunningJobs
+public sealed class RunningJobs(TimeProvider clock)
 {
     readonly ConcurrentDictionary<Guid, CancellationTokenSource> jobs = new();
     // Cancels heard before their backup started here (the command may still be queued); kept an hour, which
@@ -23,7 +23,7 @@ public sealed class RunningJobs
 
     public bool Cancel(Guid backupId)
     {
-        var now = DateTimeOffset.UtcNow;
+        var now = clock.GetUtcNow();
         cancelled[backupId] = now;
         foreach (var (id, at) in cancelled)
             if (now - at > TimeSpan.FromHours(1)) cancelled.TryRemove(id, out _);
@@ -35,7 +35,6 @@ public sealed class RunningJobs
     public sealed class Lease(RunningJobs owner, Guid backupId, CancellationTokenSource source) : IDisposable
     {
         public CancellationToken Token => source.Token;
-        public bool Cancelled => source.IsCancellationRequested;
 
         public void Dispose()
         {

@@ -8,24 +8,25 @@ public sealed class DeviceLease(VolumeHost.VolumeHostClient volumes, Device devi
     bool released;
 
     /// <summary>The restore succeeded: the device replaces its volume now, before anyone hears it is done.</summary>
-    public async Task CommitAsync()
-    {
-        released = true;
-        await volumes.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = device.DeviceId, Commit = true }, cancellationToken: CancellationToken.None);
-    }
+    public Task CommitAsync() => ReleaseAsync(commit: true);
 
     public async ValueTask DisposeAsync()
     {
         if (released) return;
-        released = true;
         try
         {
-            // Not the job's token: a cancelled job must still remove its temporaries.
-            await volumes.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = device.DeviceId }, cancellationToken: CancellationToken.None);
+            await ReleaseAsync(commit: false);
         }
         catch (Grpc.Core.RpcException e)
         {
             logger.DeviceReleaseFailed(device.DeviceId, e);
         }
+    }
+
+    // Not the job's token: a cancelled job must still remove its temporaries.
+    async Task ReleaseAsync(bool commit)
+    {
+        released = true;
+        await volumes.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = device.DeviceId, Commit = commit }, cancellationToken: CancellationToken.None);
     }
 }

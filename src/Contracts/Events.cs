@@ -24,7 +24,11 @@ public record BackupDeleted(Guid BackupId, int ChunksFreed, long BytesFreed);
 
 /// <summary>An agent is alive and serving a zone; sent every few seconds, so a silent agent is seen as down.</summary>
 /// <param name="Binary">The Cinder service it stands for, e.g. "cinder-backup".</param>
-public record AgentHeartbeat(string Binary, string Host, string Zone, string Instance, DateTimeOffset At);
+public record AgentHeartbeat(string Binary, string Host, string Zone, string Instance, DateTimeOffset At)
+{
+    /// <summary>The Cinder service a BackupAgent stands for.</summary>
+    public const string BackupBinary = "cinder-backup";
+}
 
 /// <summary>
 /// Cinder's backup notifications for any subscriber (billing, audit, dashboards): <c>backup.create.start</c>,

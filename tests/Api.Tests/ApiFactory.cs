@@ -41,6 +41,26 @@ public class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         if (status != BusHealthStatus.Healthy) throw new InvalidOperationException($"The Api's bus is {status} after 60 s");
     }
 
+    /// <summary>A client of the Api acting as <paramref name="user"/> of <paramref name="project"/> (noauth token).</summary>
+    public HttpClient ClientFor(string project, string user = "u")
+    {
+        var client = CreateClient();
+        client.DefaultRequestHeaders.Add("X-Auth-Token", $"{user}:{project}");
+        return client;
+    }
+
+    /// <summary>Polls the database until <paramref name="condition"/> holds; fails after 30 s.</summary>
+    public async Task WaitUntilAsync(Func<AppDbContext, Task<bool>> condition)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            await using (var db = NewDbContext())
+                if (await condition(db)) return;
+            await Task.Delay(100, timeout.Token);
+        }
+    }
+
     public AppDbContext NewDbContext() => new((DbContextOptions<AppDbContext>)AppDbContext.Configure(new DbContextOptionsBuilder<AppDbContext>(), database).Options);
 
     Task IAsyncLifetime.DisposeAsync() => DisposeAsync().AsTask();

@@ -10,25 +10,24 @@ namespace VolumeBackup.Api.Backups;
 public sealed class RestoreEventsConsumer(AppDbContext db, TimeProvider clock) : IConsumer<BackupRestored>, IConsumer<Fault<RestoreBackup>>
 {
     public Task Consume(ConsumeContext<BackupRestored> context) =>
-        EndRestore(context.Message.BackupId, context.Message.VolumeId, VolumeStatus.Available, null, context.CancellationToken);
+        EndRestore(context.Message.BackupId, context.Message.VolumeId, failed: false, context.CancellationToken);
 
     public Task Consume(ConsumeContext<Fault<RestoreBackup>> context) =>
-        EndRestore(context.Message.Message.BackupId, context.Message.Message.VolumeId, VolumeStatus.ErrorRestoring,
-            context.Message.Exceptions.FirstOrDefault()?.Message ?? "Restore failed", context.CancellationToken);
+        EndRestore(context.Message.Message.BackupId, context.Message.Message.VolumeId, failed: true, context.CancellationToken);
 
-    async Task EndRestore(Guid backupId, Guid volumeId, string volumeStatus, string? failure, CancellationToken ct)
+    async Task EndRestore(Guid backupId, Guid volumeId, bool failed, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
         if (await db.Backups.FindAsync([backupId], ct) is { Status: BackupStatus.Restoring } backup && backup.RestoreVolumeId == volumeId)
         {
             backup.Status = BackupStatus.Available;           // a failed restore leaves the backup as good as it was
             backup.UpdatedAt = now;
-            db.Outbox.Add(Notifications.Backup(backup, failure is null ? "backup.restore.end" : "backup.restore.error", now));
+            db.Outbox.Add(Notifications.Backup(backup, failed ? "backup.restore.error" : "backup.restore.end", now));
             backup.RestoreVolumeId = null;
         }
         if (await db.Volumes.FindAsync([volumeId], ct) is { Status: VolumeStatus.RestoringBackup } volume)
         {
-            volume.Status = volumeStatus;
+            volume.Status = failed ? VolumeStatus.ErrorRestoring : VolumeStatus.Available;
             volume.UpdatedAt = now;
         }
         await db.SaveChangesAsync(ct);

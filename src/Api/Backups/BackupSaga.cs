@@ -19,6 +19,12 @@ public sealed class BackupSagaState : SagaStateMachineInstance
     public DateTimeOffset? CompletedAt { get; set; }
     public uint Version { get; set; }
 
+    /// <summary>An imported backup's instance: already done, so agent events about it are ignored.</summary>
+    public static BackupSagaState Imported(Backup backup) => new()
+    {
+        CorrelationId = backup.Id, CurrentState = nameof(BackupSaga.Available), VolumeId = backup.VolumeId, ParentId = backup.ParentId,
+    };
+
     /// <summary>The Api writes the instance with the backup row and the command, so no agent event can arrive before it.</summary>
     public static BackupSagaState Creating(Guid backupId, Guid volumeId, Guid? snapshotId, Guid? parentId) => new()
     {
@@ -71,22 +77,8 @@ public sealed class BackupSaga : MassTransitStateMachine<BackupSagaState>
                     parent.NumDependentBackups++;
                 Db(c).Outbox.Add(Notifications.Backup(backup, "backup.create.end", now));
             }).TransitionTo(Available),
-            When(Faulted).ThenAsync(async c =>
-            {
-                var now = clock.GetUtcNow();
-                await ReleaseSource(c, now);
-                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is not { } backup) return;
-                backup.Fail(FailReason(c.Message), now);
-                Db(c).Outbox.Add(Notifications.Backup(backup, "backup.create.error", now));
-            }).TransitionTo(Error),
-            When(NotTaken).ThenAsync(async c =>
-            {
-                var now = clock.GetUtcNow();
-                await ReleaseSource(c, now);
-                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is not { } backup) return;
-                backup.Fail(c.Message.Reason, now);
-                Db(c).Outbox.Add(Notifications.Backup(backup, "backup.create.error", now));
-            }).TransitionTo(Error));
+            When(Faulted).ThenAsync(c => FailAsync(c, FailReason(c.Message), clock.GetUtcNow())).TransitionTo(Error),
+            When(NotTaken).ThenAsync(c => FailAsync(c, c.Message.Reason, clock.GetUtcNow())).TransitionTo(Error));
 
         // An agent that comes back and takes a backup already given up is told to stop; its volume is no longer held.
         During(Error, When(Started).Then(c => Db(c).Outbox.Add(OutboxMessage.Create(new CancelBackup(c.Message.BackupId), clock.GetUtcNow()))));
@@ -107,19 +99,29 @@ public sealed class BackupSaga : MassTransitStateMachine<BackupSagaState>
     static AppDbContext Db(ConsumeContext c) => c.GetServiceOrCreateInstance<AppDbContext>();
 
     /// <summary>Returns the volume (or the snapshot backed up) to its status before the backup; repeated calls change nothing.</summary>
-    static async Task ReleaseSource(BehaviorContext<BackupSagaState> c, DateTimeOffset now)
+    public static async Task ReleaseSourceAsync(AppDbContext db, BackupSagaState saga, DateTimeOffset now, CancellationToken ct)
     {
-        var db = Db(c);
-        if (c.Saga.SnapshotId is { } snapshotId)
+        if (saga.SnapshotId is { } snapshotId)
         {
-            if (await db.Snapshots.FindAsync([snapshotId], c.CancellationToken) is { Status: "backing-up" } snapshot)
+            if (await db.Snapshots.FindAsync([snapshotId], ct) is { Status: "backing-up" } snapshot)
             {
                 snapshot.Status = "available";
                 snapshot.UpdatedAt = now;
             }
         }
-        else if (await db.Volumes.FindAsync([c.Saga.VolumeId], c.CancellationToken) is { } volume)
+        else if (await db.Volumes.FindAsync([saga.VolumeId], ct) is { } volume)
             volume.EndBackup(now);
+    }
+
+    static Task ReleaseSource(BehaviorContext<BackupSagaState> c, DateTimeOffset now) => ReleaseSourceAsync(Db(c), c.Saga, now, c.CancellationToken);
+
+    /// <summary>The backup ends in error: the source is released, the reason kept, subscribers told.</summary>
+    static async Task FailAsync(BehaviorContext<BackupSagaState> c, string reason, DateTimeOffset now)
+    {
+        await ReleaseSource(c, now);
+        if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is not { } backup) return;
+        backup.Fail(reason, now);
+        Db(c).Outbox.Add(Notifications.Backup(backup, "backup.create.error", now));
     }
 
     /// <summary>The innermost exception's message names the cause (an NFS server down, a missing volume), not a wrapper.</summary>

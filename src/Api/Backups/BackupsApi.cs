@@ -114,7 +114,7 @@ public static class BackupsApi
     {
         var q = http.Request.Query;
         var version = Microversion.Of(http);
-        var allTenants = q["all_tenants"] is [var all] && all is "1" or "true" or "True";
+        var allTenants = Wire.Flag(q, "all_tenants");
         if (allTenants && !caller.IsAdmin) allTenants = false;           // Cinder ignores the flag for non-admins
         var query = db.Backups.AsNoTracking();
         if (!allTenants) query = query.Where(b => b.ProjectId == caller.ProjectId);
@@ -177,7 +177,7 @@ public static class BackupsApi
             var query_ = string.Join('&', next.Select(p => $"{Uri.EscapeDataString(p.Key)}={Uri.EscapeDataString(p.Value)}"));
             result["backups_links"] = new[] { new Link($"{baseUrl}/v3/{caller.ProjectId}/{collection}?{query_}", "next") };
         }
-        if (version >= Microversion.CountInfo && q["with_count"] is [var withCount] && withCount is "true" or "True" or "1") result["count"] = total;
+        if (version >= Microversion.CountInfo && Wire.Flag(q, "with_count")) result["count"] = total;
         return TypedResults.Ok(result);
     }
 
@@ -223,22 +223,19 @@ public static class BackupsApi
                 return CinderErrors.BadRequest($"Invalid input received: Backup status {status} is not valid; use available or error.");
             backup.Status = status;
             backup.UpdatedAt = now;
-            if (await db.BackupSagas.FindAsync([backup.Id], ct) is { CurrentState: "Creating" } saga)
-                saga.CurrentState = status == BackupStatus.Available ? "Available" : "Error";   // late agent events are then ignored
+            if (await db.BackupSagas.FindAsync([backup.Id], ct) is { CurrentState: nameof(BackupSaga.Creating) } saga)   // late agent events are then ignored
+                saga.CurrentState = status == BackupStatus.Available ? nameof(BackupSaga.Available) : nameof(BackupSaga.Error);
             await db.SaveChangesAsync(ct);
             return TypedResults.Accepted((string?)null);
         }
         if (backup.HasDependentBackups) return CinderErrors.BadRequest("Invalid backup: Incremental backups exist for this backup.");
-        // A running backup is cancelled by its agent when it sees the delete: the DeleteBackup command carries the cancel.
-        backup.Status = BackupStatus.Deleting;
-        backup.UpdatedAt = now;
+        // A running backup is stopped by the cancel every agent hears; the delete waits until its writer is gone.
         db.Outbox.Add(OutboxMessage.Create(new CancelBackup(backup.Id), now));
-        db.Outbox.Add(OutboxMessage.Create(new DeleteBackup(backup.Id, backup.Container, backup.AvailabilityZone), now, Queues.DeleteBackup(backup.AvailabilityZone)));
-        db.Outbox.Add(Notifications.Backup(backup, "backup.delete.start", now));
-        if (await db.BackupSagas.FindAsync([backup.Id], ct) is { CurrentState: "Creating" } running)
+        StartDelete(db, backup, now);
+        if (await db.BackupSagas.FindAsync([backup.Id], ct) is { CurrentState: nameof(BackupSaga.Creating) } running)
         {
-            running.CurrentState = "Error";                                  // its completion, if any, must not revive it
-            if (await db.Volumes.FindAsync([running.VolumeId], ct) is { } volume) volume.EndBackup(now);
+            running.CurrentState = nameof(BackupSaga.Error);               // its completion, if any, must not revive it
+            await BackupSaga.ReleaseSourceAsync(db, running, now, ct);
         }
         await db.SaveChangesAsync(ct);
         outbox.Notify();
@@ -266,7 +263,7 @@ public static class BackupsApi
         if (await db.Backups.AnyAsync(b => b.Id == record.Id, ct)) return CinderErrors.BadRequest("Invalid backup: Backup already exists in database.");
         var backup = record.ToBackup(caller.ProjectId, caller.UserId, clock.GetUtcNow());
         db.Backups.Add(backup);
-        db.BackupSagas.Add(new BackupSagaState { CorrelationId = backup.Id, CurrentState = "Available", VolumeId = backup.VolumeId, ParentId = backup.ParentId });
+        db.BackupSagas.Add(BackupSagaState.Imported(backup));
         await db.SaveChangesAsync(ct);
         var baseUrl = Wire.BaseUrl(http);
         return TypedResults.Created($"{baseUrl}/v3/{backup.ProjectId}/backups/{backup.Id}", VolumesApi.Wrap("backup", BackupSummary.From(backup, baseUrl)));
@@ -281,10 +278,7 @@ public static class BackupsApi
             return CinderErrors.BadRequest("Invalid backup: Incremental backups exist for this backup.");
         var now = clock.GetUtcNow();
         if (await NoBackupServiceAsync(db, backup.AvailabilityZone, now, ct) is { } noService) return noService;
-        backup.Status = BackupStatus.Deleting;
-        backup.UpdatedAt = now;
-        db.Outbox.Add(OutboxMessage.Create(new DeleteBackup(backup.Id, backup.Container, backup.AvailabilityZone), now, Queues.DeleteBackup(backup.AvailabilityZone)));
-        db.Outbox.Add(Notifications.Backup(backup, "backup.delete.start", now));
+        StartDelete(db, backup, now);
         await db.SaveChangesAsync(ct);
         outbox.Notify();
         return TypedResults.Accepted((string?)null);
@@ -337,6 +331,15 @@ public static class BackupsApi
         await db.SaveChangesAsync(ct);
         outbox.Notify();
         return TypedResults.Accepted((string?)null, VolumesApi.Wrap("restore", new RestoreView(backup.Id.ToString(), volume.Id.ToString(), volume.Name)));
+    }
+
+    /// <summary>The backup is deleting: its agent is sent the command, subscribers hear of it (committed with the caller's changes).</summary>
+    static void StartDelete(AppDbContext db, Backup backup, DateTimeOffset now)
+    {
+        backup.Status = BackupStatus.Deleting;
+        backup.UpdatedAt = now;
+        db.Outbox.Add(OutboxMessage.Create(new DeleteBackup(backup.Id, backup.Container, backup.AvailabilityZone), now, Queues.DeleteBackup(backup.AvailabilityZone)));
+        db.Outbox.Add(Notifications.Backup(backup, "backup.delete.start", now));
     }
 
     /// <summary>Cinder refuses a create, restore or delete when no cinder-backup of the zone is up, so no work queues for nobody.</summary>

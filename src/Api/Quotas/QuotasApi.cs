@@ -60,7 +60,7 @@ public static class QuotasApi
         if (!caller.CanSee(target)) return CinderErrors.Forbidden($"Project {target} is not the caller's project");
         var limits = await LimitsAsync(db, target, ct);
         var set = new Dictionary<string, object> { ["id"] = target };
-        if (http.Query["usage"] is [var usage] && usage is "true" or "True" or "1")
+        if (Wire.Flag(http.Query, "usage"))
         {
             var used = await UsageAsync(db, target, ct);
             foreach (var (resource, limit) in limits)

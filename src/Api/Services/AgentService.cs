@@ -1,9 +1,11 @@
+using VolumeBackup.Contracts;
+
 namespace VolumeBackup.Api.Services;
 
 /// <summary>An agent as Cinder lists services: one row per binary and host, kept fresh by heartbeats.</summary>
 public sealed class AgentService
 {
-    public const string Backup = "cinder-backup";
+    public const string Backup = AgentHeartbeat.BackupBinary;
     public const string Volume = "cinder-volume";
     /// <summary>Cinder's service_down_time: an agent silent this long is down.</summary>
     public static readonly TimeSpan DownAfter = TimeSpan.FromSeconds(60);

@@ -49,6 +49,9 @@ public sealed record SnapshotView(
 /// <summary>How Cinder writes times and links.</summary>
 public static class Wire
 {
+    /// <summary>A boolean query flag as OpenStack clients send it (all_tenants=1, usage=true, with_count=True).</summary>
+    public static bool Flag(IQueryCollection query, string name) => query[name] is ["1" or "true" or "True"];
+
     public static string Time(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff", System.Globalization.CultureInfo.InvariantCulture);
     public static string? Time(DateTimeOffset? t) => t is { } v ? Time(v) : null;
 

@@ -96,7 +96,7 @@ public static class VolumesApi
 
     static IQueryable<Volume> Visible(AppDbContext db, Caller caller, HttpRequest http)
     {
-        var all = caller.IsAdmin && http.Query["all_tenants"] is [var flag] && flag is "1" or "true" or "True";
+        var all = caller.IsAdmin && Wire.Flag(http.Query, "all_tenants");
         var query = db.Volumes.AsNoTracking().Where(v => all || v.ProjectId == caller.ProjectId);
         if (http.Query["name"] is [var name]) query = query.Where(v => v.Name == name);
         if (http.Query["status"] is [var status]) query = query.Where(v => v.Status == status);

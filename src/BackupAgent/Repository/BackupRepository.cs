@@ -434,7 +434,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             {
                 if (ChunkStore.IsHash(name))
                     chunks.Add(name);
-                else if (name.Contains(".tmp-", StringComparison.Ordinal)
+                else if (RepositoryStores.IsTemporary(name)
                          && await store.StatAsync($"{container}/chunks/{prefix}/{name}", ct) is { } entry && entry.Modified < startedAt - settings.StaleAfter
                          && await store.DeleteAsync($"{container}/chunks/{prefix}/{name}", ct))
                     temporaries++;

@@ -25,7 +25,7 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
     {
         var full = FilePath(path);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var temp = $"{full}.tmp-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}";
+        var temp = RepositoryStores.TemporaryOf(full);
         try
         {
             await WriteNewAsync(temp, data, ct);

@@ -86,7 +86,7 @@ public sealed class NfsStore : IRepositoryStore
         return Run((nfs, ct) =>
         {
             var full = Full(relative);
-            var temp = $"{full}.tmp-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}";
+            var temp = RepositoryStores.TemporaryOf(full);
             nfs.Check(CreateWithParents(nfs, temp, out var file), "create", Label(temp));
             try
             {

@@ -15,6 +15,13 @@ public static class RepositoryStores
         return new DirectoryStore(target);
     }
 
+    /// <summary>The temporary beside <paramref name="full"/> that an atomic write renames into place; fresh per attempt.</summary>
+    internal static string TemporaryOf(string full) => $"{full}{TemporaryMark}{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8))}";
+
+    internal static bool IsTemporary(string name) => name.Contains(TemporaryMark, StringComparison.Ordinal);
+
+    const string TemporaryMark = ".tmp-";
+
     /// <summary>A store path of a file: relative, '/'-separated, no empty, "." or ".." parts.</summary>
     internal static string CheckFilePath(string path)
     {

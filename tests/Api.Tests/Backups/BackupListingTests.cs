@@ -16,7 +16,7 @@ public sealed class BackupListingTests(ApiFactory api) : IClassFixture<ApiFactor
     [InlineData("sort=display_name:desc", "c2,c1,b2,b1,a1")]          // what the CLI sends for --sort name:desc
     public async Task Backups_sort_by_every_key_asked_in_order(string query, string expected)
     {
-        var project = await SeedAsync(("a1", 3), ("b1", 1), ("b2", 1), ("c1", 2), ("c2", 2));
+        var project = await SeedAsync(("c2", 2), ("b2", 1), ("a1", 3), ("c1", 2), ("b1", 1));   // creation order follows neither name nor size
         using var client = Client(project);
 
         var listed = await client.GetFromJsonAsync<JsonObject>($"/v3/{project}/backups/detail?{query}");
@@ -41,8 +41,7 @@ public sealed class BackupListingTests(ApiFactory api) : IClassFixture<ApiFactor
 
     HttpClient Client(string project)
     {
-        var client = api.CreateClient();
-        client.DefaultRequestHeaders.Add("X-Auth-Token", $"u:{project}");
+        var client = api.ClientFor(project);
         client.DefaultRequestHeaders.Add("OpenStack-API-Version", "volume 3.37");
         return client;
     }

@@ -24,7 +24,7 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
 
         await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => bus.Publish(completed)));
 
-        await WaitUntilAsync(async db => (await db.Backups.FindAsync(child.Id))!.Status == BackupStatus.Available);
+        await api.WaitUntilAsync(async db => (await db.Backups.FindAsync(child.Id))!.Status == BackupStatus.Available);
         await Task.Delay(1500);                                   // let every duplicate be consumed
         await using var check = api.NewDbContext();
         Assert.Equal(1, (await check.Backups.SingleAsync(b => b.Id == parent.Id)).NumDependentBackups);
@@ -43,7 +43,7 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
         await bus.Publish<Fault<CreateBackup>>(new FaultEvent<CreateBackup>(
             command, Guid.NewGuid(), HostMetadataCache.Host, new IOException("NFS server unreachable"), [MessageUrn.ForTypeString<CreateBackup>()]));
 
-        await WaitUntilAsync(async db => (await db.Backups.FindAsync(child.Id))!.Status == BackupStatus.Error);
+        await api.WaitUntilAsync(async db => (await db.Backups.FindAsync(child.Id))!.Status == BackupStatus.Error);
         await using var check = api.NewDbContext();
         Assert.Contains("NFS server unreachable", (await check.Backups.SingleAsync(b => b.Id == child.Id)).FailReason);
         Assert.Equal(VolumeStatus.InUse, (await check.Volumes.SingleAsync(v => v.Id == volume.Id)).Status);
@@ -54,7 +54,8 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
         Assert.Equal(BackupStatus.Error, (await late.Backups.SingleAsync(b => b.Id == child.Id)).Status);
     }
 
-    async Task<(Volume, Backup, Backup)> SeedIncrementalAsync(string volumeStatusBefore = VolumeStatus.Available)
+    // A volume with an available parent backup and a child being created; backingUp: false leaves the volume as it was.
+    async Task<(Volume, Backup, Backup)> SeedIncrementalAsync(string volumeStatusBefore = VolumeStatus.Available, bool backingUp = true)
     {
         await api.StartedAsync();                                  // migrations applied, bus bound
         await using var db = api.NewDbContext();
@@ -64,7 +65,7 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
             Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", Size = 1, AvailabilityZone = "nova", Host = "host-a",
             Status = volumeStatusBefore, CreatedAt = now,
         };
-        volume.StartBackup(now);
+        if (backingUp) volume.StartBackup(now);
         var parent = new Backup
         {
             Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", VolumeId = volume.Id, Container = "c", AvailabilityZone = "nova",
@@ -80,29 +81,11 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
         return (volume, parent, child);
     }
 
-    async Task WaitUntilAsync(Func<AppDbContext, Task<bool>> condition)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (true)
-        {
-            await using (var db = api.NewDbContext())
-                if (await condition(db)) return;
-            await Task.Delay(100, timeout.Token);
-        }
-    }
-
     [Fact]
     public async Task With_no_live_backup_agent_a_backup_is_refused_and_nothing_changes()
     {
-        var (volume, _, _) = await SeedIncrementalAsync();
-        await using (var db = api.NewDbContext())
-        {
-            var row = await db.Volumes.SingleAsync(v => v.Id == volume.Id);
-            row.EndBackup(DateTimeOffset.UtcNow);
-            await db.SaveChangesAsync();
-        }
-        using var client = api.CreateClient();
-        client.DefaultRequestHeaders.Add("X-Auth-Token", "u:p");
+        var (volume, _, _) = await SeedIncrementalAsync(backingUp: false);
+        using var client = api.ClientFor("p");
         await using var before = api.NewDbContext();
         var backups = await before.Backups.CountAsync();
 
@@ -118,14 +101,8 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
     [Fact]
     public async Task A_backup_asked_in_another_availability_zone_is_refused()
     {
-        var (volume, _, _) = await SeedIncrementalAsync(volumeStatusBefore: VolumeStatus.Available);
-        await using (var db = api.NewDbContext())
-        {
-            (await db.Volumes.SingleAsync(v => v.Id == volume.Id)).EndBackup(DateTimeOffset.UtcNow);
-            await db.SaveChangesAsync();
-        }
-        using var client = api.CreateClient();
-        client.DefaultRequestHeaders.Add("X-Auth-Token", "u:p");
+        var (volume, _, _) = await SeedIncrementalAsync(backingUp: false);
+        using var client = api.ClientFor("p");
 
         var response = await client.PostAsJsonAsync("/v3/p/backups", new { backup = new { volume_id = volume.Id, availability_zone = "elsewhere" } });
 
@@ -137,8 +114,7 @@ public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
     public async Task With_no_live_backup_agent_a_restore_or_delete_is_refused_and_nothing_changes()
     {
         var (volume, parent, _) = await SeedIncrementalAsync();
-        using var client = api.CreateClient();
-        client.DefaultRequestHeaders.Add("X-Auth-Token", "u:p");
+        using var client = api.ClientFor("p");
         await using var before = api.NewDbContext();
         var (volumes, outbox) = (await before.Volumes.CountAsync(), await before.Outbox.CountAsync());
 

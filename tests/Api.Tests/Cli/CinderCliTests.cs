@@ -38,6 +38,7 @@ public sealed class CinderCliTests(Backend backend)
         Assert.Equal("False", shown["is_incremental"]);
         Assert.Equal(volumeId, shown["volume_id"]);
         Assert.Contains((await Cli.OkAsync("backup-list")).Table(), row => row["ID"] == backupId && row["Status"] == "available");
+        Assert.Contains((await Cli.OkAsync("list")).Table(), row => row["ID"] == volumeId && row["Status"] == "available");
 
         var restored = (await Cli.OkAsync("backup-restore", "--name", "cli-restored", backupId)).Properties();
         var restoredId = restored["volume_id"];
