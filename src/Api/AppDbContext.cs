@@ -12,7 +12,6 @@ public sealed class AppDbContext(DbContextOptions<AppDbContext> options) : DbCon
     public DbSet<Volume> Volumes => Set<Volume>();
     public DbSet<Snapshot> Snapshots => Set<Snapshot>();
     public DbSet<Backup> Backups => Set<Backup>();
-    public DbSet<BackupSagaState> BackupSagas => Set<BackupSagaState>();
     public DbSet<OutboxMessage> Outbox => Set<OutboxMessage>();
     public DbSet<AgentService> Services => Set<AgentService>();
     public DbSet<Quota> Quotas => Set<Quota>();
@@ -44,13 +43,11 @@ public sealed class AppDbContext(DbContextOptions<AppDbContext> options) : DbCon
             e.HasIndex(b => b.VolumeId);
             e.Ignore(b => b.IsIncremental);
             e.Ignore(b => b.HasDependentBackups);
-        });
-        model.Entity<BackupSagaState>(e =>
-        {
-            e.ToTable("backup_sagas");
-            e.HasKey(s => s.CorrelationId);
-            e.Property(s => s.CurrentState).HasMaxLength(64);
-            e.Property(s => s.Version).IsRowVersion();
+            e.Ignore(b => b.Status);
+            e.Property(b => b.State).HasMaxLength(32);
+            e.HasIndex(b => b.State);
+            // A deleted backup keeps its row (the saga ignores its late events) but is gone from every query of the Api.
+            e.HasQueryFilter(b => b.State != nameof(BackupSaga.Deleted));
         });
         model.Entity<AgentService>(e =>
         {
@@ -62,7 +59,7 @@ public sealed class AppDbContext(DbContextOptions<AppDbContext> options) : DbCon
         {
             e.ToTable("outbox");
             e.Property(m => m.Body).HasColumnType("jsonb");
-            e.HasIndex(m => m.CreatedAt).HasFilter("sent_at IS NULL");
+            e.HasIndex(m => m.CreatedAt).HasFilter("sent_at IS NULL AND parked_at IS NULL");
         });
     }
 }

@@ -16,4 +16,10 @@ internal static partial class Log
 
     [LoggerMessage(4005, LogLevel.Warning, "Recording the state of storage host {Host} failed")]
     public static partial void VolumeHostCheckFailed(this ILogger logger, string host, Exception exception);
+
+    [LoggerMessage(4006, LogLevel.Information, "Backup {BackupId}: {Event} changes nothing in state {State}")]
+    public static partial void BackupEventIgnored(this ILogger logger, Guid backupId, string @event, string state);
+
+    [LoggerMessage(4007, LogLevel.Error, "Outbox row {MessageId} ({MessageType}) cannot be sent and is parked: {Reason}")]
+    public static partial void OutboxRowParked(this ILogger logger, Guid messageId, string messageType, string reason);
 }

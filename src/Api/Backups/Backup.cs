@@ -1,6 +1,12 @@
+using MassTransit;
+
 namespace VolumeBackup.Api.Backups;
 
-/// <summary>Cinder's backup statuses, as they travel on the wire.</summary>
+/// <summary>
+/// Cinder's backup statuses, as they travel on the wire. They are derived from the backup's one state, the state of its
+/// <see cref="BackupSaga"/>: the machine needs "requested, not yet picked up" apart from "an agent may be at work"
+/// (both read <c>creating</c>), so the machine's names are stored and Cinder's words computed, never kept in step by hand.
+/// </summary>
 public static class BackupStatus
 {
     public const string Creating = "creating";
@@ -9,11 +15,32 @@ public static class BackupStatus
     public const string Deleting = "deleting";
     public const string Error = "error";
     public const string ErrorDeleting = "error_deleting";
+    public const string Deleted = "deleted";
+
+    static readonly Dictionary<string, string> OfState = new()
+    {
+        ["Initial"] = Creating, [nameof(BackupSaga.Creating)] = Creating, [nameof(BackupSaga.Available)] = Available,
+        [nameof(BackupSaga.Error)] = Error, [nameof(BackupSaga.Restoring)] = Restoring, [nameof(BackupSaga.Deleting)] = Deleting,
+        [nameof(BackupSaga.ErrorDeleting)] = ErrorDeleting, [nameof(BackupSaga.Deleted)] = Deleted,
+    };
+
+    public static string Of(string state) => OfState.GetValueOrDefault(state, Error);
+
+    /// <summary>The machine states that read as <paramref name="status"/> (none for a word Cinder does not use).</summary>
+    public static List<string> StatesOf(string status) => OfState.Where(p => p.Value == status).Select(p => p.Key).ToList();
 }
 
-public sealed class Backup
+/// <summary>
+/// A backup. The row is its saga's instance: <see cref="State"/> is written only by <see cref="BackupSaga"/>, in the
+/// transaction of the event that changed it, and <see cref="Status"/> is what Cinder calls that state.
+/// </summary>
+public sealed class Backup : SagaStateMachineInstance
 {
-    public Guid Id { get; init; }
+    public Guid Id { get; set; }
+    Guid ISaga.CorrelationId { get => Id; set => Id = value; }
+    /// <summary>The machine's state; a new row starts in MassTransit's "Initial" until its request event is handled.</summary>
+    public string State { get; set; } = "Initial";
+    public string Status => BackupStatus.Of(State);
     public required string ProjectId { get; init; }
     public required string UserId { get; init; }
     public Guid VolumeId { get; init; }
@@ -21,7 +48,6 @@ public sealed class Backup
     public string? Name { get; set; }
     public string? Description { get; set; }
     public required string Container { get; init; }
-    public string Status { get; set; } = BackupStatus.Creating;
     public string? FailReason { get; set; }
     public int Size { get; set; }                                // GiB of the source volume, as Cinder reports
     public int ObjectCount { get; set; }
@@ -29,21 +55,19 @@ public sealed class Backup
     public Guid? ParentId { get; init; }
     public int NumDependentBackups { get; set; }
     public required string AvailabilityZone { get; init; }
+    /// <summary>The storage host of the agent that took the backup.</summary>
     public string? Host { get; set; }
     public DateTimeOffset DataTimestamp { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset? UpdatedAt { get; set; }
     public Dictionary<string, string> Metadata { get; set; } = [];
-    /// <summary>The volume a running restore writes into.</summary>
+    /// <summary>When an agent took it (BackupStarted); null while it waits in the queue.</summary>
+    public DateTimeOffset? StartedAt { get; set; }
+    public long BytesDone { get; set; }
+    /// <summary>The running restore: its id (late events of an earlier one are ignored) and the volume it writes into.</summary>
+    public Guid? RestoreId { get; set; }
     public Guid? RestoreVolumeId { get; set; }
 
     public bool IsIncremental => ParentId is not null;
     public bool HasDependentBackups => NumDependentBackups > 0;
-
-    public void Fail(string reason, DateTimeOffset now)
-    {
-        Status = BackupStatus.Error;
-        FailReason = reason.Length > 255 ? reason[..255] : reason;
-        UpdatedAt = now;
-    }
 }

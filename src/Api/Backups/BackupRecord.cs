@@ -36,12 +36,11 @@ public sealed record BackupRecord(
         catch (Exception e) when (e is FormatException or JsonException) { return null; }
     }
 
-    /// <summary>An imported backup is available at once; an incremental's parent need not exist here (its manifest is complete).</summary>
+    /// <summary>An imported backup's row, made available by the saga; an incremental's parent need not exist here (its manifest is complete).</summary>
     public Backup ToBackup(string projectId, string userId, DateTimeOffset now) => new()
     {
         Id = Id, ProjectId = projectId, UserId = userId, VolumeId = VolumeId, SnapshotId = SnapshotId, Container = Container, Size = Size,
         ObjectCount = ObjectCount, StoredBytes = StoredBytes, ParentId = ParentId, AvailabilityZone = AvailabilityZone, Name = Name,
         Description = Description, DataTimestamp = DataTimestamp, CreatedAt = CreatedAt, UpdatedAt = now, Metadata = Metadata ?? [],
-        Status = BackupStatus.Available,
     };
 }

@@ -1,133 +1,250 @@
 using MassTransit;
-using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Messaging;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.Contracts;
 
 namespace VolumeBackup.Api.Backups;
 
-public sealed class BackupSagaState : SagaStateMachineInstance
-{
-    public Guid CorrelationId { get; set; }
-    public string CurrentState { get; set; } = "";
-    public Guid VolumeId { get; set; }
-    public Guid? SnapshotId { get; set; }
-    public Guid? ParentId { get; set; }
-    public string? AgentHost { get; set; }
-    public long BytesDone { get; set; }
-    public DateTimeOffset? StartedAt { get; set; }
-    public DateTimeOffset? CompletedAt { get; set; }
-    public uint Version { get; set; }
-
-    /// <summary>An imported backup's instance: already done, so agent events about it are ignored.</summary>
-    public static BackupSagaState Imported(Backup backup) => new()
-    {
-        CorrelationId = backup.Id, CurrentState = nameof(BackupSaga.Available), VolumeId = backup.VolumeId, ParentId = backup.ParentId,
-    };
-
-    /// <summary>The Api writes the instance with the backup row and the command, so no agent event can arrive before it.</summary>
-    public static BackupSagaState Creating(Guid backupId, Guid volumeId, Guid? snapshotId, Guid? parentId) => new()
-    {
-        CorrelationId = backupId, CurrentState = nameof(BackupSaga.Creating), VolumeId = volumeId, SnapshotId = snapshotId, ParentId = parentId,
-    };
-}
-
 /// <summary>
-/// A backup's creation, from the agent's events to the rows users see. Steps change the backup and volume rows in the
-/// saga's own DbContext, so the state, the rows and any outbox message commit in one transaction.
+/// A backup's whole life: create, import, restore, delete, reset-status, force-delete and "not taken". The backup row is
+/// the instance, so its state is the backup's one status. Steps change the backup, volume and snapshot rows and add outbox
+/// rows in the saga's DbContext: all of it commits with the state in one transaction (PostgresSagaRepositoryContextFactory).
+/// An event that does not apply in the state it meets (late, repeated, or of an earlier restore) changes nothing.
 /// </summary>
-public sealed class BackupSaga : MassTransitStateMachine<BackupSagaState>
+public sealed class BackupSaga : MassTransitStateMachine<Backup>
 {
-    public BackupSaga(TimeProvider clock)
+    public BackupSaga(TimeProvider clock, ILogger<BackupSaga> logger)
     {
-        InstanceState(x => x.CurrentState);
-        Event(() => Started, e => { e.CorrelateById(m => m.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
-        Event(() => Progressed, e => { e.CorrelateById(m => m.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
-        Event(() => Completed, e => { e.CorrelateById(m => m.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
-        Event(() => Faulted, e => { e.CorrelateById(m => m.Message.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
-        Event(() => NotTaken, e => { e.CorrelateById(m => m.Message.BackupId); e.OnMissingInstance(m => m.Discard()); });
+        InstanceState(x => x.State);
+        Event(() => CreateRequested, e => ById(e, m => m.BackupId));
+        Event(() => ImportRequested, e => ById(e, m => m.BackupId));
+        Event(() => RestoreRequested, e => ById(e, m => m.BackupId));
+        Event(() => DeleteRequested, e => ById(e, m => m.BackupId));
+        Event(() => ForceDeleteRequested, e => ById(e, m => m.BackupId));
+        Event(() => ResetRequested, e => ById(e, m => m.BackupId));
+        Event(() => Started, e => ById(e, m => m.BackupId));
+        Event(() => Progressed, e => ById(e, m => m.BackupId));
+        Event(() => Completed, e => ById(e, m => m.BackupId));
+        Event(() => Faulted, e => ById(e, m => m.Message.BackupId));
+        Event(() => NotTaken, e => ById(e, m => m.BackupId));
+        Event(() => Restored, e => ById(e, m => m.BackupId));
+        Event(() => RestoreFaulted, e => ById(e, m => m.Message.BackupId));
+        Event(() => DataDeleted, e => ById(e, m => m.BackupId));
+        Event(() => DeleteFaulted, e => ById(e, m => m.Message.BackupId));
+        OnUnhandledEvent(c =>
+        {
+            logger.BackupEventIgnored(c.Saga.Id, c.Event.Name, c.Saga.State);
+            return Task.CompletedTask;
+        });
+
+        Initially(
+            When(CreateRequested).Then(c =>
+            {
+                var b = c.Saga;
+                var now = Touch(c, clock);
+                Db(c).Outbox.Add(OutboxMessage.Create(new CreateBackup(
+                    b.Id, b.VolumeId, b.SnapshotId, b.Container, b.ParentId, c.Message.InUse, (long)b.Size << 30, b.ProjectId, b.AvailabilityZone),
+                    now, Queues.CreateBackup(b.AvailabilityZone)));
+                Notify(c, "backup.create.start", now);
+            }).TransitionTo(Creating),
+            When(ImportRequested).Then(c => Touch(c, clock)).TransitionTo(Available));
 
         During(Creating,
             When(Started).ThenAsync(async c =>
             {
-                c.Saga.AgentHost = c.Message.AgentHost;
+                c.Saga.Host = c.Message.AgentHost;
                 c.Saga.StartedAt = c.Message.StartedAt;
-                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is { } backup) backup.Host = c.Message.AgentHost;
-                if (c.Message.DeviceIsCopy) await ReleaseSource(c, clock.GetUtcNow());   // the copy is taken: the volume is free
+                if (c.Message.DeviceIsCopy) await ReleaseSourceAsync(c, clock.GetUtcNow());   // the copy is taken: the volume is free
             }),
-            When(Progressed).ThenAsync(async c =>
+            When(Progressed, c => c.Message.BytesDone > c.Saga.BytesDone).Then(c =>
             {
-                if (c.Message.BytesDone <= c.Saga.BytesDone) return;            // a late or repeated report
                 c.Saga.BytesDone = c.Message.BytesDone;
-                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is { } backup)
-                    Db(c).Outbox.Add(Notifications.Backup(backup, "backup.createprogress", clock.GetUtcNow(), c.Message.BytesDone));
+                Db(c).Outbox.Add(Notifications.Backup(c.Saga, "backup.createprogress", clock.GetUtcNow(), c.Message.BytesDone));
             }),
             When(Completed).ThenAsync(async c =>
             {
                 var now = clock.GetUtcNow();
-                c.Saga.CompletedAt = c.Message.CompletedAt;
-                c.Saga.BytesDone = c.Message.SizeBytes;
-                await ReleaseSource(c, now);
-                if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is not { } backup) return;
-                backup.Status = BackupStatus.Available;
+                await ReleaseSourceAsync(c, now);
+                var backup = c.Saga;
+                backup.BytesDone = c.Message.SizeBytes;
                 backup.ObjectCount = c.Message.ObjectCount;
                 backup.StoredBytes = c.Message.StoredBytes;
                 backup.UpdatedAt = now;
                 if (backup.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { } parent)
                     parent.NumDependentBackups++;
-                Db(c).Outbox.Add(Notifications.Backup(backup, "backup.create.end", now));
-            }).TransitionTo(Available),
-            When(Faulted).ThenAsync(c => FailAsync(c, FailReason(c.Message), clock.GetUtcNow())).TransitionTo(Error),
-            When(NotTaken).ThenAsync(c => FailAsync(c, c.Message.Reason, clock.GetUtcNow())).TransitionTo(Error));
+            }).TransitionTo(Available).Then(c => Notify(c, "backup.create.end", clock.GetUtcNow())),
+            When(Faulted).ThenAsync(c => FailAsync(c, FailReason(c.Message.Exceptions), clock)).TransitionTo(Error).Then(c => Notify(c, "backup.create.error", clock.GetUtcNow())),
+            When(NotTaken).ThenAsync(c => FailAsync(c, c.Message.Reason, clock)).TransitionTo(Error).Then(c => Notify(c, "backup.create.error", clock.GetUtcNow())),
+            When(ForceDeleteRequested).ThenAsync(c => CancelAsync(c, clock)).Then(c => StartDelete(c, clock)).TransitionTo(Deleting),
+            When(ResetRequested, c => c.Message.Status == BackupStatus.Available).ThenAsync(c => CancelAsync(c, clock)).TransitionTo(Available),
+            When(ResetRequested, c => c.Message.Status == BackupStatus.Error).ThenAsync(c => CancelAsync(c, clock)).TransitionTo(Error),
+            When(RestoreRequested).ThenAsync(c => RejectRestoreAsync(c, clock)),
+            Ignore(CreateRequested));
 
-        // An agent that comes back and takes a backup already given up is told to stop; its volume is no longer held.
-        During(Error, When(Started).Then(c => Db(c).Outbox.Add(OutboxMessage.Create(new CancelBackup(c.Message.BackupId), clock.GetUtcNow()))));
-        During(Available, Ignore(Started));
-        During(Available, Error, Ignore(Progressed), Ignore(Completed), Ignore(Faulted), Ignore(NotTaken));
+        During(Available,
+            When(RestoreRequested).Then(c =>
+            {
+                var now = Touch(c, clock);
+                c.Saga.RestoreId = c.Message.RestoreId;
+                c.Saga.RestoreVolumeId = c.Message.VolumeId;
+                Db(c).Outbox.Add(OutboxMessage.Create(new RestoreBackup(c.Saga.Id, c.Message.RestoreId, c.Message.VolumeId, c.Saga.Container, c.Saga.AvailabilityZone),
+                    now, Queues.RestoreBackup(c.Saga.AvailabilityZone)));
+            }).TransitionTo(Restoring).Then(c => Notify(c, "backup.restore.start", clock.GetUtcNow())),
+            Ignore(CreateRequested), Ignore(ImportRequested));
+
+        // Cinder deletes an available or error backup, and retries a delete that failed on the share.
+        During(Available, Error, ErrorDeleting,
+            When(DeleteRequested).Then(c => StartDelete(c, clock)).TransitionTo(Deleting),
+            When(ForceDeleteRequested).Then(c => StartDelete(c, clock)).TransitionTo(Deleting));
+
+        During(Error,
+            // An agent that comes back and takes a backup already given up is told to stop; its volume is no longer held.
+            When(Started).Then(c => Db(c).Outbox.Add(OutboxMessage.Create(new CancelBackup(c.Message.BackupId), clock.GetUtcNow()))),
+            When(RestoreRequested).ThenAsync(c => RejectRestoreAsync(c, clock)));
+
+        During(Restoring,
+            When(Restored, c => c.Message.RestoreId == c.Saga.RestoreId).ThenAsync(c => EndRestoreAsync(c, c.Message.VolumeId, failed: false, clock))
+                .TransitionTo(Available).Then(c => Notify(c, "backup.restore.end", clock.GetUtcNow())),
+            When(RestoreFaulted, c => c.Message.Message.RestoreId == c.Saga.RestoreId).ThenAsync(c => EndRestoreAsync(c, c.Message.Message.VolumeId, failed: true, clock))
+                .TransitionTo(Available).Then(c => Notify(c, "backup.restore.error", clock.GetUtcNow())),
+            When(RestoreRequested).ThenAsync(c => RejectRestoreAsync(c, clock)));
+
+        During(Deleting,
+            When(DataDeleted).ThenAsync(async c =>
+            {
+                Touch(c, clock);
+                if (c.Saga.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { NumDependentBackups: > 0 } parent)
+                    parent.NumDependentBackups--;
+            }).TransitionTo(Deleted).Then(c => Notify(c, "backup.delete.end", clock.GetUtcNow())),
+            When(DeleteFaulted).Then(c =>
+            {
+                Touch(c, clock);
+                c.Saga.FailReason = Truncate(FailReason(c.Message.Exceptions));
+            }).TransitionTo(ErrorDeleting).Then(c => Notify(c, "backup.delete.error", clock.GetUtcNow())),
+            Ignore(DeleteRequested), Ignore(ForceDeleteRequested));
+
+        // An admin's reset: the state it names, whatever was going on (a late event of it is then ignored).
+        During([Available, Error, Restoring, Deleting, ErrorDeleting],
+            When(ResetRequested, c => c.Message.Status == BackupStatus.Available).Then(c => Reset(c, clock)).TransitionTo(Available),
+            When(ResetRequested, c => c.Message.Status == BackupStatus.Error).Then(c => Reset(c, clock)).TransitionTo(Error));
     }
 
     public State Creating { get; private set; } = null!;
     public State Available { get; private set; } = null!;
     public State Error { get; private set; } = null!;
+    public State Restoring { get; private set; } = null!;
+    public State Deleting { get; private set; } = null!;
+    public State ErrorDeleting { get; private set; } = null!;
+    public State Deleted { get; private set; } = null!;
 
+    public Event<BackupCreateRequested> CreateRequested { get; private set; } = null!;
+    public Event<BackupImportRequested> ImportRequested { get; private set; } = null!;
+    public Event<BackupRestoreRequested> RestoreRequested { get; private set; } = null!;
+    public Event<BackupDeleteRequested> DeleteRequested { get; private set; } = null!;
+    public Event<BackupForceDeleteRequested> ForceDeleteRequested { get; private set; } = null!;
+    public Event<BackupResetRequested> ResetRequested { get; private set; } = null!;
     public Event<BackupStarted> Started { get; private set; } = null!;
     public Event<BackupProgressed> Progressed { get; private set; } = null!;
     public Event<BackupCompleted> Completed { get; private set; } = null!;
     public Event<Fault<CreateBackup>> Faulted { get; private set; } = null!;
     public Event<BackupNotTaken> NotTaken { get; private set; } = null!;
+    public Event<BackupRestored> Restored { get; private set; } = null!;
+    public Event<Fault<RestoreBackup>> RestoreFaulted { get; private set; } = null!;
+    public Event<BackupDeleted> DataDeleted { get; private set; } = null!;
+    public Event<Fault<DeleteBackup>> DeleteFaulted { get; private set; } = null!;
+
+    // Every row is written by the Api before any event about it can exist: an event without one is not ours.
+    static void ById<T>(IEventCorrelationConfigurator<Backup, T> e, Func<T, Guid> id) where T : class
+    {
+        e.CorrelateById(m => id(m.Message));
+        e.OnMissingInstance(m => m.Discard());
+    }
 
     static AppDbContext Db(ConsumeContext c) => c.GetServiceOrCreateInstance<AppDbContext>();
 
+    static DateTimeOffset Touch(BehaviorContext<Backup> c, TimeProvider clock) => (c.Saga.UpdatedAt = clock.GetUtcNow()).Value;
+
+    // After the transition, so the notification carries the new status.
+    static void Notify(BehaviorContext<Backup> c, string eventType, DateTimeOffset now) => Db(c).Outbox.Add(Notifications.Backup(c.Saga, eventType, now));
+
     /// <summary>Returns the volume (or the snapshot backed up) to its status before the backup; repeated calls change nothing.</summary>
-    public static async Task ReleaseSourceAsync(AppDbContext db, BackupSagaState saga, DateTimeOffset now, CancellationToken ct)
+    static async Task ReleaseSourceAsync(BehaviorContext<Backup> c, DateTimeOffset now)
     {
-        if (saga.SnapshotId is { } snapshotId)
+        var db = Db(c);
+        if (c.Saga.SnapshotId is { } snapshotId)
         {
-            if (await db.Snapshots.FindAsync([snapshotId], ct) is { Status: "backing-up" } snapshot)
+            if (await db.Snapshots.FindAsync([snapshotId], c.CancellationToken) is { Status: "backing-up" } snapshot)
             {
                 snapshot.Status = "available";
                 snapshot.UpdatedAt = now;
             }
         }
-        else if (await db.Volumes.FindAsync([saga.VolumeId], ct) is { } volume)
+        else if (await db.Volumes.FindAsync([c.Saga.VolumeId], c.CancellationToken) is { } volume)
             volume.EndBackup(now);
     }
 
-    static Task ReleaseSource(BehaviorContext<BackupSagaState> c, DateTimeOffset now) => ReleaseSourceAsync(Db(c), c.Saga, now, c.CancellationToken);
-
-    /// <summary>The backup ends in error: the source is released, the reason kept, subscribers told.</summary>
-    static async Task FailAsync(BehaviorContext<BackupSagaState> c, string reason, DateTimeOffset now)
+    static async Task FailAsync(BehaviorContext<Backup> c, string reason, TimeProvider clock)
     {
-        await ReleaseSource(c, now);
-        if (await Db(c).Backups.FindAsync([c.Saga.CorrelationId], c.CancellationToken) is not { } backup) return;
-        backup.Fail(reason, now);
-        Db(c).Outbox.Add(Notifications.Backup(backup, "backup.create.error", now));
+        await ReleaseSourceAsync(c, Touch(c, clock));
+        c.Saga.FailReason = Truncate(reason);
     }
 
-    /// <summary>The innermost exception's message names the cause (an NFS server down, a missing volume), not a wrapper.</summary>
-    static string FailReason(Fault<CreateBackup> fault)
+    /// <summary>A running backup is stopped (every agent hears the cancel) and its source freed.</summary>
+    static async Task CancelAsync(BehaviorContext<Backup> c, TimeProvider clock)
     {
-        var exception = fault.Exceptions.FirstOrDefault();
+        var now = Touch(c, clock);
+        Db(c).Outbox.Add(OutboxMessage.Create(new CancelBackup(c.Saga.Id), now));
+        await ReleaseSourceAsync(c, now);
+    }
+
+    static void StartDelete(BehaviorContext<Backup> c, TimeProvider clock)
+    {
+        var now = Touch(c, clock);
+        c.Saga.FailReason = null;
+        Db(c).Outbox.Add(OutboxMessage.Create(new DeleteBackup(c.Saga.Id, c.Saga.Container, c.Saga.AvailabilityZone), now, Queues.DeleteBackup(c.Saga.AvailabilityZone)));
+        Notify(c, "backup.delete.start", now);
+    }
+
+    static void Reset(BehaviorContext<Backup> c, TimeProvider clock)
+    {
+        Touch(c, clock);
+        c.Saga.RestoreId = null;                                  // a late event of an abandoned restore is ignored
+        c.Saga.RestoreVolumeId = null;
+    }
+
+    /// <summary>The restore's volume leaves restoring-backup: available with the backup's data, or error_restoring.</summary>
+    static async Task EndRestoreAsync(BehaviorContext<Backup> c, Guid volumeId, bool failed, TimeProvider clock)
+    {
+        var now = Touch(c, clock);
+        c.Saga.RestoreId = null;
+        if (await Db(c).Volumes.FindAsync([volumeId], c.CancellationToken) is { Status: VolumeStatus.RestoringBackup } volume)
+        {
+            volume.Status = failed ? VolumeStatus.ErrorRestoring : VolumeStatus.Available;
+            volume.UpdatedAt = now;
+        }
+        c.Saga.RestoreVolumeId = volumeId;                        // for the notification; cleared with the next request
+    }
+
+    /// <summary>A restore asked while the backup could not serve it (two requests raced): its volume, untouched, is freed.</summary>
+    static async Task RejectRestoreAsync(BehaviorContext<Backup, BackupRestoreRequested> c, TimeProvider clock)
+    {
+        var now = clock.GetUtcNow();
+        if (await Db(c).Volumes.FindAsync([c.Message.VolumeId], c.CancellationToken) is { Status: VolumeStatus.RestoringBackup } volume)
+        {
+            volume.Status = VolumeStatus.Available;
+            volume.UpdatedAt = now;
+        }
+        Db(c).Outbox.Add(OutboxMessage.Create(new BackupNotification(
+            "backup.restore.error", c.Saga.Id, c.Saga.ProjectId, c.Saga.UserId, c.Saga.VolumeId, c.Saga.Status, c.Saga.Size, c.Saga.AvailabilityZone,
+            c.Saga.Host, c.Saga.Name, $"Backup status must be available but is {c.Saga.Status}.", c.Message.VolumeId, null, c.Saga.CreatedAt, now), now));
+    }
+
+    static string Truncate(string reason) => reason.Length > 255 ? reason[..255] : reason;
+
+    /// <summary>The innermost exception's message names the cause (an NFS server down, a missing volume), not a wrapper.</summary>
+    static string FailReason(ExceptionInfo[] exceptions)
+    {
+        var exception = exceptions.FirstOrDefault();
         while (exception?.InnerException is { } inner) exception = inner;
         return exception is null ? "Backup failed" : $"{exception.ExceptionType.Split('.').Last()}: {exception.Message}";
     }

@@ -86,12 +86,8 @@ public static class BackupsApi
         if (snapshot is not null) snapshot.Status = "backing-up";
         else volume.StartBackup(now);
         db.Backups.Add(backup);
-        db.BackupSagas.Add(BackupSagaState.Creating(backup.Id, volume.Id, snapshot?.Id, parentId));
-        db.Outbox.Add(OutboxMessage.Create(new CreateBackup(
-            backup.Id, volume.Id, snapshot?.Id, container, parentId, inUse && snapshot is null, volume.SizeBytes, volume.ProjectId, volume.AvailabilityZone),
-            now, Queues.CreateBackup(volume.AvailabilityZone)));
-        db.Outbox.Add(Notifications.Backup(backup, "backup.create.start", now));
-        await db.SaveChangesAsync(ct);                      // row, volume status and command commit together; the relay sends
+        db.Outbox.Add(OutboxMessage.Create(new BackupCreateRequested(backup.Id, inUse && snapshot is null), now));
+        await db.SaveChangesAsync(ct);                      // row, volume status and request commit together; the saga sends the command
         await tx.CommitAsync(ct);
         outbox.Notify();
         var baseUrl = Wire.BaseUrl(http);
@@ -120,7 +116,11 @@ public static class BackupsApi
         if (!allTenants) query = query.Where(b => b.ProjectId == caller.ProjectId);
         else if (q["project_id"] is [var project]) query = query.Where(b => b.ProjectId == project);
         if (q["name"] is [var name]) query = query.Where(b => b.Name == name);
-        if (q["status"] is [var status]) query = query.Where(b => b.Status == status);
+        if (q["status"] is [{ } status])
+        {
+            var states = BackupStatus.StatesOf(status);
+            query = query.Where(b => states.Contains(b.State));
+        }
         if (q["volume_id"] is [var volumeText])
         {
             if (!Guid.TryParse(volumeText, out var volumeId)) return TypedResults.Ok(new Dictionary<string, object> { ["backups"] = Array.Empty<object>() });
@@ -221,22 +221,15 @@ public static class BackupsApi
             var status = action.Value.TryGetProperty("status", out var s) ? s.GetString() : null;
             if (status is not (BackupStatus.Available or BackupStatus.Error))
                 return CinderErrors.BadRequest($"Invalid input received: Backup status {status} is not valid; use available or error.");
-            backup.Status = status;
-            backup.UpdatedAt = now;
-            if (await db.BackupSagas.FindAsync([backup.Id], ct) is { CurrentState: nameof(BackupSaga.Creating) } saga)   // late agent events are then ignored
-                saga.CurrentState = status == BackupStatus.Available ? nameof(BackupSaga.Available) : nameof(BackupSaga.Error);
+            db.Outbox.Add(OutboxMessage.Create(new BackupResetRequested(backup.Id, status), now));
             await db.SaveChangesAsync(ct);
+            outbox.Notify();
             return TypedResults.Accepted((string?)null);
         }
         if (backup.HasDependentBackups) return CinderErrors.BadRequest("Invalid backup: Incremental backups exist for this backup.");
+        if (backup.Status == BackupStatus.Restoring) return CinderErrors.BadRequest("Invalid backup: Backup is being restored; wait for the restore to end.");
         // A running backup is stopped by the cancel every agent hears; the delete waits until its writer is gone.
-        db.Outbox.Add(OutboxMessage.Create(new CancelBackup(backup.Id), now));
-        StartDelete(db, backup, now);
-        if (await db.BackupSagas.FindAsync([backup.Id], ct) is { CurrentState: nameof(BackupSaga.Creating) } running)
-        {
-            running.CurrentState = nameof(BackupSaga.Error);               // its completion, if any, must not revive it
-            await BackupSaga.ReleaseSourceAsync(db, running, now, ct);
-        }
+        db.Outbox.Add(OutboxMessage.Create(new BackupForceDeleteRequested(backup.Id), now));
         await db.SaveChangesAsync(ct);
         outbox.Notify();
         return TypedResults.Accepted((string?)null);
@@ -252,7 +245,7 @@ public static class BackupsApi
     }
 
     static async Task<Results<Created<Dictionary<string, BackupSummary>>, ProblemHttpResult>> ImportRecord(
-        ImportRecordBody body, Caller caller, AppDbContext db, HttpRequest http, TimeProvider clock, CancellationToken ct)
+        ImportRecordBody body, Caller caller, AppDbContext db, OutboxSignal outbox, HttpRequest http, TimeProvider clock, CancellationToken ct)
     {
         if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow backup:export-import to be performed.");
         if (body.BackupRecord is not { BackupService: { } service, BackupUrl: { } url }) return CinderErrors.BadRequest("Incorrect request body format.");
@@ -261,10 +254,16 @@ public static class BackupsApi
         try { ContainerName.Validate(record.Container); }
         catch (ArgumentException e) { return CinderErrors.BadRequest($"Invalid container: {e.Message}"); }
         if (await db.Backups.AnyAsync(b => b.Id == record.Id, ct)) return CinderErrors.BadRequest("Invalid backup: Backup already exists in database.");
-        var backup = record.ToBackup(caller.ProjectId, caller.UserId, clock.GetUtcNow());
+        var now = clock.GetUtcNow();
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        // Cinder imports over a deleted backup's record: the deleted row makes way for the imported one.
+        await db.Backups.IgnoreQueryFilters().Where(b => b.Id == record.Id && b.State == nameof(BackupSaga.Deleted)).ExecuteDeleteAsync(ct);
+        var backup = record.ToBackup(caller.ProjectId, caller.UserId, now);
         db.Backups.Add(backup);
-        db.BackupSagas.Add(BackupSagaState.Imported(backup));
+        db.Outbox.Add(OutboxMessage.Create(new BackupImportRequested(backup.Id), now));
         await db.SaveChangesAsync(ct);
+        await tx.CommitAsync(ct);
+        outbox.Notify();
         var baseUrl = Wire.BaseUrl(http);
         return TypedResults.Created($"{baseUrl}/v3/{backup.ProjectId}/backups/{backup.Id}", VolumesApi.Wrap("backup", BackupSummary.From(backup, baseUrl)));
     }
@@ -272,13 +271,13 @@ public static class BackupsApi
     static async Task<Results<Accepted, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
     {
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
-        if (backup.Status is not (BackupStatus.Available or BackupStatus.Error))
+        if (backup.Status is not (BackupStatus.Available or BackupStatus.Error or BackupStatus.ErrorDeleting))
             return CinderErrors.BadRequest("Invalid backup: Backup status must be available or error");
         if (backup.HasDependentBackups)
             return CinderErrors.BadRequest("Invalid backup: Incremental backups exist for this backup.");
         var now = clock.GetUtcNow();
         if (await NoBackupServiceAsync(db, backup.AvailabilityZone, now, ct) is { } noService) return noService;
-        StartDelete(db, backup, now);
+        db.Outbox.Add(OutboxMessage.Create(new BackupDeleteRequested(backup.Id), now));
         await db.SaveChangesAsync(ct);
         outbox.Notify();
         return TypedResults.Accepted((string?)null);
@@ -320,26 +319,12 @@ public static class BackupsApi
             if (volume.Status != VolumeStatus.Available) return CinderErrors.ServerError($"The volume for the restore of backup {backup.Id} could not be created.");
         }
 
-        volume.Status = VolumeStatus.RestoringBackup;
+        volume.Status = VolumeStatus.RestoringBackup;             // the volume is reserved here; the backup's state is the saga's
         volume.UpdatedAt = now;
-        backup.Status = BackupStatus.Restoring;
-        backup.RestoreVolumeId = volume.Id;
-        backup.UpdatedAt = now;
-        db.Outbox.Add(OutboxMessage.Create(new RestoreBackup(backup.Id, Guid.NewGuid(), volume.Id, backup.Container, backup.AvailabilityZone),
-            now, Queues.RestoreBackup(backup.AvailabilityZone)));
-        db.Outbox.Add(Notifications.Backup(backup, "backup.restore.start", now));
+        db.Outbox.Add(OutboxMessage.Create(new BackupRestoreRequested(backup.Id, Guid.NewGuid(), volume.Id), now));
         await db.SaveChangesAsync(ct);
         outbox.Notify();
         return TypedResults.Accepted((string?)null, VolumesApi.Wrap("restore", new RestoreView(backup.Id.ToString(), volume.Id.ToString(), volume.Name)));
-    }
-
-    /// <summary>The backup is deleting: its agent is sent the command, subscribers hear of it (committed with the caller's changes).</summary>
-    static void StartDelete(AppDbContext db, Backup backup, DateTimeOffset now)
-    {
-        backup.Status = BackupStatus.Deleting;
-        backup.UpdatedAt = now;
-        db.Outbox.Add(OutboxMessage.Create(new DeleteBackup(backup.Id, backup.Container, backup.AvailabilityZone), now, Queues.DeleteBackup(backup.AvailabilityZone)));
-        db.Outbox.Add(Notifications.Backup(backup, "backup.delete.start", now));
     }
 
     /// <summary>Cinder refuses a create, restore or delete when no cinder-backup of the zone is up, so no work queues for nobody.</summary>

@@ -50,12 +50,9 @@ public sealed class UntakenBackupsWatchdog(
         var db = scope.ServiceProvider.GetRequiredService<AppDbContext>();
         var now = clock.GetUtcNow();
         var before = now - settings.UntakenAfter;
-        var untaken = await (
-            from saga in db.BackupSagas
-            where saga.CurrentState == nameof(BackupSaga.Creating) && saga.StartedAt == null
-            join backup in db.Backups on saga.CorrelationId equals backup.Id
-            where backup.Status == BackupStatus.Creating && backup.CreatedAt < before
-            select new { backup.Id, backup.AvailabilityZone }).ToListAsync(ct);
+        var untaken = await db.Backups
+            .Where(b => b.State == nameof(BackupSaga.Creating) && b.StartedAt == null && b.CreatedAt < before)
+            .Select(b => new { b.Id, b.AvailabilityZone }).ToListAsync(ct);
         foreach (var zone in untaken.GroupBy(b => b.AvailabilityZone))
         {
             if (await ServicesApi.BackupServiceUpAsync(db, zone.Key, now, ct)) continue;

@@ -8,6 +8,24 @@ namespace VolumeBackup.Api.Messaging;
 
 public static class MessagingSetup
 {
+    /// <summary>
+    /// The backup saga on its PostgreSQL repository (MassTransit's own repository seam), with the retry every Api endpoint uses.
+    /// Shared by the Api and the saga's test harness, so the tests run the machine as registered here.
+    /// </summary>
+    public static void AddBackupSaga(this IBusRegistrationConfigurator x)
+    {
+        x.AddSagaStateMachine<BackupSaga, Backup>().Repository(r =>
+            r.RegisterSagaRepository<Backup, AppDbContext, SagaConsumeContextFactory<AppDbContext, Backup>, PostgresSagaRepositoryContextFactory<Backup>>());
+        x.AddConfigureEndpointsCallback((context, _, endpoint) =>
+        {
+            // Concurrency conflicts are retried within a fraction of a second; a database outage of up to about twelve minutes is
+            // ridden out (the event stays unacknowledged on the broker meanwhile), a longer one ends in the _error queue.
+            // Our own endpoints' faults are not published, so every Fault<T> the saga sees comes from an agent.
+            endpoint.UseMessageRetry(r => r.Exponential(20, TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200)));
+            endpoint.PublishFaults = false;
+        });
+    }
+
     /// <summary>RabbitMQ, the backup saga on PostgreSQL, the event consumers and the outbox relay.</summary>
     public static IServiceCollection AddMessaging(this IServiceCollection services, IConfiguration configuration)
     {
@@ -16,27 +34,14 @@ public static class MessagingSetup
         services.AddMassTransit(x =>
         {
             x.SetKebabCaseEndpointNameFormatter();
-            x.AddSagaStateMachine<BackupSaga, BackupSagaState>();
-            x.AddConsumer<RestoreEventsConsumer>();
-            x.AddConsumer<DeleteEventsConsumer>();
+            x.AddBackupSaga();
             x.AddConsumer<HeartbeatConsumer>();
-            x.AddConfigureEndpointsCallback((context, _, endpoint) =>
-            {
-                // Concurrency conflicts are retried within a fraction of a second; a database outage of up to about twelve minutes is
-                // ridden out (the event stays unacknowledged on the broker meanwhile), a longer one ends in the _error queue.
-                // Our own endpoints' faults are not published, so every Fault<T> the saga sees comes from an agent.
-                endpoint.UseMessageRetry(r => r.Exponential(20, TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200)));
-                endpoint.PublishFaults = false;
-            });
             x.UsingRabbitMq((context, bus) =>
             {
                 bus.Host(new Uri(configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")));
                 bus.ConfigureEndpoints(context);
             });
         });
-        // After AddMassTransit, so these registrations are the last and win over the default in-memory repository.
-        services.RegisterSagaRepository<BackupSagaState, AppDbContext, SagaConsumeContextFactory<AppDbContext, BackupSagaState>,
-            PostgresSagaRepositoryContextFactory<BackupSagaState>>();
         return services;
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using VolumeBackup.Api.Backups;
 using VolumeBackup.Contracts;
 
 namespace VolumeBackup.Api.Messaging;
@@ -18,8 +19,13 @@ public sealed class OutboxMessage
     public DateTimeOffset? SentAt { get; set; }
     public int Attempts { get; set; }
     public string? LastError { get; set; }
+    /// <summary>Set when the row can never be sent (its body or type cannot be read): the relay passes it by, an operator looks.</summary>
+    public DateTimeOffset? ParkedAt { get; set; }
 
-    public static OutboxMessage Create<T>(T message, DateTimeOffset now, string? queue = null) where T : class => new()
+    /// <summary>Refuses, when the row is written, a message type the relay could not send.</summary>
+    public static OutboxMessage Create<T>(T message, DateTimeOffset now, string? queue = null) where T : class => !KnownTypes.ContainsKey(typeof(T).Name)
+        ? throw new ArgumentException($"{typeof(T).Name} is not a message type the outbox relay sends; add it to {nameof(OutboxMessage)}.{nameof(KnownTypes)}.")
+        : new()
     {
         Id = Guid.NewGuid(),
         MessageType = typeof(T).Name,
@@ -33,5 +39,7 @@ public sealed class OutboxMessage
     public static readonly IReadOnlyDictionary<string, Type> KnownTypes = new[]
     {
         typeof(CreateBackup), typeof(RestoreBackup), typeof(DeleteBackup), typeof(CancelBackup), typeof(BackupNotification), typeof(BackupNotTaken),
+        typeof(BackupCreateRequested), typeof(BackupImportRequested), typeof(BackupRestoreRequested), typeof(BackupDeleteRequested),
+        typeof(BackupForceDeleteRequested), typeof(BackupResetRequested),
     }.ToDictionary(t => t.Name);
 }

@@ -52,6 +52,7 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
         await db.Outbox.Where(m => m.SentAt != null && m.SentAt < before).ExecuteDeleteAsync(ct);
     }
 
+    /// <summary>Sends a batch; a row that can never be sent is parked and the rows after it go on; a broker error ends the batch.</summary>
     async Task<int> RelayBatchAsync(CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
@@ -59,25 +60,53 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
         var bus = scope.ServiceProvider.GetRequiredService<IBus>();
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         var rows = await db.Outbox
-            .FromSql($"SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY created_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED")
+            .FromSql($"SELECT * FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL ORDER BY created_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED")
             .ToListAsync(ct);
+        Exception? brokerError = null;
         foreach (var row in rows)
         {
             using var activity = Source.StartActivity("outbox relay", ActivityKind.Producer, row.TraceParent);
             activity?.SetTag("messaging.message.id", row.Id);
-            var type = OutboxMessage.KnownTypes[row.MessageType];
-            var message = JsonSerializer.Deserialize(row.Body, type)!;
-            if (row.Destination is null)
-                await bus.Publish(message, type, c => c.MessageId = row.Id, ct);
-            else
-                await (await bus.GetSendEndpoint(new Uri(row.Destination))).Send(message, type, c => c.MessageId = row.Id, ct);
-            row.SentAt = clock.GetUtcNow();
             row.Attempts++;
+            if (Read(row) is not ({ } type, { } message))
+                continue;
+            try
+            {
+                if (row.Destination is null)
+                    await bus.Publish(message, type, c => c.MessageId = row.Id, ct);
+                else
+                    await (await bus.GetSendEndpoint(new Uri(row.Destination))).Send(message, type, c => c.MessageId = row.Id, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                row.LastError = e.Message;                      // the broker is away: this row and those after it wait for the next try
+                brokerError = e;
+                break;
+            }
+            row.SentAt = clock.GetUtcNow();
         }
         await db.SaveChangesAsync(ct);
         await tx.CommitAsync(ct);
+        if (brokerError is not null) throw new InvalidOperationException("The broker refused an outbox row", brokerError);
         if (rows.Count > 0) logger.OutboxRelayed(rows.Count);
         return rows.Count;
+    }
+
+    /// <summary>The row's message, or null after parking a row that no retry could send (an unknown type, a body that does not read).</summary>
+    (Type?, object?) Read(OutboxMessage row)
+    {
+        string reason;
+        if (!OutboxMessage.KnownTypes.TryGetValue(row.MessageType, out var type))
+            reason = $"unknown message type {row.MessageType}";
+        else
+        {
+            try { return (type, JsonSerializer.Deserialize(row.Body, type) ?? throw new JsonException("the body is null")); }
+            catch (JsonException e) { reason = $"the body does not read as {row.MessageType}: {e.Message}"; }
+        }
+        row.ParkedAt = clock.GetUtcNow();
+        row.LastError = reason;
+        logger.OutboxRowParked(row.Id, row.MessageType, reason);
+        return (null, null);
     }
 }
 

@@ -26,7 +26,7 @@ public sealed class PostgresSagaRepositoryContextFactory<TSaga>(AppDbContext db,
     public async Task SendQuery<T>(ConsumeContext<T> context, ISagaQuery<TSaga> query, IPipe<SagaRepositoryQueryContext<TSaga, T>> next) where T : class
     {
         await using var tx = await db.Database.BeginTransactionAsync(context.CancellationToken);
-        var ids = await db.Set<TSaga>().Where(query.FilterExpression).Select(s => s.CorrelationId).ToListAsync(context.CancellationToken);
+        var ids = (await db.Set<TSaga>().IgnoreQueryFilters().Where(query.FilterExpression).ToListAsync(context.CancellationToken)).Select(s => s.CorrelationId).ToList();
         var repository = new PostgresSagaRepositoryContext<TSaga, T>(db, context, factory);
         var instances = new List<TSaga>();
         foreach (var id in ids)
@@ -43,6 +43,7 @@ public sealed class PostgresSagaRepositoryContext<TSaga, TMessage> : ConsumeCont
     readonly ConsumeContext<TMessage> context;
     readonly ISagaConsumeContextFactory<AppDbContext, TSaga> factory;
     readonly string table;
+    readonly string key;
 
     public PostgresSagaRepositoryContext(AppDbContext db, ConsumeContext<TMessage> context, ISagaConsumeContextFactory<AppDbContext, TSaga> factory)
         : base(context, db)
@@ -50,12 +51,16 @@ public sealed class PostgresSagaRepositoryContext<TSaga, TMessage> : ConsumeCont
         this.db = db;
         this.context = context;
         this.factory = factory;
-        table = db.Model.FindEntityType(typeof(TSaga))!.GetTableName()!;
+        var entity = db.Model.FindEntityType(typeof(TSaga))!;
+        table = entity.GetTableName()!;
+        key = entity.FindPrimaryKey()!.Properties.Single().GetColumnName();
     }
 
-#pragma warning disable EF1002 // the table name comes from the EF model, the id is a parameter
+#pragma warning disable EF1002 // the table and key names come from the EF model, the id is a parameter
+    // Query filters off: the saga sees every instance, a soft-deleted backup included, to ignore its late events.
     internal Task<TSaga?> LockAsync(Guid correlationId) => db.Set<TSaga>()
-        .FromSqlRaw($"SELECT *, xmin FROM {table} WHERE correlation_id = {{0}} FOR UPDATE", correlationId)
+        .FromSqlRaw($"SELECT *, xmin FROM {table} WHERE {key} = {{0}} FOR UPDATE", correlationId)
+        .IgnoreQueryFilters()
         .SingleOrDefaultAsync(CancellationToken);
 #pragma warning restore EF1002
 

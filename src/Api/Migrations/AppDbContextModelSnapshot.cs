@@ -35,6 +35,10 @@ namespace VolumeBackup.Api.Migrations
                         .HasColumnType("text")
                         .HasColumnName("availability_zone");
 
+                    b.Property<long>("BytesDone")
+                        .HasColumnType("bigint")
+                        .HasColumnName("bytes_done");
+
                     b.Property<string>("Container")
                         .IsRequired()
                         .HasColumnType("text")
@@ -86,6 +90,10 @@ namespace VolumeBackup.Api.Migrations
                         .HasColumnType("text")
                         .HasColumnName("project_id");
 
+                    b.Property<Guid?>("RestoreId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("restore_id");
+
                     b.Property<Guid?>("RestoreVolumeId")
                         .HasColumnType("uuid")
                         .HasColumnName("restore_volume_id");
@@ -98,10 +106,15 @@ namespace VolumeBackup.Api.Migrations
                         .HasColumnType("uuid")
                         .HasColumnName("snapshot_id");
 
-                    b.Property<string>("Status")
+                    b.Property<DateTimeOffset?>("StartedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("started_at");
+
+                    b.Property<string>("State")
                         .IsRequired()
-                        .HasColumnType("text")
-                        .HasColumnName("status");
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("state");
 
                     b.Property<long>("StoredBytes")
                         .HasColumnType("bigint")
@@ -129,6 +142,9 @@ namespace VolumeBackup.Api.Migrations
                     b.HasKey("Id")
                         .HasName("pk_backups");
 
+                    b.HasIndex("State")
+                        .HasDatabaseName("ix_backups_state");
+
                     b.HasIndex("VolumeId")
                         .HasDatabaseName("ix_backups_volume_id");
 
@@ -136,59 +152,6 @@ namespace VolumeBackup.Api.Migrations
                         .HasDatabaseName("ix_backups_project_id_created_at");
 
                     b.ToTable("backups", (string)null);
-                });
-
-            modelBuilder.Entity("VolumeBackup.Api.Backups.BackupSagaState", b =>
-                {
-                    b.Property<Guid>("CorrelationId")
-                        .ValueGeneratedOnAdd()
-                        .HasColumnType("uuid")
-                        .HasColumnName("correlation_id");
-
-                    b.Property<string>("AgentHost")
-                        .HasColumnType("text")
-                        .HasColumnName("agent_host");
-
-                    b.Property<long>("BytesDone")
-                        .HasColumnType("bigint")
-                        .HasColumnName("bytes_done");
-
-                    b.Property<DateTimeOffset?>("CompletedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("completed_at");
-
-                    b.Property<string>("CurrentState")
-                        .IsRequired()
-                        .HasMaxLength(64)
-                        .HasColumnType("character varying(64)")
-                        .HasColumnName("current_state");
-
-                    b.Property<Guid?>("ParentId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("parent_id");
-
-                    b.Property<Guid?>("SnapshotId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("snapshot_id");
-
-                    b.Property<DateTimeOffset?>("StartedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("started_at");
-
-                    b.Property<uint>("Version")
-                        .IsConcurrencyToken()
-                        .ValueGeneratedOnAddOrUpdate()
-                        .HasColumnType("xid")
-                        .HasColumnName("xmin");
-
-                    b.Property<Guid>("VolumeId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("volume_id");
-
-                    b.HasKey("CorrelationId")
-                        .HasName("pk_backup_sagas");
-
-                    b.ToTable("backup_sagas", (string)null);
                 });
 
             modelBuilder.Entity("VolumeBackup.Api.Messaging.OutboxMessage", b =>
@@ -224,6 +187,10 @@ namespace VolumeBackup.Api.Migrations
                         .HasColumnType("text")
                         .HasColumnName("message_type");
 
+                    b.Property<DateTimeOffset?>("ParkedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("parked_at");
+
                     b.Property<DateTimeOffset?>("SentAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("sent_at");
@@ -237,7 +204,7 @@ namespace VolumeBackup.Api.Migrations
 
                     b.HasIndex("CreatedAt")
                         .HasDatabaseName("ix_outbox_created_at")
-                        .HasFilter("sent_at IS NULL");
+                        .HasFilter("sent_at IS NULL AND parked_at IS NULL");
 
                     b.ToTable("outbox", (string)null);
                 });

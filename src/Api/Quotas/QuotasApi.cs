@@ -128,12 +128,12 @@ public static class QuotasApi
 
     static async Task<Dictionary<string, (int InUse, int Reserved)>> UsageAsync(AppDbContext db, string projectId, CancellationToken ct)
     {
-        var backups = await db.Backups.AsNoTracking().Where(b => b.ProjectId == projectId && b.Status != BackupStatus.Error)
-            .Select(b => new { b.Status, b.Size }).ToListAsync(ct);
+        var backups = await db.Backups.AsNoTracking().Where(b => b.ProjectId == projectId && b.State != nameof(BackupSaga.Error))
+            .Select(b => new { b.State, b.Size }).ToListAsync(ct);
         var volumes = await db.Volumes.AsNoTracking().Where(v => v.ProjectId == projectId).Select(v => v.Size).ToListAsync(ct);
         var snapshots = await db.Snapshots.AsNoTracking().CountAsync(s => s.ProjectId == projectId, ct);
-        var creating = backups.Where(b => b.Status == BackupStatus.Creating).ToList();
-        var done = backups.Where(b => b.Status != BackupStatus.Creating).ToList();
+        var creating = backups.Where(b => BackupStatus.Of(b.State) == BackupStatus.Creating).ToList();
+        var done = backups.Where(b => BackupStatus.Of(b.State) != BackupStatus.Creating).ToList();
         return new()
         {
             ["backups"] = (done.Count, creating.Count),
@@ -152,7 +152,7 @@ public static class QuotasApi
     {
         await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtext({"quota:" + projectId}))", ct);
         var limits = await LimitsAsync(db, projectId, ct);
-        var counted = db.Backups.Where(b => b.ProjectId == projectId && b.Status != BackupStatus.Error);
+        var counted = db.Backups.Where(b => b.ProjectId == projectId && b.State != nameof(BackupSaga.Error));
         var count = await counted.CountAsync(ct);
         var gigabytes = await counted.SumAsync(b => b.Size, ct);
         if (limits["backups"] >= 0 && count + 1 > limits["backups"])

@@ -11,6 +11,9 @@ public sealed class StorageOptions
     public const string Section = "Storage";
 
     [Required, MinLength(1)] public List<StorageHost> Hosts { get; init; } = [];
+
+    /// <summary>How long a call to a VolumeAgent may take: a create from a snapshot on a pool that cannot reflink copies the data.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")] public TimeSpan CallTimeout { get; init; } = TimeSpan.FromMinutes(2);
 }
 
 public sealed class StorageHost
@@ -31,6 +34,9 @@ public sealed class VolumeHosts(IOptions<StorageOptions> options) : IDisposable
 
     /// <summary>The host for a new volume in a zone: the first configured one (placement by capacity is future work).</summary>
     public StorageHost? PickHost(string zone) => All.FirstOrDefault(h => h.Zone == zone);
+
+    /// <summary>The deadline of a VolumeAgent call starting now; every call has one, so a hung agent never holds a request.</summary>
+    public DateTime Deadline => DateTime.UtcNow + options.Value.CallTimeout;
 
     public VolumeHost.VolumeHostClient Client(string host) =>
         new(channels.TryGetValue(host, out var channel) ? channel : throw new InvalidOperationException($"Unknown storage host {host}"));

@@ -10,6 +10,7 @@ public static class VolumeStatus
     public const string RestoringBackup = "restoring-backup";
     public const string ErrorRestoring = "error_restoring";
     public const string Deleting = "deleting";
+    public const string ErrorDeleting = "error_deleting";
     public const string Error = "error";
 }
 

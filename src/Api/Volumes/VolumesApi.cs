@@ -71,7 +71,7 @@ public static class VolumesApi
             await hosts.Client(volume.Host).CreateVolumeAsync(new Host.CreateVolumeRequest
             {
                 VolumeId = volume.Id.ToString(), SizeBytes = volume.SizeBytes, SourceSnapshotId = volume.SnapshotId?.ToString() ?? "",
-            }, cancellationToken: ct);
+            }, deadline: hosts.Deadline, cancellationToken: ct);
             volume.Status = VolumeStatus.Available;
         }
         catch (RpcException)
@@ -111,16 +111,26 @@ public static class VolumesApi
     static async Task<Results<Accepted, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, VolumeHosts hosts, CancellationToken ct)
     {
         if (await FindAsync(db, caller, id, ct) is not { } volume) return VolumeNotFound(id);
-        string[] deletable = [VolumeStatus.Available, VolumeStatus.Error, VolumeStatus.ErrorRestoring];
+        string[] deletable = [VolumeStatus.Available, VolumeStatus.Error, VolumeStatus.ErrorRestoring, VolumeStatus.ErrorDeleting];
         if (!deletable.Contains(volume.Status))
             return CinderErrors.BadRequest($"Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer.");
         if (await db.Snapshots.AnyAsync(s => s.VolumeId == volume.Id, ct))
             return CinderErrors.BadRequest("Invalid volume: Volume still has 1 dependent snapshots.");
         volume.Status = VolumeStatus.Deleting;
         await db.SaveChangesAsync(ct);
-        await hosts.Client(volume.Host).DeleteVolumeAsync(new Host.DeleteVolumeRequest { VolumeId = volume.Id.ToString() }, cancellationToken: ct);
+        // From here the row must end deleted or error_deleting (which may be deleted again), even if the caller goes away.
+        try
+        {
+            await hosts.Client(volume.Host).DeleteVolumeAsync(new Host.DeleteVolumeRequest { VolumeId = volume.Id.ToString() }, deadline: hosts.Deadline);
+        }
+        catch (RpcException e)
+        {
+            volume.Status = VolumeStatus.ErrorDeleting;
+            await db.SaveChangesAsync(CancellationToken.None);
+            return CinderErrors.ServerError($"Volume {volume.Id} could not be deleted on host {volume.Host}: {e.Status.Detail}");
+        }
         db.Volumes.Remove(volume);
-        await db.SaveChangesAsync(ct);
+        await db.SaveChangesAsync(CancellationToken.None);
         return TypedResults.Accepted((string?)null);
     }
 
@@ -176,7 +186,7 @@ public static class VolumesApi
         await db.SaveChangesAsync(ct);
         try
         {
-            await hosts.Client(volume.Host).CreateSnapshotAsync(new Host.CreateSnapshotRequest { SnapshotId = snapshot.Id.ToString(), VolumeId = volume.Id.ToString() }, cancellationToken: ct);
+            await hosts.Client(volume.Host).CreateSnapshotAsync(new Host.CreateSnapshotRequest { SnapshotId = snapshot.Id.ToString(), VolumeId = volume.Id.ToString() }, deadline: hosts.Deadline, cancellationToken: ct);
             snapshot.Status = "available";
         }
         catch (RpcException)
@@ -207,7 +217,7 @@ public static class VolumesApi
             return CinderErrors.BadRequest("Invalid snapshot: Volume Snapshot status must be available or error.");
         var volume = await db.Volumes.FindAsync([snapshot.VolumeId], ct);
         if (volume is not null)
-            await hosts.Client(volume.Host).DeleteSnapshotAsync(new Host.DeleteSnapshotRequest { SnapshotId = snapshot.Id.ToString() }, cancellationToken: ct);
+            await hosts.Client(volume.Host).DeleteSnapshotAsync(new Host.DeleteSnapshotRequest { SnapshotId = snapshot.Id.ToString() }, deadline: hosts.Deadline, cancellationToken: ct);
         db.Snapshots.Remove(snapshot);
         await db.SaveChangesAsync(ct);
         return TypedResults.Accepted((string?)null);

@@ -56,7 +56,7 @@ public sealed class BackupListingTests(ApiFactory api) : IClassFixture<ApiFactor
         db.AddRange(backups.Select((b, i) => new Backup
         {
             Id = Guid.NewGuid(), ProjectId = project, UserId = "u", VolumeId = Guid.NewGuid(), Container = "c", AvailabilityZone = "nova",
-            Name = b.Name, Size = b.Size, Status = BackupStatus.Available, CreatedAt = start.AddSeconds(i), DataTimestamp = start.AddSeconds(i),
+            Name = b.Name, Size = b.Size, State = nameof(BackupSaga.Available), CreatedAt = start.AddSeconds(i), DataTimestamp = start.AddSeconds(i),
         }));
         await db.SaveChangesAsync();
         return project;

@@ -1,149 +1,260 @@
-using Microsoft.AspNetCore.Hosting;
-using System.Net.Http.Json;
-using System.Text.Json.Nodes;
+using System.Text.Json;
 using MassTransit;
 using MassTransit.Events;
 using MassTransit.Metadata;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.DependencyInjection;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.Contracts;
 
 namespace VolumeBackup.Api.Tests.Backups;
 
-/// <summary>The saga on its PostgreSQL repository, fed over real RabbitMQ.</summary>
-public sealed class BackupSagaTests(ApiFactory api) : IClassFixture<ApiFactory>
+/// <summary>Each transition of the backup's one state machine, on the test harness and the real PostgreSQL repository.</summary>
+public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarness>
 {
     [Fact]
-    public async Task Duplicate_completions_delivered_at_once_count_the_parent_once()
+    public async Task A_create_request_sends_the_command_to_the_zone_queue_and_the_backup_is_creating()
     {
-        var (volume, parent, child) = await SeedIncrementalAsync();
-        var bus = api.Services.GetRequiredService<IBus>();
-        var completed = new BackupCompleted(child.Id, 1 << 30, 3, 100, 300, DateTimeOffset.UtcNow);
+        var (volume, backup) = await saga.RequestedAsync(VolumeStatus.InUse);
+        Assert.Equal(BackupStatus.Creating, (await saga.BackupAsync(backup.Id)).Status);   // "Initial" reads creating too
 
-        await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => bus.Publish(completed)));
+        await saga.FeedAsync(new BackupCreateRequested(backup.Id, InUse: true));
+        await saga.FeedAsync(new BackupCreateRequested(backup.Id, InUse: true));          // a redelivered request
 
-        await api.WaitUntilAsync(async db => (await db.Backups.FindAsync(child.Id))!.Status == BackupStatus.Available);
-        await Task.Delay(1500);                                   // let every duplicate be consumed
-        await using var check = api.NewDbContext();
-        Assert.Equal(1, (await check.Backups.SingleAsync(b => b.Id == parent.Id)).NumDependentBackups);
-        Assert.Equal(3, (await check.Backups.SingleAsync(b => b.Id == child.Id)).ObjectCount);
-        Assert.Equal(VolumeStatus.Available, (await check.Volumes.SingleAsync(v => v.Id == volume.Id)).Status);
-        Assert.Equal("Available", (await check.BackupSagas.SingleAsync(s => s.CorrelationId == child.Id)).CurrentState);
+        Assert.Equal(nameof(BackupSaga.Creating), (await saga.BackupAsync(backup.Id)).State);
+        var command = Assert.Single(await saga.OutboxAsync<CreateBackup>(backup.Id));
+        Assert.Equal($"queue:{Queues.CreateBackup("nova")}", command.Destination);
+        var sent = JsonSerializer.Deserialize<CreateBackup>(command.Body)!;
+        Assert.Equal((volume.Id, true, 1L << 30, "c"), (sent.VolumeId, sent.InUse, sent.SizeBytes, sent.Container));
+        Assert.Equal(["backup.create.start"], await NotificationsAsync(backup.Id));
     }
 
     [Fact]
-    public async Task A_fault_from_the_agent_fails_the_backup_and_restores_the_volume_status()
+    public async Task Started_on_a_copy_frees_the_volume_and_completion_makes_the_backup_available_and_counts_the_parent_once()
     {
-        var (volume, _, child) = await SeedIncrementalAsync(volumeStatusBefore: VolumeStatus.InUse);
-        var bus = api.Services.GetRequiredService<IBus>();
+        var (_, parent) = await AvailableAsync();
+        var (volume, child) = await CreatingAsync(VolumeStatus.InUse, parent.Id);
 
-        var command = new CreateBackup(child.Id, volume.Id, null, "c", null, true, 1 << 30, "p", "nova");
-        await bus.Publish<Fault<CreateBackup>>(new FaultEvent<CreateBackup>(
-            command, Guid.NewGuid(), HostMetadataCache.Host, new IOException("NFS server unreachable"), [MessageUrn.ForTypeString<CreateBackup>()]));
+        await saga.FeedAsync(new BackupStarted(child.Id, volume.Id, true, "host-a", DateTimeOffset.UtcNow));
+        Assert.Equal(VolumeStatus.InUse, (await saga.VolumeAsync(volume.Id)).Status);
+        Assert.Equal("host-a", (await saga.BackupAsync(child.Id)).Host);
 
-        await api.WaitUntilAsync(async db => (await db.Backups.FindAsync(child.Id))!.Status == BackupStatus.Error);
-        await using var check = api.NewDbContext();
-        Assert.Contains("NFS server unreachable", (await check.Backups.SingleAsync(b => b.Id == child.Id)).FailReason);
-        Assert.Equal(VolumeStatus.InUse, (await check.Volumes.SingleAsync(v => v.Id == volume.Id)).Status);
+        var completed = new BackupCompleted(child.Id, 1 << 30, 3, 100, 300, DateTimeOffset.UtcNow);
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => saga.FeedAsync(completed)));   // concurrent duplicates
 
-        await bus.Publish(new BackupCompleted(child.Id, 1, 1, 1, 1, DateTimeOffset.UtcNow));   // late: ignored
-        await Task.Delay(1000);
-        await using var late = api.NewDbContext();
-        Assert.Equal(BackupStatus.Error, (await late.Backups.SingleAsync(b => b.Id == child.Id)).Status);
+        var done = await saga.BackupAsync(child.Id);
+        Assert.Equal((BackupStatus.Available, 3, 300L), (done.Status, done.ObjectCount, done.StoredBytes));
+        Assert.Equal(1, (await saga.BackupAsync(parent.Id)).NumDependentBackups);
+        Assert.Equal(["backup.create.start", "backup.create.end"], await NotificationsAsync(child.Id));
     }
 
-    // A volume with an available parent backup and a child being created; backingUp: false leaves the volume as it was.
-    async Task<(Volume, Backup, Backup)> SeedIncrementalAsync(string volumeStatusBefore = VolumeStatus.Available, bool backingUp = true)
+    [Fact]
+    public async Task Progress_is_reported_forward_only()
     {
-        await api.StartedAsync();                                  // migrations applied, bus bound
-        await using var db = api.NewDbContext();
+        var (_, backup) = await CreatingAsync();
+
+        await saga.FeedAsync(new BackupProgressed(backup.Id, 512, 1024));
+        await saga.FeedAsync(new BackupProgressed(backup.Id, 256, 1024));                  // late: older than what is known
+
+        Assert.Equal(512, (await saga.BackupAsync(backup.Id)).BytesDone);
+        Assert.Equal(["backup.create.start", "backup.createprogress"], await NotificationsAsync(backup.Id));
+    }
+
+    [Fact]
+    public async Task A_fault_from_the_agent_fails_the_backup_restores_the_volume_and_a_late_completion_is_ignored()
+    {
+        var (volume, backup) = await CreatingAsync(VolumeStatus.InUse);
+
+        await saga.FeedAsync(Fault(new CreateBackup(backup.Id, volume.Id, null, "c", null, true, 1 << 30, "p", "nova"), new IOException("NFS server unreachable")));
+        await saga.FeedAsync(new BackupCompleted(backup.Id, 1, 1, 1, 1, DateTimeOffset.UtcNow));
+
+        var failed = await saga.BackupAsync(backup.Id);
+        Assert.Equal(BackupStatus.Error, failed.Status);
+        Assert.Equal("IOException: NFS server unreachable", failed.FailReason);
+        Assert.Equal(0, failed.ObjectCount);
+        Assert.Equal(VolumeStatus.InUse, (await saga.VolumeAsync(volume.Id)).Status);
+        Assert.Equal(["backup.create.start", "backup.create.error"], await NotificationsAsync(backup.Id));
+    }
+
+    [Fact]
+    public async Task A_backup_not_taken_fails_and_an_agent_taking_it_later_is_told_to_cancel()
+    {
+        var (volume, backup) = await CreatingAsync();
+
+        await saga.FeedAsync(new BackupNotTaken(backup.Id, "No cinder-backup service took it"));
+        await saga.FeedAsync(new BackupStarted(backup.Id, volume.Id, true, "host-late", DateTimeOffset.UtcNow));
+
+        Assert.Equal((BackupStatus.Error, "No cinder-backup service took it"), ((await saga.BackupAsync(backup.Id)).Status, (await saga.BackupAsync(backup.Id)).FailReason));
+        Assert.Equal(VolumeStatus.Available, (await saga.VolumeAsync(volume.Id)).Status);
+        Assert.Single(await saga.OutboxAsync<CancelBackup>(backup.Id));
+    }
+
+    [Fact]
+    public async Task A_restore_sends_the_command_and_ends_available_with_its_volume_available()
+    {
+        var (_, backup) = await AvailableAsync();
+        var target = await TargetVolumeAsync();
+        var restoreId = Guid.NewGuid();
+
+        await saga.FeedAsync(new BackupRestoreRequested(backup.Id, restoreId, target.Id));
+        Assert.Equal(BackupStatus.Restoring, (await saga.BackupAsync(backup.Id)).Status);
+        var command = JsonSerializer.Deserialize<RestoreBackup>(Assert.Single(await saga.OutboxAsync<RestoreBackup>(backup.Id)).Body)!;
+        Assert.Equal((restoreId, target.Id), (command.RestoreId, command.VolumeId));
+
+        await saga.FeedAsync(new BackupRestored(backup.Id, Guid.NewGuid(), target.Id, 1));    // of another, earlier restore: ignored
+        Assert.Equal(BackupStatus.Restoring, (await saga.BackupAsync(backup.Id)).Status);
+
+        await saga.FeedAsync(new BackupRestored(backup.Id, restoreId, target.Id, 1));
+        Assert.Equal(BackupStatus.Available, (await saga.BackupAsync(backup.Id)).Status);
+        Assert.Equal(VolumeStatus.Available, (await saga.VolumeAsync(target.Id)).Status);
+        Assert.Equal(["backup.create.start", "backup.create.end", "backup.restore.start", "backup.restore.end"], await NotificationsAsync(backup.Id));
+    }
+
+    [Fact]
+    public async Task A_failed_restore_leaves_the_backup_available_and_its_volume_error_restoring()
+    {
+        var (_, backup) = await AvailableAsync();
+        var target = await TargetVolumeAsync();
+        var restoreId = Guid.NewGuid();
+        await saga.FeedAsync(new BackupRestoreRequested(backup.Id, restoreId, target.Id));
+
+        await saga.FeedAsync(Fault(new RestoreBackup(backup.Id, restoreId, target.Id, "c", "nova"), new InvalidOperationException("device vanished")));
+
+        Assert.Equal(BackupStatus.Available, (await saga.BackupAsync(backup.Id)).Status);
+        Assert.Equal(VolumeStatus.ErrorRestoring, (await saga.VolumeAsync(target.Id)).Status);
+    }
+
+    [Fact]
+    public async Task A_restore_asked_while_the_backup_is_creating_is_refused_and_its_volume_freed()
+    {
+        var (_, backup) = await CreatingAsync();
+        var target = await TargetVolumeAsync();
+
+        await saga.FeedAsync(new BackupRestoreRequested(backup.Id, Guid.NewGuid(), target.Id));
+
+        Assert.Equal(BackupStatus.Creating, (await saga.BackupAsync(backup.Id)).Status);
+        Assert.Equal(VolumeStatus.Available, (await saga.VolumeAsync(target.Id)).Status);
+        Assert.Empty(await saga.OutboxAsync<RestoreBackup>(backup.Id));
+    }
+
+    [Fact]
+    public async Task A_delete_that_fails_on_the_share_ends_error_deleting_and_may_be_retried_until_deleted()
+    {
+        var (_, parent) = await AvailableAsync();
+        var (_, child) = await CreatingAsync(parentId: parent.Id);
+        await saga.FeedAsync(new BackupCompleted(child.Id, 1, 1, 1, 1, DateTimeOffset.UtcNow));
+        Assert.Equal(1, (await saga.BackupAsync(parent.Id)).NumDependentBackups);
+
+        await saga.FeedAsync(new BackupDeleteRequested(child.Id));
+        Assert.Equal(BackupStatus.Deleting, (await saga.BackupAsync(child.Id)).Status);
+        await saga.FeedAsync(Fault(new DeleteBackup(child.Id, "c", "nova"), new IOException("NFS3ERR_IO")));
+        var failed = await saga.BackupAsync(child.Id);
+        Assert.Equal((BackupStatus.ErrorDeleting, "IOException: NFS3ERR_IO"), (failed.Status, failed.FailReason));
+
+        await saga.FeedAsync(new BackupDeleteRequested(child.Id));
+        await saga.FeedAsync(new BackupDeleted(child.Id, 1, 1));
+        await saga.FeedAsync(new BackupDeleted(child.Id, 1, 1));                             // a redelivery
+
+        Assert.Equal(BackupStatus.Deleted, (await saga.BackupAsync(child.Id)).Status);
+        Assert.Equal(0, (await saga.BackupAsync(parent.Id)).NumDependentBackups);
+        Assert.Equal(2, (await saga.OutboxAsync<DeleteBackup>(child.Id)).Count);
+        await using var db = saga.NewDbContext();
+        Assert.False(await db.Backups.AnyAsync(b => b.Id == child.Id), "a deleted backup is gone from every query");
+    }
+
+    [Fact]
+    public async Task A_reset_of_a_running_backup_cancels_it_frees_the_volume_and_its_late_completion_is_ignored()
+    {
+        var (volume, backup) = await CreatingAsync(VolumeStatus.InUse);
+
+        await saga.FeedAsync(new BackupResetRequested(backup.Id, BackupStatus.Error));
+        await saga.FeedAsync(new BackupCompleted(backup.Id, 1, 7, 1, 1, DateTimeOffset.UtcNow));
+
+        var reset = await saga.BackupAsync(backup.Id);
+        Assert.Equal((BackupStatus.Error, 0), (reset.Status, reset.ObjectCount));
+        Assert.Equal(VolumeStatus.InUse, (await saga.VolumeAsync(volume.Id)).Status);
+        Assert.Single(await saga.OutboxAsync<CancelBackup>(backup.Id));
+
+        await saga.FeedAsync(new BackupResetRequested(backup.Id, BackupStatus.Available));
+        Assert.Equal(BackupStatus.Available, (await saga.BackupAsync(backup.Id)).Status);
+    }
+
+    [Fact]
+    public async Task A_force_delete_of_a_running_backup_cancels_it_frees_the_volume_and_deletes_it()
+    {
+        var (volume, backup) = await CreatingAsync();
+
+        await saga.FeedAsync(new BackupForceDeleteRequested(backup.Id));
+        await saga.FeedAsync(new BackupCompleted(backup.Id, 1, 7, 1, 1, DateTimeOffset.UtcNow));   // its completion must not revive it
+
+        Assert.Equal(BackupStatus.Deleting, (await saga.BackupAsync(backup.Id)).Status);
+        Assert.Equal(VolumeStatus.Available, (await saga.VolumeAsync(volume.Id)).Status);
+        Assert.Single(await saga.OutboxAsync<CancelBackup>(backup.Id));
+        Assert.Single(await saga.OutboxAsync<DeleteBackup>(backup.Id));
+    }
+
+    [Fact]
+    public async Task An_imported_backup_becomes_available_without_any_command()
+    {
         var now = DateTimeOffset.UtcNow;
+        var backup = new Backup
+        {
+            Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", VolumeId = Guid.NewGuid(), Container = "c", AvailabilityZone = "nova", CreatedAt = now, DataTimestamp = now,
+        };
+        await using (var db = saga.NewDbContext())
+        {
+            db.Add(backup);
+            await db.SaveChangesAsync();
+        }
+
+        await saga.FeedAsync(new BackupImportRequested(backup.Id));
+
+        Assert.Equal(BackupStatus.Available, (await saga.BackupAsync(backup.Id)).Status);
+        Assert.Empty(await saga.OutboxAsync<CreateBackup>(backup.Id));
+    }
+
+    [Fact]
+    public async Task An_event_for_no_backup_of_ours_is_discarded()
+    {
+        var stranger = Guid.NewGuid();
+
+        await saga.FeedAsync(new BackupCompleted(stranger, 1, 1, 1, 1, DateTimeOffset.UtcNow));
+
+        await using var db = saga.NewDbContext();
+        Assert.False(await db.Backups.IgnoreQueryFilters().AnyAsync(b => b.Id == stranger), "no instance is made for it");
+    }
+
+    async Task<(Volume, Backup)> CreatingAsync(string volumeStatus = VolumeStatus.Available, Guid? parentId = null)
+    {
+        var (volume, backup) = await saga.RequestedAsync(volumeStatus, parentId);
+        await saga.FeedAsync(new BackupCreateRequested(backup.Id, volumeStatus == VolumeStatus.InUse));
+        return (volume, backup);
+    }
+
+    async Task<(Volume, Backup)> AvailableAsync()
+    {
+        var (volume, backup) = await CreatingAsync();
+        await saga.FeedAsync(new BackupCompleted(backup.Id, 1 << 30, 1, 1, 1, DateTimeOffset.UtcNow));
+        return (volume, backup);
+    }
+
+    /// <summary>A volume as the restore handler leaves it: reserved for the restore.</summary>
+    async Task<Volume> TargetVolumeAsync()
+    {
         var volume = new Volume
         {
             Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", Size = 1, AvailabilityZone = "nova", Host = "host-a",
-            Status = volumeStatusBefore, CreatedAt = now,
+            Status = VolumeStatus.RestoringBackup, CreatedAt = DateTimeOffset.UtcNow,
         };
-        if (backingUp) volume.StartBackup(now);
-        var parent = new Backup
-        {
-            Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", VolumeId = volume.Id, Container = "c", AvailabilityZone = "nova",
-            Status = BackupStatus.Available, CreatedAt = now.AddHours(-1), DataTimestamp = now.AddHours(-1),
-        };
-        var child = new Backup
-        {
-            Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", VolumeId = volume.Id, Container = "c", AvailabilityZone = "nova",
-            ParentId = parent.Id, CreatedAt = now, DataTimestamp = now,
-        };
-        db.AddRange(volume, parent, child, BackupSagaState.Creating(child.Id, volume.Id, null, parent.Id));
+        await using var db = saga.NewDbContext();
+        db.Add(volume);
         await db.SaveChangesAsync();
-        return (volume, parent, child);
+        return volume;
     }
 
-    [Fact]
-    public async Task With_no_live_backup_agent_a_backup_is_refused_and_nothing_changes()
-    {
-        var (volume, _, _) = await SeedIncrementalAsync(backingUp: false);
-        using var client = api.ClientFor("p");
-        await using var before = api.NewDbContext();
-        var backups = await before.Backups.CountAsync();
+    async Task<List<string>> NotificationsAsync(Guid backupId) =>
+        (await saga.OutboxAsync<BackupNotification>(backupId)).Select(m => JsonSerializer.Deserialize<BackupNotification>(m.Body)!.EventType).ToList();
 
-        var response = await client.PostAsJsonAsync("/v3/p/backups", new { backup = new { volume_id = volume.Id } });
-
-        Assert.Equal(500, (int)response.StatusCode);
-        Assert.Equal("Service cinder-backup could not be found.", (string?)(await response.Content.ReadFromJsonAsync<JsonObject>())!["computeFault"]!["message"]);
-        await using var after = api.NewDbContext();
-        Assert.Equal(backups, await after.Backups.CountAsync());
-        Assert.Equal(VolumeStatus.Available, (await after.Volumes.SingleAsync(v => v.Id == volume.Id)).Status);
-    }
-
-    [Fact]
-    public async Task A_backup_asked_in_another_availability_zone_is_refused()
-    {
-        var (volume, _, _) = await SeedIncrementalAsync(backingUp: false);
-        using var client = api.ClientFor("p");
-
-        var response = await client.PostAsJsonAsync("/v3/p/backups", new { backup = new { volume_id = volume.Id, availability_zone = "elsewhere" } });
-
-        Assert.Equal(400, (int)response.StatusCode);
-        Assert.Contains("its backups are made there, not in 'elsewhere'", (string?)(await response.Content.ReadFromJsonAsync<JsonObject>())!["badRequest"]!["message"]);
-    }
-
-    [Fact]
-    public async Task With_no_live_backup_agent_a_restore_or_delete_is_refused_and_nothing_changes()
-    {
-        var (volume, parent, _) = await SeedIncrementalAsync();
-        using var client = api.ClientFor("p");
-        await using var before = api.NewDbContext();
-        var (volumes, outbox) = (await before.Volumes.CountAsync(), await before.Outbox.CountAsync());
-
-        var restore = await client.PostAsJsonAsync($"/v3/p/backups/{parent.Id}/restore", new { restore = new { } });
-        var delete = await client.DeleteAsync($"/v3/p/backups/{parent.Id}");
-
-        foreach (var response in new[] { restore, delete })
-        {
-            Assert.Equal(500, (int)response.StatusCode);
-            Assert.Equal("Service cinder-backup could not be found.", (string?)(await response.Content.ReadFromJsonAsync<JsonObject>())!["computeFault"]!["message"]);
-        }
-        await using var after = api.NewDbContext();
-        Assert.Equal(BackupStatus.Available, (await after.Backups.SingleAsync(b => b.Id == parent.Id)).Status);
-        Assert.Equal((volumes, outbox), (await after.Volumes.CountAsync(), await after.Outbox.CountAsync()));
-        Assert.Equal(VolumeStatus.BackingUp, (await after.Volumes.SingleAsync(v => v.Id == volume.Id)).Status);
-    }
-
-    [Fact]
-    public void The_Api_does_not_start_without_an_auth_mode_chosen()
-    {
-        using var unconfigured = new Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactory<Program>().WithWebHostBuilder(b =>
-        {
-            b.UseSetting("ConnectionStrings:Postgres", "Host=127.0.0.1;Database=none");
-            b.UseSetting("ConnectionStrings:RabbitMq", "amqp://guest:guest@127.0.0.1:5672/");
-            b.UseSetting("Storage:Hosts:0:Name", "host-a");
-            b.UseSetting("Storage:Hosts:0:Address", "http://127.0.0.1:9");
-        });
-
-        var error = Assert.ThrowsAny<Exception>(() => unconfigured.Server);
-        Assert.Contains("Mode", error.ToString());
-    }
+    static Fault<T> Fault<T>(T message, Exception exception) where T : class =>
+        new FaultEvent<T>(message, Guid.NewGuid(), HostMetadataCache.Host, exception, [MessageUrn.ForTypeString<T>()]);
 }

@@ -30,7 +30,7 @@ public sealed class BackupFlowTests(Backend backend)
         Assert.True(File.Exists(Path.Combine(backend.RepositoryFolder, ContainerName.Default, "backups", $"{backupId}.manifest")),
             "the manifest is on the NFS export, in the default container");
         await using (var db = backend.NewDbContext())
-            Assert.Equal("Available", (await db.BackupSagas.SingleAsync(s => s.CorrelationId == Guid.Parse(backupId))).CurrentState);
+            Assert.Equal("Available", (await db.Backups.SingleAsync(b => b.Id == Guid.Parse(backupId))).State);
 
         var detail = await backend.GetAsync("backups/detail");
         Assert.Contains(detail["backups"]!.AsArray(), b => (string?)b!["id"] == backupId);
