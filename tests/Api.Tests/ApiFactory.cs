@@ -49,17 +49,12 @@ public class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         return client;
     }
 
-    /// <summary>Polls the database until <paramref name="condition"/> holds; fails after 30 s.</summary>
-    public async Task WaitUntilAsync(Func<AppDbContext, Task<bool>> condition)
+    /// <summary>Polls the database, each time in a fresh DbContext, until <paramref name="condition"/> holds; fails after 30 s.</summary>
+    public Task WaitUntilAsync(Func<AppDbContext, Task<bool>> condition, string what = "a condition on the Api's rows") => Eventually.UntilAsync(async () =>
     {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (true)
-        {
-            await using (var db = NewDbContext())
-                if (await condition(db)) return;
-            await Task.Delay(100, timeout.Token);
-        }
-    }
+        await using var db = NewDbContext();
+        return await condition(db);
+    }, TimeSpan.FromSeconds(30), what);
 
     public AppDbContext NewDbContext() => new((DbContextOptions<AppDbContext>)AppDbContext.Configure(new DbContextOptionsBuilder<AppDbContext>(), database).Options);
 

@@ -68,28 +68,30 @@ public sealed class HostProcess : IAsyncDisposable
     async Task WaitForReadyAsync(TimeSpan timeout)
     {
         using var http = new HttpClient { BaseAddress = new Uri(Address), Timeout = TimeSpan.FromSeconds(5) };
-        var deadline = DateTime.UtcNow + timeout;
+        await Eventually.UntilAsync(() => NotReadyBecauseAsync(http), notReady => notReady is null, timeout, $"{Name} to be ready on {Port}",
+            notReady => $"{notReady}:\n{string.Join('\n', Output.TakeLast(40))}", every: TimeSpan.FromMilliseconds(200));
+    }
+
+    // Null once /health/ready answers success; else what it answered last. A process that exited fails the wait at once.
+    async Task<string?> NotReadyBecauseAsync(HttpClient http)
+    {
+        if (process.HasExited) throw new InvalidOperationException($"{Name} exited with {process.ExitCode}:\n{string.Join('\n', Output.TakeLast(40))}");
         var last = "no answer";
-        while (DateTime.UtcNow < deadline)
+        foreach (var version in new[] { HttpVersion.Version11, HttpVersion.Version20 })
         {
-            if (process.HasExited) throw new InvalidOperationException($"{Name} exited with {process.ExitCode}:\n{string.Join('\n', Output.TakeLast(40))}");
-            foreach (var version in new[] { HttpVersion.Version11, HttpVersion.Version20 })
+            try
             {
-                try
-                {
-                    using var request = new HttpRequestMessage(HttpMethod.Get, "/health/ready") { Version = version, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
-                    using var response = await http.SendAsync(request);
-                    if (response.IsSuccessStatusCode) return;
-                    last = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}";
-                }
-                catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
-                {
-                    last = e.Message;
-                }
+                using var request = new HttpRequestMessage(HttpMethod.Get, "/health/ready") { Version = version, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+                using var response = await http.SendAsync(request);
+                if (response.IsSuccessStatusCode) return null;
+                last = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}";
             }
-            await Task.Delay(200);
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+            {
+                last = e.Message;
+            }
         }
-        throw new TimeoutException($"{Name} was not ready on {Port} within {timeout} ({last}):\n{string.Join('\n', Output.TakeLast(40))}");
+        return last;
     }
 
     /// <summary>Kills the process as a crash would (no graceful shutdown).</summary>

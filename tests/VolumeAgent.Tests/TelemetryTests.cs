@@ -47,13 +47,10 @@ public sealed class TelemetryTests
         var volumeId = Guid.NewGuid().ToString();
         await new VolumeHost.VolumeHostClient(channel).CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId, SizeBytes = 1 << 20 });
 
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         bool Has(string signal, string text) => received.Any(r => r.Signal == signal && r.Body.Contains(text, StringComparison.Ordinal));
-        while (!(Has("traces", "CreateVolume") && Has("logs", volumeId) && Has("metrics", "otlp-test")))
-        {
-            Assert.False(timeout.IsCancellationRequested, $"at {endpoint} received: {string.Join(", ", received.Select(r => $"{r.Signal} ({r.Body.Length} chars)"))}");
-            await Task.Delay(100, CancellationToken.None);
-        }
+        await Eventually.UntilAsync(() => Task.FromResult(received.ToArray()), _ => Has("traces", "CreateVolume") && Has("logs", volumeId) && Has("metrics", "otlp-test"),
+            TimeSpan.FromSeconds(30), $"a CreateVolume trace, a log naming the volume and the instance's metrics at {endpoint}",
+            seen => "received " + string.Join(", ", seen.Select(r => $"{r.Signal} ({r.Body.Length} chars)")));
 
         Assert.True(Has("traces", "VolumeAgent") && Has("traces", "otlp-test"));   // the resource names the service and the instance
     }

@@ -1,10 +1,10 @@
-using System.Security.Cryptography;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Configuration;
 using VolumeBackup.Contracts.Grpc;
 using VolumeBackup.TestSupport;
+using static VolumeBackup.TestSupport.TestFiles;
 
 namespace VolumeBackup.VolumeAgent.Tests;
 
@@ -102,22 +102,10 @@ public sealed class VolumeServiceTests : IDisposable
         Assert.Equal(16 << 20, clone.Length);
         var head = new byte[8 << 20];
         clone.ReadExactly(head);
-        Assert.Equal(Sha256(Path.Combine(pool, $"snapshot-{snapshotId}")), Convert.ToHexString(SHA256.HashData(head)));
+        Assert.Equal(Sha256(Path.Combine(pool, $"snapshot-{snapshotId}")), Sha256(head));
     }
 
-    static void Write(string file, int seed)
-    {
-        var data = new byte[4 << 20];
-        new Random(seed).NextBytes(data);
-        using var stream = new FileStream(file, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
-        stream.Write(data);
-    }
-
-    static string Sha256(string file)
-    {
-        using var stream = File.OpenRead(file);
-        return Convert.ToHexString(SHA256.HashData(stream));
-    }
+    static void Write(string file, int seed) => WriteGuestData(file, seed, offset: 0, bytes: 4 << 20);
 
     public void Dispose()
     {

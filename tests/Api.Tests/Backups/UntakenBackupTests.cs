@@ -35,7 +35,7 @@ public sealed class UntakenBackupTests(ImpatientApiFactory api) : IClassFixture<
             await db.SaveChangesAsync();
         }
 
-        await api.WaitUntilAsync(async db => (await db.Backups.SingleAsync(b => b.Id == backupId)).Status == BackupStatus.Error);
+        await api.WaitUntilAsync(async db => (await db.Backups.SingleAsync(b => b.Id == backupId)).Status == BackupStatus.Error, $"untaken backup {backupId} to be failed");
         await using (var db = api.NewDbContext())
         {
             Assert.Contains("No cinder-backup service in availability zone 'nova' took the backup", (await db.Backups.SingleAsync(b => b.Id == backupId)).FailReason);

@@ -2,6 +2,7 @@ using System.Text;
 using Xunit.Abstractions;
 using VolumeBackup.BackupAgent.Repository;
 using static VolumeBackup.BackupAgent.Tests.Repository.RepositoryFixture;
+using static VolumeBackup.TestSupport.TestFiles;
 
 namespace VolumeBackup.BackupAgent.Tests.Repository;
 
@@ -24,7 +25,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [InlineData(5 * ChunkSize + 123)]
     public async Task Random_data_round_trips_whatever_its_size(int size)
     {
-        var data = Random(size, seed: size);
+        var data = RandomBytes(size, seed: size);
         var summary = await BackupAsync(fx.Repository(), fx.Volume(data), size);
 
         Assert.Equal(size, summary.SizeBytes);
@@ -61,18 +62,18 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     {
         const long size = 40L * ChunkSize + 5000;
         var source = fx.SparseVolume(size,
-            (0, Random(4096, 1)),                             // chunk 0: one block of data, the rest a hole
-            (3 * ChunkSize + 100, Random(10_000, 2)),         // chunk 3, unaligned
-            (10 * ChunkSize - 7, Random(ChunkSize + 70, 3)),  // chunks 9 to 11
+            (0, RandomBytes(4096, 1)),                             // chunk 0: one block of data, the rest a hole
+            (3 * ChunkSize + 100, RandomBytes(10_000, 2)),         // chunk 3, unaligned
+            (10 * ChunkSize - 7, RandomBytes(ChunkSize + 70, 3)),  // chunks 9 to 11
             (20 * ChunkSize, new byte[2 * ChunkSize]),        // chunks 20 and 21: allocated zeros
-            (size - 10, Random(10, 4)));                      // the last, short chunk
+            (size - 10, RandomBytes(10, 4)));                      // the last, short chunk
 
         var summary = await BackupAsync(fx.Repository(), source, size);
         var target = fx.EmptyTarget(size);
         await fx.Repository().RestoreAsync(Container, summary.Id, target, null, Ct);
 
         Assert.Equal(File.ReadAllBytes(source), File.ReadAllBytes(target));
-        Assert.True(AllocatedBlocks(target) <= AllocatedBlocks(source), $"restored {AllocatedBlocks(target)} blocks, source {AllocatedBlocks(source)}");
+        Assert.True(AllocatedBytes(target) <= AllocatedBytes(source), $"restored {AllocatedBytes(target)} bytes allocated, source {AllocatedBytes(source)}");
         var manifest = await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct);
         Assert.Equal([0, 3, 9, 10, 11, 40], manifest!.Chunks.Select((chunk, i) => (chunk, i)).Where(c => c.chunk is not null).Select(c => c.i));
         Assert.Equal(6, fx.ChunkFiles().Count);
@@ -95,10 +96,10 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task Backups_of_different_volumes_share_identical_chunks()
     {
-        var data = Random(8 * ChunkSize, 5);
+        var data = RandomBytes(8 * ChunkSize, 5);
         var first = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
         var other = data.ToArray();
-        Random(ChunkSize, 6).CopyTo(other, 0);
+        RandomBytes(ChunkSize, 6).CopyTo(other, 0);
 
         var second = await BackupAsync(fx.Repository(), fx.Volume(other), other.Length, volumeId: Guid.NewGuid());
 
@@ -111,7 +112,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task Incremental_after_a_one_percent_change_writes_one_percent_and_lists_every_chunk()
     {
-        var data = Random(100 * ChunkSize, 7);
+        var data = RandomBytes(100 * ChunkSize, 7);
         var volume = fx.Volume(data);
         var full = await BackupAsync(fx.Repository(), volume, data.Length);
         data[37 * ChunkSize + 1234] ^= 0xff;
@@ -133,7 +134,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task Restoring_the_third_incremental_reads_one_manifest()
     {
-        var data = Random(10 * ChunkSize, 8);
+        var data = RandomBytes(10 * ChunkSize, 8);
         var volume = fx.Volume(data);
         Guid? parent = null;
         Summary last = default!;
@@ -155,11 +156,11 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task A_backup_done_again_returns_its_manifest_without_writing()
     {
-        var data = Random(3 * ChunkSize, 9);
+        var data = RandomBytes(3 * ChunkSize, 9);
         var volume = fx.Volume(data);
         var first = await BackupAsync(fx.Repository(), volume, data.Length);
         var before = File.ReadAllBytes(fx.ManifestFile(first.Id));
-        File.WriteAllBytes(volume, Random(3 * ChunkSize, 10));   // a redelivery must not back up new data under the old id
+        File.WriteAllBytes(volume, RandomBytes(3 * ChunkSize, 10));   // a redelivery must not back up new data under the old id
 
         var again = await fx.Repository().BackupAsync(Container, first.Id, first.VolumeId, null, volume, data.Length, null, Ct);
 
@@ -172,7 +173,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [InlineData(1000)]     // the data
     public async Task Corrupt_chunk_fails_the_restore_naming_backup_and_chunk(int position)
     {
-        var data = Random(4 * ChunkSize, 11);
+        var data = RandomBytes(4 * ChunkSize, 11);
         var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
         var manifest = await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct);
         var hash = manifest!.Chunks[2]!.Sha256;
@@ -191,7 +192,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task Missing_chunk_fails_the_restore_naming_backup_and_chunk()
     {
-        var data = Random(4 * ChunkSize, 12);
+        var data = RandomBytes(4 * ChunkSize, 12);
         var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
         var hash = (await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct))!.Chunks[3]!.Sha256;
         File.Delete(fx.ChunkFile(hash));
@@ -206,7 +207,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task Manifest_whose_body_does_not_match_its_digest_is_refused()
     {
-        var data = Random(4 * ChunkSize, 13);
+        var data = RandomBytes(4 * ChunkSize, 13);
         var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
         var file = File.ReadAllText(fx.ManifestFile(summary.Id));
         File.WriteAllText(fx.ManifestFile(summary.Id), file.Replace($"\"sizeBytes\":{data.Length}", $"\"sizeBytes\":{data.Length - 1}", StringComparison.Ordinal));
@@ -221,7 +222,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task Manifest_digest_is_the_sha256_of_its_body_line()
     {
-        var summary = await BackupAsync(fx.Repository(), fx.Volume(Random(ChunkSize, 14)), ChunkSize);
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(RandomBytes(ChunkSize, 14)), ChunkSize);
 
         var file = File.ReadAllBytes(fx.ManifestFile(summary.Id));
         var body = file.AsSpan(file.AsSpan().IndexOf((byte)'\n') + 1);
@@ -233,9 +234,9 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     public async Task Restore_over_a_volume_with_other_data_gives_identical_bytes_holes_included()
     {
         const long size = 12L * ChunkSize + 300;
-        var source = fx.SparseVolume(size, (ChunkSize + 5, Random(3000, 15)), (7 * ChunkSize, Random(2 * ChunkSize, 16)));
+        var source = fx.SparseVolume(size, (ChunkSize + 5, RandomBytes(3000, 15)), (7 * ChunkSize, RandomBytes(2 * ChunkSize, 16)));
         var summary = await BackupAsync(fx.Repository(), source, size);
-        var target = fx.Volume(Random((int)size + 4096, 17));   // old data everywhere, and larger than the backup
+        var target = fx.Volume(RandomBytes((int)size + 4096, 17));   // old data everywhere, and larger than the backup
 
         await fx.Repository().RestoreAsync(Container, summary.Id, target, null, Ct);
 
@@ -246,7 +247,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task Restore_into_a_smaller_target_is_refused()
     {
-        var summary = await BackupAsync(fx.Repository(), fx.Volume(Random(2 * ChunkSize, 18)), 2 * ChunkSize);
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(RandomBytes(2 * ChunkSize, 18)), 2 * ChunkSize);
 
         await Assert.ThrowsAsync<InvalidOperationException>(() =>
             fx.Repository().RestoreAsync(Container, summary.Id, fx.EmptyTarget(ChunkSize), null, Ct));
@@ -277,8 +278,8 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task Delete_frees_exactly_the_chunks_no_remaining_backup_references()
     {
-        var a = Random(10 * ChunkSize, 19);
-        var b = a[..(5 * ChunkSize)].Concat(Random(5 * ChunkSize, 20)).ToArray();
+        var a = RandomBytes(10 * ChunkSize, 19);
+        var b = a[..(5 * ChunkSize)].Concat(RandomBytes(5 * ChunkSize, 20)).ToArray();
         var first = await BackupAsync(fx.Repository(), fx.Volume(a), a.Length);
         var second = await BackupAsync(fx.Repository(), fx.Volume(b), b.Length, volumeId: Guid.NewGuid());
         var secondChunks = (await fx.Repository().ReadManifestAsync(Container, second.Id, Ct))!.Chunks.Select(c => c!.Sha256).Order();
@@ -299,7 +300,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task Delete_spares_chunks_a_running_backup_relies_on()
     {
-        var data = Random(8 * ChunkSize, 21);
+        var data = RandomBytes(8 * ChunkSize, 21);
         var old = await BackupAsync(fx.Repository(), fx.Volume(data.Select(x => (byte)~x).ToArray()), data.Length);   // nothing shared
         var first = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
         await Task.Delay(50);   // the share's mtimes are coarse; the running backup starts clearly later
@@ -327,7 +328,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task Backup_whose_relied_on_chunks_were_collected_writes_them_again()
     {
-        var data = Random(8 * ChunkSize, 22);
+        var data = RandomBytes(8 * ChunkSize, 22);
         var first = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
         var deletes = 0;
         var store = new InterceptingStore(fx.Store)
@@ -361,7 +362,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         var survivors = new List<(Summary Backup, byte[] Data)>();
         for (var iteration = 0; iteration < 25; iteration++)
         {
-            var data = Random(48 * ChunkSize, 100 + iteration);
+            var data = RandomBytes(48 * ChunkSize, 100 + iteration);
             var older = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
             data[iteration % 48 * ChunkSize] ^= 0xff;
             var volume = fx.Volume(data);
@@ -405,9 +406,9 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task Chunks_a_failed_backup_wrote_are_freed_by_the_next_collection_and_shared_ones_kept()
     {
-        var kept = Random(3 * ChunkSize, seed: 63);
+        var kept = RandomBytes(3 * ChunkSize, seed: 63);
         var first = await BackupAsync(fx.Repository(), fx.Volume(kept), kept.Length);
-        var data = kept.Concat(Random(8 * ChunkSize, seed: 64)).ToArray();
+        var data = kept.Concat(RandomBytes(8 * ChunkSize, seed: 64)).ToArray();
         var failing = new InterceptingStore(fx.Store)
         {
             BeforeWriteAtomic = path =>
@@ -431,10 +432,10 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public async Task A_sweep_frees_chunks_and_temporaries_nothing_else_knows_of_and_keeps_the_rest()
     {
-        var data = Random(3 * ChunkSize, seed: 65);
+        var data = RandomBytes(3 * ChunkSize, seed: 65);
         var kept = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
         var hour = DateTime.UtcNow.AddHours(-1);
-        var orphan = PlantChunk(Random(ChunkSize, seed: 66), hour);           // an agent killed outright wrote it, no tombstone
+        var orphan = PlantChunk(RandomBytes(ChunkSize, seed: 66), hour);           // an agent killed outright wrote it, no tombstone
         var staleTemp = PlantFile(orphan + ".tmp-0123456789abcdef", hour);   // a write cut off long ago
         var freshTemp = PlantFile(orphan + ".tmp-fedcba9876543210", DateTime.UtcNow);   // a write going on now
 
@@ -446,7 +447,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal(3, fx.ChunkFiles().Count(f => !f.Contains(".tmp-", StringComparison.Ordinal)));
         Assert.Equal(data, await RestoreAsync(fx.Repository(), kept, data.Length));
 
-        var later = PlantChunk(Random(ChunkSize, seed: 67), hour);
+        var later = PlantChunk(RandomBytes(ChunkSize, seed: 67), hour);
         await fx.Repository().DeleteAsync(Container, Guid.NewGuid(), Ct);    // swept a moment ago: not again today
         Assert.True(File.Exists(later));
         await fx.Repository(sweepEvery: TimeSpan.Zero).DeleteAsync(Container, Guid.NewGuid(), Ct);
@@ -476,7 +477,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         using var gone = System.Diagnostics.Process.Start("true")!;
         await gone.WaitForExitAsync(Ct);
         PlantLock($"{Environment.MachineName} boot {BootId()} pid {gone.Id} start {DateTime.UtcNow.AddMinutes(-1).Ticks}");
-        var data = Random(3 * ChunkSize, seed: 61);
+        var data = RandomBytes(3 * ChunkSize, seed: 61);
 
         // Five minutes to go stale: only knowing the holder is dead lets this finish within the test's timeout.
         var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
@@ -494,7 +495,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         PlantLock(thisHost
             ? $"{Environment.MachineName} boot {BootId()} pid {self.Id} start {self.StartTime.ToUniversalTime().Ticks}"
             : $"other-host boot {Guid.NewGuid()} pid 1 start 0");
-        var data = Random(ChunkSize, seed: 62);
+        var data = RandomBytes(ChunkSize, seed: 62);
         var id = Guid.NewGuid();
         using var soon = new CancellationTokenSource(TimeSpan.FromSeconds(2));
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using VolumeBackup.BackupAgent.Repository;
@@ -51,22 +50,6 @@ public sealed class RepositoryFixture : IDisposable
     public string ChunkFile(string sha256) => Path.Join(ContainerPath, "chunks", sha256[..2], sha256);
 
     public string ManifestFile(Guid backupId) => Path.Join(ContainerPath, "backups", $"{backupId}.manifest");
-
-    public static byte[] Random(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
-
-    // Allocated 512-byte blocks, as `stat -c %b` reports them.
-    public static long AllocatedBlocks(string path)
-    {
-        using var stat = Process.Start(new ProcessStartInfo("stat", ["-c", "%b", path]) { RedirectStandardOutput = true })!;
-        var output = stat.StandardOutput.ReadToEnd();
-        stat.WaitForExit();
-        return long.Parse(output.Trim(), System.Globalization.CultureInfo.InvariantCulture);
-    }
 
     string NewPath() => Path.Join(root, $"volume-{Guid.NewGuid():N}.img");
 

@@ -1,4 +1,5 @@
 using VolumeBackup.BackupAgent.Repository;
+using static VolumeBackup.TestSupport.TestFiles;
 
 namespace VolumeBackup.BackupAgent.Tests.Repository;
 
@@ -19,7 +20,7 @@ public sealed class RepositoryStoreTests
     public async Task Write_atomic_then_read_returns_the_same_bytes(string kind, int size)
     {
         await using var target = await Target.OpenAsync(kind);
-        var data = Random(size);
+        var data = RandomBytes(size);
 
         await target.Store.WriteAtomicAsync("chunks/ab/file.bin", data, Ct);
 
@@ -33,8 +34,8 @@ public sealed class RepositoryStoreTests
     public async Task Write_atomic_replaces_an_existing_file(string kind)
     {
         await using var target = await Target.OpenAsync(kind);
-        await target.Store.WriteAtomicAsync("manifest.json", Random(3 * MiB), Ct);
-        var second = Random(1000);
+        await target.Store.WriteAtomicAsync("manifest.json", RandomBytes(3 * MiB), Ct);
+        var second = RandomBytes(1000);
 
         await target.Store.WriteAtomicAsync("manifest.json", second, Ct);
 
@@ -59,10 +60,10 @@ public sealed class RepositoryStoreTests
     public async Task Exclusive_create_succeeds_once_and_keeps_the_first_content(string kind)
     {
         await using var target = await Target.OpenAsync(kind);
-        var first = Random(100);
+        var first = RandomBytes(100);
 
         Assert.True(await target.Store.TryCreateExclusiveAsync("locks/backup.lock", first, Ct));
-        Assert.False(await target.Store.TryCreateExclusiveAsync("locks/backup.lock", Random(100), Ct));
+        Assert.False(await target.Store.TryCreateExclusiveAsync("locks/backup.lock", RandomBytes(100), Ct));
 
         Assert.Equal(first, await target.Store.ReadAllAsync("locks/backup.lock", Ct));
         Assert.True(await target.Store.ExistsAsync("locks/backup.lock", Ct));
@@ -90,7 +91,7 @@ public sealed class RepositoryStoreTests
     public async Task Delete_returns_true_then_false(string kind)
     {
         await using var target = await Target.OpenAsync(kind);
-        await target.Store.WriteAtomicAsync("a/file", Random(10), Ct);
+        await target.Store.WriteAtomicAsync("a/file", RandomBytes(10), Ct);
 
         Assert.True(await target.Store.DeleteAsync("a/file", Ct));
         Assert.False(await target.Store.DeleteAsync("a/file", Ct));
@@ -104,7 +105,7 @@ public sealed class RepositoryStoreTests
     public async Task Touch_moves_the_modification_time_and_is_false_when_missing(string kind)
     {
         await using var target = await Target.OpenAsync(kind);
-        await target.Store.WriteAtomicAsync("leases/agent", Random(10), Ct);
+        await target.Store.WriteAtomicAsync("leases/agent", RandomBytes(10), Ct);
         var before = (await target.Store.StatAsync("leases/agent", Ct))!.Modified;
         await Task.Delay(100);
 
@@ -122,7 +123,7 @@ public sealed class RepositoryStoreTests
     public async Task Stat_returns_size_and_modification_time(string kind)
     {
         await using var target = await Target.OpenAsync(kind);
-        await target.Store.WriteAtomicAsync("x/y.bin", Random(12345), Ct);
+        await target.Store.WriteAtomicAsync("x/y.bin", RandomBytes(12345), Ct);
 
         var entry = await target.Store.StatAsync("x/y.bin", Ct);
 
@@ -137,9 +138,9 @@ public sealed class RepositoryStoreTests
     public async Task List_names_the_entries_of_a_folder_and_nothing_for_a_missing_one(string kind)
     {
         await using var target = await Target.OpenAsync(kind);
-        await target.Store.WriteAtomicAsync("backups/one", Random(1), Ct);
-        await target.Store.WriteAtomicAsync("backups/two", Random(1), Ct);
-        await target.Store.WriteAtomicAsync("backups/sub/three", Random(1), Ct);
+        await target.Store.WriteAtomicAsync("backups/one", RandomBytes(1), Ct);
+        await target.Store.WriteAtomicAsync("backups/two", RandomBytes(1), Ct);
+        await target.Store.WriteAtomicAsync("backups/sub/three", RandomBytes(1), Ct);
 
         Assert.Equal(["one", "sub", "two"], await ListAsync(target.Store, "backups"));
         Assert.Equal(["one", "sub", "two"], await ListAsync(target.Store, "backups/"));
@@ -156,8 +157,8 @@ public sealed class RepositoryStoreTests
     {
         await using var target = await Target.OpenAsync(kind);
 
-        await target.Store.WriteAtomicAsync("a/b/c/d/e.bin", Random(7), Ct);
-        Assert.True(await target.Store.TryCreateExclusiveAsync("p/q/r/s.lock", Random(7), Ct));
+        await target.Store.WriteAtomicAsync("a/b/c/d/e.bin", RandomBytes(7), Ct);
+        Assert.True(await target.Store.TryCreateExclusiveAsync("p/q/r/s.lock", RandomBytes(7), Ct));
 
         Assert.Equal(7, (await target.Store.ReadAllAsync("a/b/c/d/e.bin", Ct))!.Length);
         Assert.Equal(7, (await target.Store.ReadAllAsync("p/q/r/s.lock", Ct))!.Length);
@@ -169,8 +170,8 @@ public sealed class RepositoryStoreTests
     public async Task Delete_directory_removes_only_an_empty_folder(string kind)
     {
         await using var target = await Target.OpenAsync(kind);
-        await target.Store.WriteAtomicAsync("full/file", Random(1), Ct);
-        await target.Store.WriteAtomicAsync("empty/file", Random(1), Ct);
+        await target.Store.WriteAtomicAsync("full/file", RandomBytes(1), Ct);
+        await target.Store.WriteAtomicAsync("empty/file", RandomBytes(1), Ct);
         await target.Store.DeleteAsync("empty/file", Ct);
 
         Assert.False(await target.Store.DeleteDirectoryAsync("full", Ct));
@@ -185,7 +186,7 @@ public sealed class RepositoryStoreTests
     public async Task Concurrent_writes_of_sixteen_files_all_land(string kind)
     {
         await using var target = await Target.OpenAsync(kind);
-        var files = Enumerable.Range(0, 16).Select(i => (Path: $"chunks/shared/{i:x2}", Data: Random(MiB + i))).ToArray();
+        var files = Enumerable.Range(0, 16).Select(i => (Path: $"chunks/shared/{i:x2}", Data: RandomBytes(MiB + i))).ToArray();
 
         // All sixteen race to create the same missing parents.
         await Task.WhenAll(files.Select(f => Task.Run(() => target.Store.WriteAtomicAsync(f.Path, f.Data, Ct))));
@@ -203,7 +204,7 @@ public sealed class RepositoryStoreTests
         await using var target = await Target.OpenAsync(kind);
 
         foreach (var path in new[] { "../x", "/etc/passwd", "a/../../x", "a//b", "a/./b", "", "dir/" })
-            await Assert.ThrowsAsync<ArgumentException>(() => target.Store.WriteAtomicAsync(path, Random(1), Ct));
+            await Assert.ThrowsAsync<ArgumentException>(() => target.Store.WriteAtomicAsync(path, RandomBytes(1), Ct));
         await Assert.ThrowsAsync<ArgumentException>(() => target.Store.DeleteDirectoryAsync("..", Ct));
     }
 
@@ -211,8 +212,8 @@ public sealed class RepositoryStoreTests
     public async Task Nfs_writes_land_in_the_exported_folder_byte_for_byte()
     {
         await using var target = await Target.OpenAsync("nfs");
-        var data = Random(5 * MiB + 17);
-        var local = Random(3 * MiB);
+        var data = RandomBytes(5 * MiB + 17);
+        var local = RandomBytes(3 * MiB);
 
         await target.Store.WriteAtomicAsync("chunks/00/seen-locally", data, Ct);
         Directory.CreateDirectory(Path.Join(target.LocalRoot, "from-server"));
@@ -260,13 +261,6 @@ public sealed class RepositoryStoreTests
 
         Assert.IsType<DirectoryStore>(directory);
         Assert.IsType<NfsStore>(nfs);
-    }
-
-    static byte[] Random(int size)
-    {
-        var data = new byte[size];
-        System.Random.Shared.NextBytes(data);
-        return data;
     }
 
     static async Task<string[]> ListAsync(IRepositoryStore store, string directory) =>

@@ -1,7 +1,8 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using VolumeBackup.TestSupport;
 
-namespace VolumeBackup.Api.Tests.Cli;
+namespace VolumeBackup.EndToEnd.Tests.Cli;
 
 /// <summary>The unmodified OpenStack <c>cinder</c> client (python3-cinderclient), in noauth mode against one Api.</summary>
 public sealed partial class CinderCli(string apiAddress, string project, string user = "tester")
@@ -39,18 +40,17 @@ public sealed partial class CinderCli(string apiAddress, string project, string 
     }
 
     /// <summary>Polls <c>cinder {kind}-show</c> until its status is one of <paramref name="statuses"/>.</summary>
-    public async Task<Dictionary<string, string>> WaitForStatusAsync(string kind, string id, params string[] statuses)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        Dictionary<string, string> shown = [];
-        while (!timeout.IsCancellationRequested)
-        {
-            shown = (await OkAsync(kind.Length == 0 ? "show" : $"{kind}-show", id)).Properties();
-            if (statuses.Contains(shown.GetValueOrDefault("status"))) return shown;
-            await Task.Delay(300);
-        }
-        throw new TimeoutException($"{kind} {id} never reached {string.Join('|', statuses)}: {string.Join(", ", shown)}");
-    }
+    public Task<Dictionary<string, string>> WaitForStatusAsync(string kind, string id, params string[] statuses) => Eventually.UntilAsync(
+        async () => (await OkAsync(Show(kind), id)).Properties(), shown => statuses.Contains(shown.GetValueOrDefault("status")),
+        TimeSpan.FromSeconds(60), $"{kind} {id} to reach {string.Join('|', statuses)}", shown => string.Join(", ", shown), Interval);
+
+    /// <summary>Polls <c>cinder {kind}-show</c> until it fails: the resource is gone.</summary>
+    public Task WaitUntilGoneAsync(string kind, string id, TimeSpan within) => Eventually.UntilAsync(
+        async () => (await RunAsync(Show(kind), id)).ExitCode != 0, within, $"{kind} {id} to be gone", Interval);
+
+    static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(300);
+
+    static string Show(string kind) => kind.Length == 0 ? "show" : $"{kind}-show";
 }
 
 public sealed partial record CliResult(int ExitCode, string Output, string Error, string Command)

@@ -1,6 +1,7 @@
 using System.Net;
+using VolumeBackup.TestSupport;
 
-namespace VolumeBackup.Api.Tests.EndToEnd;
+namespace VolumeBackup.EndToEnd.Tests;
 
 [Collection(BackendCollection.Name)]
 public sealed class VolumesTests(Backend backend)
@@ -11,7 +12,7 @@ public sealed class VolumesTests(Backend backend)
         var id = await backend.CreateVolumeAsync(2, "vol-a");
         var file = backend.VolumeFile(id);
         Assert.Equal(2L << 30, new FileInfo(file).Length);
-        Assert.True(Sparse.AllocatedBytes(file) < 1 << 20, "a new volume allocates nothing");
+        Assert.True(TestFiles.AllocatedBytes(file) < 1 << 20, "a new volume allocates nothing");
 
         var shown = (await backend.GetAsync($"volumes/{id}"))["volume"]!;
         Assert.Equal("vol-a", (string?)shown["name"]);
@@ -40,13 +41,13 @@ public sealed class VolumesTests(Backend backend)
     public async Task A_snapshot_is_a_reflink_copy_of_the_volume()
     {
         var id = await backend.CreateVolumeAsync();
-        Backend.WriteGuestData(backend.VolumeFile(id), seed: 50, offset: 0, bytes: 1 << 20);
+        TestFiles.WriteGuestData(backend.VolumeFile(id), seed: 50, offset: 0, bytes: 1 << 20);
         var created = await backend.PostAsync("snapshots", new { snapshot = new { volume_id = id, name = "snap" } });
         var snapshotId = (string)created["snapshot"]!["id"]!;
 
         Assert.Equal("available", (string?)(await backend.GetAsync($"snapshots/{snapshotId}"))["snapshot"]!["status"]);
         var snapshotFile = Path.Combine(backend.Pool, $"snapshot-{snapshotId}");
-        Assert.Equal(Backend.Sha256(backend.VolumeFile(id)), Backend.Sha256(snapshotFile));
+        Assert.Equal(TestFiles.Sha256(backend.VolumeFile(id)), TestFiles.Sha256(snapshotFile));
         Assert.Equal(HttpStatusCode.BadRequest, (await backend.Http.DeleteAsync($"/v3/{Backend.Project}/volumes/{id}")).StatusCode);   // it has a snapshot
 
         Assert.Equal(HttpStatusCode.Accepted, (await backend.Http.DeleteAsync($"/v3/{Backend.Project}/snapshots/{snapshotId}")).StatusCode);

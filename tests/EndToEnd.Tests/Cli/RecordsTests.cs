@@ -1,6 +1,6 @@
-using VolumeBackup.Api.Tests.EndToEnd;
+using VolumeBackup.TestSupport;
 
-namespace VolumeBackup.Api.Tests.Cli;
+namespace VolumeBackup.EndToEnd.Tests.Cli;
 
 [Collection(BackendCollection.Name)]
 public sealed class RecordsTests(Backend backend)
@@ -11,8 +11,8 @@ public sealed class RecordsTests(Backend backend)
         var cli = new CinderCli(backend.Api.Address, Backend.Project);
         var volumeId = (await cli.OkAsync("create", "1")).Properties()["id"];
         await cli.WaitForStatusAsync("", volumeId, "available");
-        Backend.WriteGuestData(backend.VolumeFile(volumeId), seed: 70, offset: 3 << 20, bytes: 2 << 20);
-        var sha = Backend.Sha256(backend.VolumeFile(volumeId));
+        TestFiles.WriteGuestData(backend.VolumeFile(volumeId), seed: 70, offset: 3 << 20, bytes: 2 << 20);
+        var sha = TestFiles.Sha256(backend.VolumeFile(volumeId));
         var backupId = (await cli.OkAsync("backup-create", volumeId)).Properties()["id"];
         await cli.WaitForStatusAsync("backup", backupId, "available");
 
@@ -26,7 +26,7 @@ public sealed class RecordsTests(Backend backend)
 
         var restoredId = (await freshCli.OkAsync("backup-restore", backupId)).Properties()["volume_id"];
         await freshCli.WaitForStatusAsync("", restoredId, "available", "error_restoring");
-        Assert.Equal(sha, Backend.Sha256(fresh.VolumeFile(restoredId)));
+        Assert.Equal(sha, TestFiles.Sha256(fresh.VolumeFile(restoredId)));
 
         var again = await freshCli.As("admin").RunAsync("backup-import", record["backup_service"], record["backup_url"]);
         Assert.NotEqual(0, again.ExitCode);

@@ -1,8 +1,9 @@
 using System.Collections.Concurrent;
 using MassTransit;
 using VolumeBackup.Contracts;
+using VolumeBackup.TestSupport;
 
-namespace VolumeBackup.Api.Tests.EndToEnd;
+namespace VolumeBackup.EndToEnd.Tests;
 
 /// <summary>Cinder's backup notifications reach any subscriber on the broker.</summary>
 [Collection(BackendCollection.Name)]
@@ -35,9 +36,9 @@ public sealed class NotificationsTests(Backend backend)
             [
                 "backup.create.start", "backup.create.end", "backup.restore.start", "backup.restore.end", "backup.delete.start", "backup.delete.end",
             ];
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            while (!expected.All(t => heard.Any(n => n.EventType == t && n.BackupId == Guid.Parse(backupId))))
-                await Task.Delay(200, timeout.Token);
+            await Eventually.UntilAsync(() => Task.FromResult(expected.Where(t => !heard.Any(n => n.EventType == t && n.BackupId == Guid.Parse(backupId))).ToList()),
+                missing => missing.Count == 0, TimeSpan.FromSeconds(30), $"every notification of backup {backupId}",
+                missing => $"none of {string.Join(", ", missing)}", every: TimeSpan.FromMilliseconds(200));
 
             var end = heard.First(n => n.EventType == "backup.create.end" && n.BackupId == Guid.Parse(backupId));
             Assert.Equal("available", end.Status);

@@ -1,12 +1,11 @@
 using System.Net.Http.Json;
-using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api;
 using VolumeBackup.TestSupport;
 
-namespace VolumeBackup.Api.Tests.EndToEnd;
+namespace VolumeBackup.EndToEnd.Tests;
 
 /// <summary>
 /// The whole service as processes on the real services: an Api, a VolumeAgent on an XFS pool folder and two
@@ -70,16 +69,9 @@ public sealed class Backend : IAsyncLifetime
     public HttpClient Admin { get; private set; } = null!;
 
     /// <summary>Backups are refused until an agent's heartbeat reached the Api, as Cinder refuses them with no cinder-backup up.</summary>
-    public async Task WaitForBackupServiceAsync()
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        while (true)
-        {
-            var services = JsonNode.Parse(await Admin.GetStringAsync($"/v3/{Project}/os-services?binary=cinder-backup", timeout.Token))!["services"]!.AsArray();
-            if (services.Any(s => (string?)s!["state"] == "up")) return;
-            await Task.Delay(250, timeout.Token);
-        }
-    }
+    public Task WaitForBackupServiceAsync() => Eventually.UntilAsync(async () =>
+            JsonNode.Parse(await Admin.GetStringAsync($"/v3/{Project}/os-services?binary=cinder-backup"))!["services"]!.AsArray().Any(s => (string?)s!["state"] == "up"),
+        TimeSpan.FromSeconds(60), "a cinder-backup service up (an agent's heartbeat reaching the Api)", every: TimeSpan.FromMilliseconds(250));
 
     /// <summary>A second, fresh deployment (its own database, broker and pool) on the same backup repository.</summary>
     public static async Task<Backend> SharingRepositoryWithAsync(Backend other)
@@ -149,50 +141,19 @@ public sealed class Backend : IAsyncLifetime
     /// <summary>Polls a resource until its status is one of <paramref name="statuses"/>; fails after 60 s.</summary>
     public Task<JsonObject> WaitForAsync(string path, string key, params string[] statuses) => WaitForAsync(TimeSpan.FromSeconds(60), path, key, statuses);
 
-    public async Task<JsonObject> WaitForAsync(TimeSpan within, string path, string key, params string[] statuses)
-    {
-        using var timeout = new CancellationTokenSource(within);
-        JsonObject? last = null;
-        while (!timeout.IsCancellationRequested)
-        {
-            last = (await GetAsync(path))[key]!.AsObject();
-            if (statuses.Contains((string?)last["status"])) return last;
-            await Task.Delay(150);
-        }
-        throw new TimeoutException($"{path} never reached {string.Join('|', statuses)} within {within}; last: {last?.ToJsonString()}\n{LogsAbout(path[(path.LastIndexOf('/') + 1)..])}");
-    }
+    public Task<JsonObject> WaitForAsync(TimeSpan within, string path, string key, params string[] statuses) => Eventually.UntilAsync(
+        async () => (await GetAsync(path))[key]!.AsObject(), last => statuses.Contains((string?)last["status"]),
+        within, $"{path} to reach {string.Join('|', statuses)}",
+        last => $"{last.ToJsonString()}\n{LogsAbout(path[(path.LastIndexOf('/') + 1)..])}", every: TimeSpan.FromMilliseconds(150));
 
     /// <summary>What each process logged about one id: a timed-out wait says where the work stopped.</summary>
     string LogsAbout(string id) => string.Join('\n', hosts.Select(h =>
         $"--- {h.Name}:\n" + string.Join('\n', h.Output.Where(l => l.Contains(id, StringComparison.Ordinal) && !l.TrimStart().StartsWith("Activity", StringComparison.Ordinal)).TakeLast(12))));
 
     /// <summary>Waits until one of the BackupAgents logged a line containing <paramref name="text"/>; returns that agent.</summary>
-    public async Task<HostProcess> WaitForLogAsync(string text)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (true)
-        {
-            if (BackupAgents.FirstOrDefault(a => a.Output.Any(l => l.Contains(text, StringComparison.Ordinal))) is { } agent) return agent;
-            await Task.Delay(20, timeout.Token);
-        }
-    }
-
-    /// <summary>Fills part of a volume file as a guest would: random data, text, and zeros left as holes.</summary>
-    public static void WriteGuestData(string file, int seed, long offset, int bytes)
-    {
-        var data = new byte[bytes];
-        new Random(seed).NextBytes(data);
-        using var stream = new FileStream(file, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
-        stream.Position = offset;
-        stream.Write(data);
-        stream.Flush(true);
-    }
-
-    public static string Sha256(string file)
-    {
-        using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        return Convert.ToHexString(SHA256.HashData(stream));
-    }
+    public async Task<HostProcess> WaitForLogAsync(string text) => (await Eventually.UntilAsync(
+        () => Task.FromResult(BackupAgents.FirstOrDefault(a => a.Output.Any(l => l.Contains(text, StringComparison.Ordinal)))), agent => agent is not null,
+        TimeSpan.FromSeconds(30), $"a BackupAgent to log \"{text}\"", every: TimeSpan.FromMilliseconds(20)))!;   // soon enough to kill it mid-job
 
     public async Task DisposeAsync()
     {

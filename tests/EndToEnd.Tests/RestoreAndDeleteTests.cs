@@ -1,6 +1,7 @@
 using Microsoft.EntityFrameworkCore;
+using VolumeBackup.TestSupport;
 
-namespace VolumeBackup.Api.Tests.EndToEnd;
+namespace VolumeBackup.EndToEnd.Tests;
 
 [Collection(BackendCollection.Name)]
 public sealed partial class RestoreAndDeleteTests(Backend backend)
@@ -10,20 +11,20 @@ public sealed partial class RestoreAndDeleteTests(Backend backend)
     {
         var sourceId = await backend.CreateVolumeAsync();
         var source = backend.VolumeFile(sourceId);
-        Backend.WriteGuestData(source, seed: 20, offset: 5L << 20, bytes: 2 << 20);
-        var sourceSha = Backend.Sha256(source);
+        TestFiles.WriteGuestData(source, seed: 20, offset: 5L << 20, bytes: 2 << 20);
+        var sourceSha = TestFiles.Sha256(source);
         var backupId = await BackupAsync(sourceId);
 
         var targetId = await backend.CreateVolumeAsync();
         var target = backend.VolumeFile(targetId);
-        Backend.WriteGuestData(target, seed: 21, offset: 0, bytes: 16 << 20);   // old data where the backup has holes
+        TestFiles.WriteGuestData(target, seed: 21, offset: 0, bytes: 16 << 20);   // old data where the backup has holes
 
         var restore = await backend.PostAsync($"backups/{backupId}/restore", new { restore = new { volume_id = targetId } });
         Assert.Equal(targetId, (string?)restore["restore"]!["volume_id"]);
         await backend.WaitForAsync($"volumes/{targetId}", "volume", "available", "error_restoring");
 
-        Assert.Equal(sourceSha, Backend.Sha256(target));
-        Assert.True(Sparse.AllocatedBytes(target) <= Sparse.AllocatedBytes(source) + (1 << 20), "the restored volume is as sparse as the source");
+        Assert.Equal(sourceSha, TestFiles.Sha256(target));
+        Assert.True(TestFiles.AllocatedBytes(target) <= TestFiles.AllocatedBytes(source) + (1 << 20), "the restored volume is as sparse as the source");
         Assert.Empty(Directory.EnumerateFiles(backend.Pool, "*.restore-*"));
     }
 
@@ -45,7 +46,7 @@ public sealed partial class RestoreAndDeleteTests(Backend backend)
     public async Task Delete_removes_the_backup_from_the_share_and_the_database()
     {
         var volumeId = await backend.CreateVolumeAsync();
-        Backend.WriteGuestData(backend.VolumeFile(volumeId), seed: 30, offset: 0, bytes: 3 << 20);
+        TestFiles.WriteGuestData(backend.VolumeFile(volumeId), seed: 30, offset: 0, bytes: 3 << 20);
         var backupId = await BackupAsync(volumeId);
         var manifest = Directory.EnumerateFiles(backend.RepositoryFolder, $"{backupId}.manifest", SearchOption.AllDirectories).Single();
         var container = Path.GetDirectoryName(Path.GetDirectoryName(manifest))!;
@@ -57,9 +58,8 @@ public sealed partial class RestoreAndDeleteTests(Backend backend)
         var response = await backend.Http.DeleteAsync($"/v3/{Backend.Project}/backups/{backupId}");
         Assert.Equal(202, (int)response.StatusCode);
 
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while ((await backend.Http.GetAsync($"/v3/{Backend.Project}/backups/{backupId}", timeout.Token)).StatusCode != System.Net.HttpStatusCode.NotFound)
-            await Task.Delay(150, timeout.Token);
+        await Eventually.UntilAsync(async () => (await backend.Http.GetAsync($"/v3/{Backend.Project}/backups/{backupId}")).StatusCode == System.Net.HttpStatusCode.NotFound,
+            TimeSpan.FromSeconds(30), $"backup {backupId} to be gone (404)", every: TimeSpan.FromMilliseconds(150));
         Assert.False(File.Exists(manifest));
         Assert.All(own, chunk => Assert.False(File.Exists(chunk), $"{chunk} is still on the share"));
         foreach (var other in Directory.EnumerateFiles(Path.Combine(container, "backups"), "*.manifest"))   // what the rest need stays

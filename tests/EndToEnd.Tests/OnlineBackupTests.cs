@@ -1,4 +1,6 @@
-namespace VolumeBackup.Api.Tests.EndToEnd;
+using VolumeBackup.TestSupport;
+
+namespace VolumeBackup.EndToEnd.Tests;
 
 /// <summary>An attached volume is backed up through a temporary snapshot and clone, at one point in time.</summary>
 [Collection(BackendCollection.Name)]
@@ -21,16 +23,16 @@ public sealed class OnlineBackupTests(Backend backend)
     {
         var volumeId = await backend.CreateVolumeAsync();
         var file = backend.VolumeFile(volumeId);
-        Backend.WriteGuestData(file, seed: 10, offset: 0, bytes: 8 << 20);
-        var atBackup = Backend.Sha256(file);
+        TestFiles.WriteGuestData(file, seed: 10, offset: 0, bytes: 8 << 20);
+        var atBackup = TestFiles.Sha256(file);
         await backend.PostAsync($"volumes/{volumeId}/action", new Dictionary<string, object> { ["os-attach"] = new { instance_uuid = Guid.NewGuid(), mountpoint = "/dev/vdb" } });
 
         var created = await backend.PostAsync("backups", new { backup = new { volume_id = volumeId, force = true, name = "online" } });
         var backupId = (string)created["backup"]!["id"]!;
         // The volume is in-use again only once the agent holds its clone: from here the guest may write freely.
         await backend.WaitForAsync($"volumes/{volumeId}", "volume", "in-use");
-        Backend.WriteGuestData(file, seed: 11, offset: 0, bytes: 8 << 20);
-        Assert.NotEqual(atBackup, Backend.Sha256(file));
+        TestFiles.WriteGuestData(file, seed: 11, offset: 0, bytes: 8 << 20);
+        Assert.NotEqual(atBackup, TestFiles.Sha256(file));
 
         Assert.Equal("available", (string?)(await backend.WaitForAsync($"backups/{backupId}", "backup", "available", "error"))["status"]);
         Assert.Equal("in-use", (string?)(await backend.GetAsync($"volumes/{volumeId}"))["volume"]!["status"]);
@@ -39,6 +41,6 @@ public sealed class OnlineBackupTests(Backend backend)
         var restore = await backend.PostAsync($"backups/{backupId}/restore", new { restore = new { } });
         var restoredId = (string)restore["restore"]!["volume_id"]!;
         await backend.WaitForAsync($"volumes/{restoredId}", "volume", "available");
-        Assert.Equal(atBackup, Backend.Sha256(backend.VolumeFile(restoredId)));
+        Assert.Equal(atBackup, TestFiles.Sha256(backend.VolumeFile(restoredId)));
     }
 }

@@ -1,6 +1,6 @@
-using VolumeBackup.Api.Tests.EndToEnd;
+using VolumeBackup.TestSupport;
 
-namespace VolumeBackup.Api.Tests.Cli;
+namespace VolumeBackup.EndToEnd.Tests.Cli;
 
 /// <summary>Cinder's backup rules, driven by the real <c>cinder</c> CLI against the running service.</summary>
 [Collection(BackendCollection.Name)]
@@ -29,8 +29,8 @@ public sealed class CinderCliTests(Backend backend)
     {
         var volumeId = await CreateVolumeAsync();
         var file = backend.VolumeFile(volumeId);
-        Backend.WriteGuestData(file, seed: 60, offset: 1 << 20, bytes: 3 << 20);
-        var sha = Backend.Sha256(file);
+        TestFiles.WriteGuestData(file, seed: 60, offset: 1 << 20, bytes: 3 << 20);
+        var sha = TestFiles.Sha256(file);
 
         var backupId = await BackupAsync("--name", "cli-full", "--description", "from the CLI", volumeId);
         var shown = (await Cli.OkAsync("backup-show", backupId)).Properties();
@@ -44,11 +44,10 @@ public sealed class CinderCliTests(Backend backend)
         var restoredId = restored["volume_id"];
         Assert.Equal("cli-restored", restored["volume_name"]);
         await Cli.WaitForStatusAsync("", restoredId, "available");
-        Assert.Equal(sha, Backend.Sha256(backend.VolumeFile(restoredId)));
+        Assert.Equal(sha, TestFiles.Sha256(backend.VolumeFile(restoredId)));
 
         await Cli.OkAsync("backup-delete", backupId);
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while ((await Cli.RunAsync("backup-show", backupId)).ExitCode == 0) await Task.Delay(300, timeout.Token);
+        await Cli.WaitUntilGoneAsync("backup", backupId, TimeSpan.FromSeconds(30));
         Assert.Contains($"No volumebackup with a name or ID of '{backupId}' exists", (await Cli.RunAsync("backup-show", backupId)).Error);
     }
 
@@ -61,10 +60,10 @@ public sealed class CinderCliTests(Backend backend)
         Assert.Contains("No backups available to do an incremental backup", refused.Error);
 
         var file = backend.VolumeFile(volumeId);
-        Backend.WriteGuestData(file, seed: 61, offset: 0, bytes: 4 << 20);
+        TestFiles.WriteGuestData(file, seed: 61, offset: 0, bytes: 4 << 20);
         var fullId = await BackupAsync(volumeId);
-        Backend.WriteGuestData(file, seed: 62, offset: 0, bytes: 1 << 20);
-        var sha = Backend.Sha256(file);
+        TestFiles.WriteGuestData(file, seed: 62, offset: 0, bytes: 1 << 20);
+        var sha = TestFiles.Sha256(file);
         var incrementalId = await BackupAsync("--incremental", volumeId);
 
         Assert.Equal([fullId, incrementalId], (await Cli.OkAsync("backup-list", "--volume-id", volumeId, "--sort", "created_at:asc")).Table().Select(r => r["ID"]));
@@ -77,7 +76,7 @@ public sealed class CinderCliTests(Backend backend)
 
         var restoredId = (await Cli.OkAsync("backup-restore", incrementalId)).Properties()["volume_id"];
         await Cli.WaitForStatusAsync("", restoredId, "available");
-        Assert.Equal(sha, Backend.Sha256(backend.VolumeFile(restoredId)));
+        Assert.Equal(sha, TestFiles.Sha256(backend.VolumeFile(restoredId)));
     }
 
     [Fact]
@@ -157,7 +156,7 @@ public sealed class CinderCliTests(Backend backend)
     public async Task Snapshots_and_a_backup_of_a_snapshot()
     {
         var volumeId = await CreateVolumeAsync();
-        Backend.WriteGuestData(backend.VolumeFile(volumeId), seed: 63, offset: 0, bytes: 2 << 20);
+        TestFiles.WriteGuestData(backend.VolumeFile(volumeId), seed: 63, offset: 0, bytes: 2 << 20);
         var snapshot = (await Cli.OkAsync("snapshot-create", "--name", "cli-snap", volumeId)).Properties()["id"];
         await Cli.WaitForStatusAsync("snapshot", snapshot, "available");
         Assert.Contains((await Cli.OkAsync("snapshot-list")).Table(), r => r["ID"] == snapshot);
@@ -172,14 +171,13 @@ public sealed class CinderCliTests(Backend backend)
     public async Task Force_delete_cancels_a_running_backup_and_leaves_nothing_behind()
     {
         var volumeId = await CreateVolumeAsync(2);
-        Backend.WriteGuestData(backend.VolumeFile(volumeId), seed: 64, offset: 0, bytes: 256 << 20);
+        TestFiles.WriteGuestData(backend.VolumeFile(volumeId), seed: 64, offset: 0, bytes: 256 << 20);
         var backupId = (await Cli.OkAsync("backup-create", volumeId)).Properties()["id"];
 
         Assert.NotEqual(0, (await Cli.RunAsync("backup-delete", "--force", backupId)).ExitCode);   // admins only
         await Cli.As("admin").OkAsync("backup-delete", "--force", backupId);
 
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        while ((await Cli.RunAsync("backup-show", backupId)).ExitCode == 0) await Task.Delay(300, timeout.Token);
+        await Cli.WaitUntilGoneAsync("backup", backupId, TimeSpan.FromSeconds(60));
         Assert.Equal("available", (await Cli.OkAsync("show", volumeId)).Properties()["status"]);
         await Task.Delay(2000);                                               // a cancelled writer would have finished by now
         Assert.Empty(Directory.EnumerateFiles(backend.RepositoryFolder, $"{backupId}*", SearchOption.AllDirectories));

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 
-namespace VolumeBackup.Api.Tests.EndToEnd;
+namespace VolumeBackup.EndToEnd.Tests;
 
 /// <summary>One backup is one trace: the Api's request, the agent's work and the VolumeAgent's gRPC calls share a trace id.</summary>
 [Collection(BackendCollection.Name)]

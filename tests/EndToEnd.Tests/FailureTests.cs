@@ -5,7 +5,7 @@ using System.Text.Json.Nodes;
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.TestSupport;
 
-namespace VolumeBackup.Api.Tests.EndToEnd;
+namespace VolumeBackup.EndToEnd.Tests;
 
 [Collection(BackendCollection.Name)]
 public sealed class FailureTests(Backend backend)
@@ -14,7 +14,7 @@ public sealed class FailureTests(Backend backend)
     public async Task With_the_NFS_server_stopped_a_backup_ends_in_error_and_the_volume_is_released()
     {
         var volumeId = await backend.CreateVolumeAsync();
-        Backend.WriteGuestData(backend.VolumeFile(volumeId), seed: 40, offset: 0, bytes: 1 << 20);
+        TestFiles.WriteGuestData(backend.VolumeFile(volumeId), seed: 40, offset: 0, bytes: 1 << 20);
         await backend.PostAsync($"volumes/{volumeId}/action", new Dictionary<string, object> { ["os-attach"] = new { instance_uuid = Guid.NewGuid() } });
         await TestServices.SetNfsRunningAsync(false);
         try
@@ -40,8 +40,8 @@ public sealed class FailureTests(Backend backend)
     {
         var volumeId = await backend.CreateVolumeAsync(2);
         var file = backend.VolumeFile(volumeId);
-        Backend.WriteGuestData(file, seed: 41, offset: 0, bytes: 768 << 20);
-        var sha = Backend.Sha256(file);
+        TestFiles.WriteGuestData(file, seed: 41, offset: 0, bytes: 768 << 20);
+        var sha = TestFiles.Sha256(file);
         var backupId = (string)(await backend.PostAsync("backups", new { backup = new { volume_id = volumeId } }))["backup"]!["id"]!;
 
         var worker = await backend.WaitForLogAsync($"Backup {backupId} of volume");   // the agent holding the device
@@ -55,7 +55,7 @@ public sealed class FailureTests(Backend backend)
         Assert.Empty(Directory.EnumerateFiles(backend.Pool, "tmp-*"));
         var restoredId = (string)(await backend.PostAsync($"backups/{backupId}/restore", new { restore = new { } }))["restore"]!["volume_id"]!;
         await backend.WaitForAsync($"volumes/{restoredId}", "volume", "available");
-        Assert.Equal(sha, Backend.Sha256(backend.VolumeFile(restoredId)));
+        Assert.Equal(sha, TestFiles.Sha256(backend.VolumeFile(restoredId)));
     }
 
     [Theory]

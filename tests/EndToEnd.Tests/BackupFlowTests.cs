@@ -1,8 +1,9 @@
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Contracts;
+using VolumeBackup.TestSupport;
 
-namespace VolumeBackup.Api.Tests.EndToEnd;
+namespace VolumeBackup.EndToEnd.Tests;
 
 /// <summary>One backup travels Api → RabbitMQ → BackupAgent → gRPC VolumeAgent → NFS and back, on the real services.</summary>
 [Collection(BackendCollection.Name)]
@@ -13,9 +14,9 @@ public sealed class BackupFlowTests(Backend backend)
     {
         var volumeId = await backend.CreateVolumeAsync(1, "source");
         var file = backend.VolumeFile(volumeId);
-        Backend.WriteGuestData(file, seed: 1, offset: 0, bytes: 3 << 20);
-        Backend.WriteGuestData(file, seed: 2, offset: 600L << 20, bytes: 1 << 20);
-        var sourceSha = Backend.Sha256(file);
+        TestFiles.WriteGuestData(file, seed: 1, offset: 0, bytes: 3 << 20);
+        TestFiles.WriteGuestData(file, seed: 2, offset: 600L << 20, bytes: 1 << 20);
+        var sourceSha = TestFiles.Sha256(file);
 
         var created = await backend.PostAsync("backups", new { backup = new { volume_id = volumeId, name = "full" } });
         var backupId = (string)created["backup"]!["id"]!;
@@ -41,8 +42,8 @@ public sealed class BackupFlowTests(Backend backend)
         await backend.WaitForAsync($"volumes/{restoredId}", "volume", "available", "error_restoring");
         await backend.WaitForAsync($"backups/{backupId}", "backup", "available");
         var restoredFile = backend.VolumeFile(restoredId);
-        Assert.Equal(sourceSha, Backend.Sha256(restoredFile));
-        Assert.True(Sparse.AllocatedBytes(restoredFile) <= Sparse.AllocatedBytes(file) + (1 << 20),
-            $"holes stay holes: restored {Sparse.AllocatedBytes(restoredFile)} bytes allocated, source {Sparse.AllocatedBytes(file)}");
+        Assert.Equal(sourceSha, TestFiles.Sha256(restoredFile));
+        Assert.True(TestFiles.AllocatedBytes(restoredFile) <= TestFiles.AllocatedBytes(file) + (1 << 20),
+            $"holes stay holes: restored {TestFiles.AllocatedBytes(restoredFile)} bytes allocated, source {TestFiles.AllocatedBytes(file)}");
     }
 }

@@ -1,6 +1,6 @@
 using VolumeBackup.TestSupport;
 
-namespace VolumeBackup.Api.Tests.EndToEnd;
+namespace VolumeBackup.EndToEnd.Tests;
 
 /// <summary>The broker and the database go away in the middle of a backup; run alone, as they are everyone's.</summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
@@ -19,8 +19,8 @@ public sealed class OutageTests(Backend backend)
     {
         var volumeId = await backend.CreateVolumeAsync(2);
         var file = backend.VolumeFile(volumeId);
-        Backend.WriteGuestData(file, seed: 70, offset: 64 << 20, bytes: 768 << 20);
-        var sha = Backend.Sha256(file);
+        TestFiles.WriteGuestData(file, seed: 70, offset: 64 << 20, bytes: 768 << 20);
+        var sha = TestFiles.Sha256(file);
         var backupId = (string)(await backend.PostAsync("backups", new { backup = new { volume_id = volumeId, name = $"through-{service}" } }))["backup"]!["id"]!;
         await backend.WaitForLogAsync($"Backup {backupId} of volume");
 
@@ -31,7 +31,7 @@ public sealed class OutageTests(Backend backend)
         Assert.Equal("available", (string?)(await backend.GetAsync($"volumes/{volumeId}"))["volume"]!["status"]);
         var restoredId = (string)(await backend.PostAsync($"backups/{backupId}/restore", new { restore = new { } }))["restore"]!["volume_id"]!;
         await backend.WaitForAsync($"volumes/{restoredId}", "volume", "available");
-        Assert.Equal(sha, Backend.Sha256(backend.VolumeFile(restoredId)));
+        Assert.Equal(sha, TestFiles.Sha256(backend.VolumeFile(restoredId)));
         Assert.Empty(Directory.EnumerateFiles(backend.Pool, "tmp-*"));
     }
 }
