@@ -27,6 +27,10 @@ public sealed class UntakenBackupsWatchdog(
     IServiceScopeFactory scopes, IOptions<BackupOptions> options, TimeProvider clock, ILogger<UntakenBackupsWatchdog> logger) : BackgroundService
 {
     readonly BackupOptions settings = options.Value;
+    long passes;
+
+    /// <summary>Checks completed since start: lets an operator (and a test) see the watchdog has looked, not just waited.</summary>
+    public long Passes => Interlocked.Read(ref passes);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -36,6 +40,7 @@ public sealed class UntakenBackupsWatchdog(
             try
             {
                 await GiveUpUntakenAsync(stoppingToken);
+                Interlocked.Increment(ref passes);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {

@@ -4,6 +4,8 @@ using MassTransit;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using VolumeBackup.TestSupport;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Services;
 using VolumeBackup.Api.Volumes;
@@ -63,15 +65,11 @@ public sealed class UntakenBackupTests(ImpatientApiFactory api) : IClassFixture<
     {
         var (project, volumeId, backupId) = await BackupWithOneLiveAgentAsync();
 
-        for (var i = 0; i < 8; i++)                                // four seconds: twice the patience, eight ticks
-        {
-            await using (var db = api.NewDbContext())
-            {
-                (await db.Services.SingleAsync(s => s.Host == project)).LastHeartbeat = DateTimeOffset.UtcNow;   // still beating
-                await db.SaveChangesAsync();
-            }
-            await Task.Delay(500);
-        }
+        // The agent's heartbeat is fresh for a minute; the watchdog must look at least twice after the backup is overdue.
+        var watchdog = api.Services.GetServices<IHostedService>().OfType<UntakenBackupsWatchdog>().Single();
+        await Task.Delay(TimeSpan.FromSeconds(2.1));               // Backups:UntakenAfter: from now on it is overdue
+        var overdueFrom = watchdog.Passes;
+        await Eventually.UntilAsync(() => watchdog.Passes >= overdueFrom + 2, TimeSpan.FromSeconds(30), "two watchdog passes over the overdue backup");
 
         await using var check = api.NewDbContext();
         Assert.Equal(BackupStatus.Creating, (await check.Backups.SingleAsync(b => b.Id == backupId)).Status);
