@@ -3,6 +3,8 @@ using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using VolumeBackup.Contracts.Grpc;
 using VolumeBackup.TestSupport;
 
@@ -66,6 +68,48 @@ public sealed class VolumeServiceTests : IDisposable
         var restored = Sha256(kept.Path);
         await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = kept.DeviceId, Commit = true });
         Assert.Equal(restored, Sha256(volume));
+        Assert.Empty(Directory.EnumerateFiles(pool, "*.restore-*"));
+    }
+
+    [Fact]
+    public async Task Committing_a_restore_device_an_agent_restart_removed_fails_and_keeps_the_volume()
+    {
+        var volumeId = Guid.NewGuid();
+        await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId.ToString(), SizeBytes = 16 << 20 });
+        var volume = Path.Combine(pool, $"volume-{volumeId}");
+        Write(volume, seed: 7);
+        var original = Sha256(volume);
+        var device = await client.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = volumeId.ToString(), RestoreId = Guid.NewGuid().ToString() });
+        await using (var writer = new FileStream(device.Path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+        {
+            _ = new VolumePool(Options.Create(new VolumeOptions { PoolPath = pool }), NullLogger<VolumePool>.Instance);   // an agent restarting mid-restore
+            writer.Write(Enumerable.Repeat((byte)0xAB, 4096).ToArray());   // the writer still holds the now unlinked file
+        }
+
+        var commit = await Assert.ThrowsAsync<RpcException>(() => client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = device.DeviceId, Commit = true }).ResponseAsync);
+
+        Assert.Equal(StatusCode.FailedPrecondition, commit.StatusCode);
+        Assert.Contains(device.DeviceId, commit.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(original, Sha256(volume));
+    }
+
+    [Fact]
+    public async Task A_redelivered_restore_gets_its_own_device_and_the_first_keeps_its_data()
+    {
+        var volumeId = Guid.NewGuid();
+        await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId.ToString(), SizeBytes = 16 << 20 });
+        var restoreId = Guid.NewGuid().ToString();
+        var first = await client.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = volumeId.ToString(), RestoreId = restoreId });
+        Write(first.Path, seed: 8);
+        var written = Sha256(first.Path);
+
+        var second = await client.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = volumeId.ToString(), RestoreId = restoreId });
+
+        Assert.NotEqual(first.DeviceId, second.DeviceId);
+        Assert.Equal(written, Sha256(first.Path));
+        await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = second.DeviceId, Commit = false });
+        await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = first.DeviceId, Commit = true });
+        Assert.Equal(written, Sha256(Path.Combine(pool, $"volume-{volumeId}")));
         Assert.Empty(Directory.EnumerateFiles(pool, "*.restore-*"));
     }
 
