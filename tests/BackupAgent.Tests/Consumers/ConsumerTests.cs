@@ -1,0 +1,59 @@
+using MassTransit;
+using VolumeBackup.BackupAgent.Tests.Repository;
+using VolumeBackup.Contracts;
+
+namespace VolumeBackup.BackupAgent.Tests.Consumers;
+
+/// <summary>The command consumers' fault paths: redeliveries, and devices that vanish under a job.</summary>
+public sealed class ConsumerTests : IAsyncLifetime
+{
+    readonly AgentHarness agent = new();
+
+    public Task InitializeAsync() => agent.StartAsync();
+
+    public Task DisposeAsync() => agent.DisposeAsync().AsTask();
+
+    [Fact]
+    public async Task A_redelivered_backup_already_on_the_share_is_reported_from_its_manifest_without_a_device()
+    {
+        var backupId = Guid.NewGuid();
+        var volumeId = Guid.NewGuid();                 // not in the pool: a device request would fail
+        var data = RepositoryFixture.Random(1 << 20, seed: 1);
+        var stored = await agent.Repository.Repository().BackupAsync(RepositoryFixture.Container, backupId, volumeId, null,
+            agent.Repository.Volume(data), data.Length, null, CancellationToken.None);
+
+        await agent.Bus.Bus.Publish(new CreateBackup(backupId, volumeId, null, RepositoryFixture.Container, null, InUse: true, data.Length, "project", "nova"));
+
+        Assert.True(await agent.Bus.Published.Any<BackupCompleted>(x => x.Context.Message.BackupId == backupId));
+        var completed = Assert.Single(agent.PublishedSoFar<BackupCompleted>());
+        Assert.Equal((stored.SizeBytes, stored.ObjectCount, stored.BytesWritten, stored.StoredBytes),
+            (completed.SizeBytes, completed.ObjectCount, completed.BytesWritten, completed.StoredBytes));
+        Assert.Equal(0, agent.Calls["GetBackupDevice"]);
+        Assert.Empty(agent.PublishedSoFar<BackupStarted>());
+        Assert.Empty(agent.PublishedSoFar<Fault<CreateBackup>>());
+    }
+
+    [Fact]
+    public async Task A_restore_whose_device_vanished_is_not_reported_until_redone_on_a_fresh_device()
+    {
+        var backupId = Guid.NewGuid();
+        var backedUp = RepositoryFixture.Random(4 << 20, seed: 2);
+        await agent.Repository.Repository().BackupAsync(RepositoryFixture.Container, backupId, Guid.NewGuid(), null,
+            agent.Repository.Volume(backedUp), backedUp.Length, null, CancellationToken.None);
+        var (volumeId, volume) = await agent.VolumeAsync(RepositoryFixture.Random(backedUp.Length, seed: 3));
+        var restarted = 0;
+        agent.Store.BeforeRead = path =>
+        {
+            if (path.Contains("/chunks/", StringComparison.Ordinal) && Interlocked.Exchange(ref restarted, 1) == 0)
+                agent.RestartVolumeAgent();            // mid-restore: the device is unlinked while the agent still writes into it
+            return Task.CompletedTask;
+        };
+
+        await agent.Bus.Bus.Publish(new RestoreBackup(backupId, Guid.NewGuid(), volumeId, RepositoryFixture.Container, "nova"));
+
+        Assert.True(await agent.Bus.Published.Any<BackupRestored>(x => x.Context.Message.BackupId == backupId));
+        Assert.Equal(2, agent.Calls["GetRestoreDevice"]);   // the first delivery's commit was refused, the retry took a fresh device
+        Assert.Equal(backedUp, await File.ReadAllBytesAsync(volume));
+        Assert.Empty(Directory.EnumerateFiles(agent.Pool, "*.restore-*"));
+    }
+}
