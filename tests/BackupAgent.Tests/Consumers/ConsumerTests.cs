@@ -1,4 +1,5 @@
 using MassTransit;
+using VolumeBackup.BackupAgent.Repository;
 using VolumeBackup.BackupAgent.Tests.Repository;
 using VolumeBackup.Contracts;
 
@@ -16,11 +17,9 @@ public sealed class ConsumerTests : IAsyncLifetime
     [Fact]
     public async Task A_redelivered_backup_already_on_the_share_is_reported_from_its_manifest_without_a_device()
     {
-        var backupId = Guid.NewGuid();
-        var volumeId = Guid.NewGuid();                 // not in the pool: a device request would fail
         var data = RepositoryFixture.Random(1 << 20, seed: 1);
-        var stored = await agent.Repository.Repository().BackupAsync(RepositoryFixture.Container, backupId, volumeId, null,
-            agent.Repository.Volume(data), data.Length, null, CancellationToken.None);
+        var (backupId, stored) = await BackupAsync(data);
+        var volumeId = Guid.NewGuid();                 // not in the pool: a device request would fail
 
         await agent.Bus.Bus.Publish(new CreateBackup(backupId, volumeId, null, RepositoryFixture.Container, null, InUse: true, data.Length, "project", "nova"));
 
@@ -36,18 +35,10 @@ public sealed class ConsumerTests : IAsyncLifetime
     [Fact]
     public async Task A_restore_whose_device_vanished_is_not_reported_until_redone_on_a_fresh_device()
     {
-        var backupId = Guid.NewGuid();
         var backedUp = RepositoryFixture.Random(4 << 20, seed: 2);
-        await agent.Repository.Repository().BackupAsync(RepositoryFixture.Container, backupId, Guid.NewGuid(), null,
-            agent.Repository.Volume(backedUp), backedUp.Length, null, CancellationToken.None);
+        var (backupId, _) = await BackupAsync(backedUp);
         var (volumeId, volume) = await agent.VolumeAsync(RepositoryFixture.Random(backedUp.Length, seed: 3));
-        var restarted = 0;
-        agent.Store.BeforeRead = path =>
-        {
-            if (path.Contains("/chunks/", StringComparison.Ordinal) && Interlocked.Exchange(ref restarted, 1) == 0)
-                agent.RestartVolumeAgent();            // mid-restore: the device is unlinked while the agent still writes into it
-            return Task.CompletedTask;
-        };
+        RestartVolumeAgentMidRestore(always: false);
 
         await agent.Bus.Bus.Publish(new RestoreBackup(backupId, Guid.NewGuid(), volumeId, RepositoryFixture.Container, "nova"));
 
@@ -55,5 +46,42 @@ public sealed class ConsumerTests : IAsyncLifetime
         Assert.Equal(2, agent.Calls["GetRestoreDevice"]);   // the first delivery's commit was refused, the retry took a fresh device
         Assert.Equal(backedUp, await File.ReadAllBytesAsync(volume));
         Assert.Empty(Directory.EnumerateFiles(agent.Pool, "*.restore-*"));
+    }
+
+    [Fact]
+    public async Task A_restore_that_keeps_losing_its_device_faults_and_leaves_the_volume_as_it_was()
+    {
+        var backedUp = RepositoryFixture.Random(4 << 20, seed: 4);
+        var (backupId, _) = await BackupAsync(backedUp);
+        var original = RepositoryFixture.Random(backedUp.Length, seed: 5);
+        var (volumeId, volume) = await agent.VolumeAsync(original);
+        RestartVolumeAgentMidRestore(always: true);
+
+        await agent.Bus.Bus.Publish(new RestoreBackup(backupId, Guid.NewGuid(), volumeId, RepositoryFixture.Container, "nova"));
+
+        Assert.True(await agent.Bus.Published.Any<Fault<RestoreBackup>>(x => x.Context.Message.Message.BackupId == backupId));
+        Assert.Empty(agent.PublishedSoFar<BackupRestored>());
+        Assert.Equal(original, await File.ReadAllBytesAsync(volume));
+        Assert.Empty(Directory.EnumerateFiles(agent.Pool, "*.restore-*"));
+    }
+
+    async Task<(Guid BackupId, BackupSummary Summary)> BackupAsync(byte[] data)
+    {
+        var backupId = Guid.NewGuid();
+        var summary = await agent.Repository.Repository().BackupAsync(RepositoryFixture.Container, backupId, Guid.NewGuid(), null,
+            agent.Repository.Volume(data), data.Length, null, CancellationToken.None);
+        return (backupId, summary);
+    }
+
+    // At a chunk read (the first only, or every one) the device is unlinked while the consumer still writes into it.
+    void RestartVolumeAgentMidRestore(bool always)
+    {
+        var restarted = 0;
+        agent.Store.BeforeRead = path =>
+        {
+            if (path.Contains("/chunks/", StringComparison.Ordinal) && (Interlocked.Exchange(ref restarted, 1) == 0 || always))
+                agent.RestartVolumeAgent();
+            return Task.CompletedTask;
+        };
     }
 }
