@@ -1,8 +1,5 @@
 using System.Security.Cryptography;
 using Grpc.Core;
-using Grpc.Net.Client;
-using Microsoft.AspNetCore.Mvc.Testing;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using VolumeBackup.Contracts.Grpc;
@@ -14,15 +11,13 @@ namespace VolumeBackup.VolumeAgent.Tests;
 public sealed class VolumeServiceTests : IDisposable
 {
     readonly string pool = TestServices.CreatePoolFolder("va");
-    readonly WebApplicationFactory<Program> factory;
+    readonly InProcessVolumeAgent agent;
     readonly VolumeHost.VolumeHostClient client;
 
     public VolumeServiceTests()
     {
-        factory = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
-            b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(new Dictionary<string, string?> { ["Volumes:PoolPath"] = pool })));
-        var channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions { HttpHandler = factory.Server.CreateHandler() });
-        client = new VolumeHost.VolumeHostClient(channel);
+        agent = new InProcessVolumeAgent(pool);
+        client = agent.Client;
     }
 
     [Fact]
@@ -165,7 +160,7 @@ public sealed class VolumeServiceTests : IDisposable
 
     public void Dispose()
     {
-        factory.Dispose();
+        agent.Dispose();
         Directory.Delete(pool, recursive: true);
     }
 }
