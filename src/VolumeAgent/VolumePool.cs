@@ -10,6 +10,7 @@ namespace VolumeBackup.VolumeAgent;
 public sealed class VolumePool
 {
     const int CopyBlock = 1024 * 1024;
+    const string RestoreMark = ".restore-";                   // volume-<id>.restore-<restore id>-<nonce>
     readonly string root;
     readonly bool allowCopy;
     readonly ILogger<VolumePool> logger;
@@ -38,7 +39,6 @@ public sealed class VolumePool
     public string SnapshotPath(Guid id) => Path.Combine(root, $"snapshot-{id}");
     public string BackupDevicePath(Guid backupId) => Path.Combine(root, $"tmp-backup-{backupId}");
     string TempSnapshotPath(Guid backupId) => Path.Combine(root, $"tmp-snapshot-{backupId}");
-    const string RestoreMark = ".restore-";
 
     /// <summary>A device id is a file name in the pool; anything else is refused so ids never become paths outside it.</summary>
     public string? ResolveDevice(string deviceId)
