@@ -265,6 +265,10 @@ listeners.tcp.default = 127.0.0.1:5672
 loopback_users.guest = true
 default_user = guest
 default_pass = guest
+# A job holds its command unacknowledged until it ends; past consumer_timeout the
+# broker closes the channel and redelivers the command while the job still runs.
+# 24 h is the longest backup or restore this deployment supports (default 30 min).
+consumer_timeout = 86400000
 EOF
 
   # epmd: use one that already answers, else start ours on loopback and

@@ -21,6 +21,15 @@ public sealed class AgentOptions
     /// <summary>Pauses between retries of a failed job (an NFS server restarting) before it is reported failed.</summary>
     public int[] RetryIntervalsMs { get; init; } = [1_000, 5_000, 30_000];
 
+    /// <summary>
+    /// Longest wait for a device from the VolumeAgent. Long, since on a pool that cannot reflink the device is a copy of
+    /// the whole volume; the VolumeAgent stops the copy when the deadline passes.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")] public TimeSpan DeviceCallTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Longest wait for a device release or commit: a delete or a rename.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")] public TimeSpan ReleaseCallTimeout { get; init; } = TimeSpan.FromMinutes(1);
+
     [Range(1, 60)] public int HeartbeatSeconds { get; init; } = 10;
 
     /// <summary>Bytes between progress events.</summary>

@@ -8,7 +8,7 @@ namespace VolumeBackup.BackupAgent;
 
 /// <summary>
 /// Takes a device from the VolumeAgent, streams it into the repository, releases it. Idempotent: a redelivered
-/// command whose manifest is already on the share reports that backup instead of writing it again.
+/// command whose manifest is already on the share reports that backup (BackupCompleted only) without taking a device.
 /// </summary>
 public sealed class CreateBackupConsumer(
     VolumeHost.VolumeHostClient volumes, BackupRepository repository, RunningJobs jobs, IOptions<AgentOptions> options, TimeProvider clock,
@@ -20,19 +20,32 @@ public sealed class CreateBackupConsumer(
         using var job = jobs.Start(m.BackupId, context.CancellationToken);
         var ct = job.Token;
         ct.ThrowIfCancellationRequested();                     // force-deleted while it waited in the queue
+        // Checked before a device is taken: an earlier delivery finished but its BackupCompleted was lost, and cloning
+        // the volume again or repeating BackupStarted would only disturb a backup that is done.
+        var summary = await repository.FindBackupAsync(m.Container, m.BackupId, ct);
+        if (summary is not null)
+            logger.BackupAlreadyWritten(m.BackupId);
+        else
+            summary = await WriteAsync(context, ct);
+        await context.Publish(new BackupCompleted(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten, summary.StoredBytes, clock.GetUtcNow()), ct);
+    }
+
+    async Task<BackupSummary> WriteAsync(ConsumeContext<CreateBackup> context, CancellationToken ct)
+    {
+        var m = context.Message;
         var agent = options.Value;
         var device = await volumes.GetBackupDeviceAsync(new GetBackupDeviceRequest
         {
             BackupId = m.BackupId.ToString(), VolumeId = m.VolumeId.ToString(), SnapshotId = m.SnapshotId?.ToString() ?? "", InUse = m.InUse,
-        }, cancellationToken: ct);
-        await using var lease = new DeviceLease(volumes, device, logger);
+        }, deadline: DateTime.UtcNow + agent.DeviceCallTimeout, cancellationToken: ct);
+        await using var lease = new DeviceLease(volumes, device, agent.ReleaseCallTimeout, logger);
         logger.BackupDeviceReady(m.BackupId, m.VolumeId, device.DeviceId, device.Method);
         await context.Publish(new BackupStarted(m.BackupId, m.VolumeId, device.Temporary, agent.Host, clock.GetUtcNow()), ct);
 
         var progress = new ProgressReporter(agent.ProgressEveryBytes, done => context.Publish(new BackupProgressed(m.BackupId, done, device.SizeBytes), ct));
         var summary = await repository.BackupAsync(m.Container, m.BackupId, m.VolumeId, m.ParentId, device.Path, device.SizeBytes, progress.ReportAsync, ct);
         logger.BackupWritten(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten);
-        await context.Publish(new BackupCompleted(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten, summary.StoredBytes, clock.GetUtcNow()), ct);
+        return summary;
     }
 }
 

@@ -22,4 +22,7 @@ internal static partial class Log
 
     [LoggerMessage(2007, LogLevel.Warning, "Backup {BackupId} cancelled: it was force-deleted")]
     public static partial void BackupCancelled(this ILogger logger, Guid backupId);
+
+    [LoggerMessage(2008, LogLevel.Information, "Backup {BackupId} is already on the share (a redelivered command): reported from its manifest")]
+    public static partial void BackupAlreadyWritten(this ILogger logger, Guid backupId);
 }

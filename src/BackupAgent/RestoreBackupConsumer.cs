@@ -18,11 +18,13 @@ public sealed class RestoreBackupConsumer(
     {
         var m = context.Message;
         var ct = context.CancellationToken;
-        var device = await volumes.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = m.VolumeId.ToString(), RestoreId = m.RestoreId.ToString() }, cancellationToken: ct);
-        await using var lease = new DeviceLease(volumes, device, logger);
-        await context.Publish(new RestoreStarted(m.BackupId, m.RestoreId, m.VolumeId, options.Value.Host), ct);
+        var agent = options.Value;
+        var device = await volumes.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = m.VolumeId.ToString(), RestoreId = m.RestoreId.ToString() },
+            deadline: DateTime.UtcNow + agent.DeviceCallTimeout, cancellationToken: ct);
+        await using var lease = new DeviceLease(volumes, device, agent.ReleaseCallTimeout, logger);
+        await context.Publish(new RestoreStarted(m.BackupId, m.RestoreId, m.VolumeId, agent.Host), ct);
         var summary = await repository.RestoreAsync(m.Container, m.BackupId, device.Path, null, ct);
-        await lease.CommitAsync();
+        await lease.CommitAsync();                             // fails if the device vanished meanwhile: the retry restores again
         logger.BackupRestored(m.BackupId, m.VolumeId, summary.SizeBytes);
         await context.Publish(new BackupRestored(m.BackupId, m.RestoreId, m.VolumeId, summary.SizeBytes), ct);
     }

@@ -4,11 +4,13 @@ namespace VolumeBackup.VolumeAgent;
 
 /// <summary>
 /// The volume files of this host. Names follow Cinder's drivers (<c>volume-{id}</c>, <c>snapshot-{id}</c>);
-/// temporaries carry the backup or restore id so a retried request finds and replaces its own.
+/// a backup's temporaries carry its id so a retried request finds and replaces its own; each restore device also carries
+/// a nonce, so two deliveries of one restore never write into the same file.
 /// </summary>
 public sealed class VolumePool
 {
     const int CopyBlock = 1024 * 1024;
+    const string RestoreMark = ".restore-";                   // volume-<id>.restore-<restore id>-<nonce>
     readonly string root;
     readonly bool allowCopy;
     readonly ILogger<VolumePool> logger;
@@ -37,7 +39,6 @@ public sealed class VolumePool
     public string SnapshotPath(Guid id) => Path.Combine(root, $"snapshot-{id}");
     public string BackupDevicePath(Guid backupId) => Path.Combine(root, $"tmp-backup-{backupId}");
     string TempSnapshotPath(Guid backupId) => Path.Combine(root, $"tmp-snapshot-{backupId}");
-    public string RestoreDevicePath(Guid volumeId, Guid restoreId) => Path.Combine(root, $"volume-{volumeId}.restore-{restoreId}");
 
     /// <summary>A device id is a file name in the pool; anything else is refused so ids never become paths outside it.</summary>
     public string? ResolveDevice(string deviceId)
@@ -64,12 +65,12 @@ public sealed class VolumePool
         return sizeBytes;
     }
 
-    public long CreateVolumeFromSnapshot(Guid id, Guid snapshotId, long sizeBytes)
+    public long CreateVolumeFromSnapshot(Guid id, Guid snapshotId, long sizeBytes, CancellationToken ct)
     {
         var source = SnapshotPath(snapshotId);
         if (!File.Exists(source)) throw new FileNotFoundException($"Snapshot {snapshotId} not found");
         var partial = VolumePath(id) + ".creating";
-        Clone(source, partial);
+        Clone(source, partial, ct);
         using (var file = new FileStream(partial, FileMode.Open, FileAccess.Write))
             if (file.Length < sizeBytes) file.SetLength(sizeBytes);
         File.Move(partial, VolumePath(id), overwrite: true);
@@ -78,12 +79,12 @@ public sealed class VolumePool
 
     public bool DeleteVolume(Guid id) => DeleteFile(VolumePath(id));
 
-    public string CreateSnapshot(Guid snapshotId, Guid volumeId)
+    public string CreateSnapshot(Guid snapshotId, Guid volumeId, CancellationToken ct)
     {
         var source = VolumePath(volumeId);
         if (!File.Exists(source)) throw new FileNotFoundException($"Volume {volumeId} not found");
         var partial = SnapshotPath(snapshotId) + ".creating";
-        var method = Clone(source, partial);
+        var method = Clone(source, partial, ct);
         File.Move(partial, SnapshotPath(snapshotId), overwrite: true);
         return method;
     }
@@ -95,7 +96,7 @@ public sealed class VolumePool
     /// deleted; for a snapshot, a clone of it. A detached volume is also cloned when reflink makes that instant,
     /// so it is free again at once; otherwise it is read in place.
     /// </summary>
-    public (string Path, bool Temporary, string Method) GetBackupDevice(Guid backupId, Guid volumeId, Guid? snapshotId, bool inUse)
+    public (string Path, bool Temporary, string Method) GetBackupDevice(Guid backupId, Guid volumeId, Guid? snapshotId, bool inUse, CancellationToken ct)
     {
         var device = BackupDevicePath(backupId);
         DeleteFile(device);                                   // a retry starts from a fresh point in time
@@ -103,7 +104,7 @@ public sealed class VolumePool
         {
             var snapshot = SnapshotPath(snap);
             if (!File.Exists(snapshot)) throw new FileNotFoundException($"Snapshot {snap} not found");
-            return (device, true, Clone(snapshot, device));
+            return (device, true, Clone(snapshot, device, ct));
         }
 
         var volume = VolumePath(volumeId);
@@ -113,8 +114,8 @@ public sealed class VolumePool
             var tempSnapshot = TempSnapshotPath(backupId);
             try
             {
-                var method = Clone(volume, tempSnapshot);
-                Clone(tempSnapshot, device);
+                var method = Clone(volume, tempSnapshot, ct);
+                Clone(tempSnapshot, device, ct);
                 return (device, true, method);
             }
             finally { DeleteFile(tempSnapshot); }
@@ -124,29 +125,42 @@ public sealed class VolumePool
         return (volume, false, "none");
     }
 
-    /// <summary>A sparse file of the volume's size beside it; committed by rename so a failed restore leaves the volume as it was.</summary>
+    /// <summary>
+    /// A sparse file of the volume's size beside it; committed by rename so a failed restore leaves the volume as it was.
+    /// Each call makes a new file (restore id + nonce): a redelivered restore must not truncate a device an earlier
+    /// delivery is still writing, and only the delivery that finished commits its own.
+    /// </summary>
     public (string Path, long Size) GetRestoreDevice(Guid volumeId, Guid restoreId)
     {
         var volume = VolumePath(volumeId);
         if (!File.Exists(volume)) throw new FileNotFoundException($"Volume {volumeId} not found");
         var size = new FileInfo(volume).Length;
-        var device = RestoreDevicePath(volumeId, restoreId);
-        using (var file = new FileStream(device, FileMode.Create, FileAccess.Write, FileShare.ReadWrite))
+        var device = Path.Combine(root, $"volume-{volumeId}{RestoreMark}{restoreId}-{Guid.NewGuid():N}");
+        using (var file = new FileStream(device, FileMode.CreateNew, FileAccess.Write, FileShare.ReadWrite))
             file.SetLength(size);
         return (device, size);
     }
 
-    /// <summary>Removes a temporary device; a committed restore device replaces its volume instead.</summary>
+    /// <summary>
+    /// Removes a temporary device; a committed restore device replaces its volume instead. Committing a restore device
+    /// that is gone fails: the writer's data went with it (an agent restart removes stale temporaries while the
+    /// writer still holds the unlinked file), so reporting success would leave the volume's old data in place.
+    /// </summary>
     public bool ReleaseDevice(string deviceId, bool commit)
     {
         var path = ResolveDevice(deviceId) ?? throw new ArgumentException($"Invalid device id {deviceId}");
         var name = Path.GetFileName(path);
-        if (name.StartsWith("volume-", StringComparison.Ordinal) && !name.Contains(".restore-", StringComparison.Ordinal))
+        var restoreMark = name.IndexOf(RestoreMark, StringComparison.Ordinal);
+        if (name.StartsWith("volume-", StringComparison.Ordinal) && restoreMark < 0)
             return false;                                     // a volume read in place: nothing to release
-        if (commit && name.Contains(".restore-", StringComparison.Ordinal))
+        if (commit && restoreMark >= 0)
         {
-            if (!File.Exists(path)) return false;
-            File.Move(path, Path.Combine(root, name[..name.IndexOf(".restore-", StringComparison.Ordinal)]), overwrite: true);
+            var volume = Path.Combine(root, name[..restoreMark]);
+            if (!File.Exists(path))
+                throw new InvalidOperationException($"Restore device {deviceId} no longer exists (removed as stale by a VolumeAgent restart?); what was written into it is lost and the restore must be redone");
+            if (!File.Exists(volume))
+                throw new InvalidOperationException($"Restore device {deviceId} cannot be committed: its volume was deleted");
+            File.Move(path, volume, overwrite: true);
             return true;
         }
         return DeleteFile(path);
@@ -155,12 +169,20 @@ public sealed class VolumePool
     public long AllocatedBytes(string path) => NativeFile.AllocatedBytes(path);
 
     /// <summary>Reflink when the filesystem can; otherwise a sparse-preserving copy, if allowed.</summary>
-    string Clone(string source, string target)
+    string Clone(string source, string target, CancellationToken ct)
     {
         if (TryReflinkOnly(source, target)) return "reflink";
         if (!allowCopy) throw new InvalidOperationException($"The pool {root} cannot reflink and copying is disabled");
         logger.CloneByCopy(source);
-        CopySparse(source, target);
+        try
+        {
+            CopySparse(source, target, ct);
+        }
+        catch (Exception)
+        {
+            File.Delete(target);                              // a partial copy is no device: never leave one to be mistaken for it
+            throw;
+        }
         return "copy";
     }
 
@@ -174,7 +196,9 @@ public sealed class VolumePool
         return false;
     }
 
-    static void CopySparse(string source, string target)
+    // Checks the token every block: a copy can take as long as reading the whole volume, and a caller that gave up
+    // (its deadline passed) must not keep the disk busy.
+    static void CopySparse(string source, string target, CancellationToken ct)
     {
         var buffer = new byte[CopyBlock];
         using var from = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 0);
@@ -182,6 +206,7 @@ public sealed class VolumePool
         long offset = 0;
         for (int n; (n = from.Read(buffer)) > 0; offset += n)
         {
+            ct.ThrowIfCancellationRequested();
             if (buffer.AsSpan(0, n).ContainsAnyExcept((byte)0))   // zero blocks stay holes
             {
                 to.Position = offset;

@@ -3,7 +3,7 @@ using VolumeBackup.Contracts.Grpc;
 
 namespace VolumeBackup.VolumeAgent;
 
-/// <summary>Thin gRPC face of the pool: validates ids, maps missing files to NotFound.</summary>
+/// <summary>Thin gRPC face of the pool: validates ids, maps missing files to NotFound; a clone by copy stops when the caller gives up.</summary>
 public sealed class VolumeService(VolumePool pool, ILogger<VolumeService> logger) : VolumeHost.VolumeHostBase
 {
     public override Task<VolumeInfo> CreateVolume(CreateVolumeRequest request, ServerCallContext context) => Run(() =>
@@ -12,7 +12,7 @@ public sealed class VolumeService(VolumePool pool, ILogger<VolumeService> logger
         if (request.SizeBytes <= 0) throw Invalid("size_bytes must be positive");
         var size = string.IsNullOrEmpty(request.SourceSnapshotId)
             ? pool.CreateVolume(id, request.SizeBytes)
-            : pool.CreateVolumeFromSnapshot(id, ParseId(request.SourceSnapshotId, "source_snapshot_id"), request.SizeBytes);
+            : pool.CreateVolumeFromSnapshot(id, ParseId(request.SourceSnapshotId, "source_snapshot_id"), request.SizeBytes, context.CancellationToken);
         logger.VolumeCreated(id, size);
         return new VolumeInfo { VolumeId = request.VolumeId, SizeBytes = size, AllocatedBytes = pool.AllocatedBytes(pool.VolumePath(id)) };
     });
@@ -24,7 +24,7 @@ public sealed class VolumeService(VolumePool pool, ILogger<VolumeService> logger
     {
         var snapshotId = ParseId(request.SnapshotId, "snapshot_id");
         var volumeId = ParseId(request.VolumeId, "volume_id");
-        var method = pool.CreateSnapshot(snapshotId, volumeId);
+        var method = pool.CreateSnapshot(snapshotId, volumeId, context.CancellationToken);
         logger.SnapshotCreated(snapshotId, volumeId, method);
         return new SnapshotInfo { SnapshotId = request.SnapshotId, VolumeId = request.VolumeId, Method = method, SizeBytes = new FileInfo(pool.SnapshotPath(snapshotId)).Length };
     });
@@ -37,7 +37,7 @@ public sealed class VolumeService(VolumePool pool, ILogger<VolumeService> logger
         var backupId = ParseId(request.BackupId, "backup_id");
         var volumeId = ParseId(request.VolumeId, "volume_id");
         Guid? snapshotId = string.IsNullOrEmpty(request.SnapshotId) ? null : ParseId(request.SnapshotId, "snapshot_id");
-        var (path, temporary, method) = pool.GetBackupDevice(backupId, volumeId, snapshotId, request.InUse);
+        var (path, temporary, method) = pool.GetBackupDevice(backupId, volumeId, snapshotId, request.InUse, context.CancellationToken);
         logger.BackupDeviceReady(backupId, volumeId, method);
         return new Device { DeviceId = Path.GetFileName(path), Path = path, SizeBytes = new FileInfo(path).Length, Temporary = temporary, Method = method };
     });
@@ -62,6 +62,7 @@ public sealed class VolumeService(VolumePool pool, ILogger<VolumeService> logger
         catch (FileNotFoundException e) { throw new RpcException(new Status(StatusCode.NotFound, e.Message)); }
         catch (InvalidOperationException e) { throw new RpcException(new Status(StatusCode.FailedPrecondition, e.Message)); }
         catch (ArgumentException e) { throw Invalid(e.Message); }
+        catch (OperationCanceledException) { throw new RpcException(new Status(StatusCode.Cancelled, "The caller cancelled or its deadline passed")); }
     }
 
     static Guid ParseId(string value, string field) =>

@@ -1,7 +1,6 @@
 using Grpc.Core;
-using Grpc.Net.Client;
-using Microsoft.AspNetCore.Mvc.Testing;
-using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using VolumeBackup.Contracts.Grpc;
 using VolumeBackup.TestSupport;
 using static VolumeBackup.TestSupport.TestFiles;
@@ -12,24 +11,19 @@ namespace VolumeBackup.VolumeAgent.Tests;
 public sealed class VolumeServiceTests : IDisposable
 {
     readonly string pool = TestServices.CreatePoolFolder("va");
-    readonly WebApplicationFactory<Program> factory;
+    readonly InProcessVolumeAgent agent;
     readonly VolumeHost.VolumeHostClient client;
 
     public VolumeServiceTests()
     {
-        factory = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
-            b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(new Dictionary<string, string?> { ["Volumes:PoolPath"] = pool })));
-        var channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions { HttpHandler = factory.Server.CreateHandler() });
-        client = new VolumeHost.VolumeHostClient(channel);
+        agent = new InProcessVolumeAgent(pool);
+        client = agent.Client;
     }
 
     [Fact]
     public async Task Device_of_an_in_use_volume_is_a_clone_frozen_when_it_was_handed_out()
     {
-        var volumeId = Guid.NewGuid();
-        await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId.ToString(), SizeBytes = 64 << 20 });
-        var volume = Path.Combine(pool, $"volume-{volumeId}");
-        Write(volume, seed: 1);
+        var (volumeId, volume) = await VolumeAsync(64 << 20, seed: 1);
         var before = Sha256(volume);
         var backupId = Guid.NewGuid();
 
@@ -50,22 +44,57 @@ public sealed class VolumeServiceTests : IDisposable
     [Fact]
     public async Task Restore_device_replaces_the_volume_only_on_commit()
     {
-        var volumeId = Guid.NewGuid();
-        await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId.ToString(), SizeBytes = 16 << 20 });
-        var volume = Path.Combine(pool, $"volume-{volumeId}");
-        Write(volume, seed: 3);
+        var (volumeId, volume) = await VolumeAsync(16 << 20, seed: 3);
         var original = Sha256(volume);
 
-        var dropped = await client.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = volumeId.ToString(), RestoreId = Guid.NewGuid().ToString() });
+        var dropped = await RestoreDeviceAsync(volumeId, Guid.NewGuid());
         Write(dropped.Path, seed: 4);
         await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = dropped.DeviceId, Commit = false });
         Assert.Equal(original, Sha256(volume));
 
-        var kept = await client.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = volumeId.ToString(), RestoreId = Guid.NewGuid().ToString() });
+        var kept = await RestoreDeviceAsync(volumeId, Guid.NewGuid());
         Write(kept.Path, seed: 5);
         var restored = Sha256(kept.Path);
         await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = kept.DeviceId, Commit = true });
         Assert.Equal(restored, Sha256(volume));
+        Assert.Empty(Directory.EnumerateFiles(pool, "*.restore-*"));
+    }
+
+    [Fact]
+    public async Task Committing_a_restore_device_an_agent_restart_removed_fails_and_keeps_the_volume()
+    {
+        var (volumeId, volume) = await VolumeAsync(16 << 20, seed: 7);
+        var original = Sha256(volume);
+        var device = await RestoreDeviceAsync(volumeId, Guid.NewGuid());
+        await using (var writer = new FileStream(device.Path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+        {
+            _ = new VolumePool(Options.Create(new VolumeOptions { PoolPath = pool }), NullLogger<VolumePool>.Instance);   // an agent restarting mid-restore
+            writer.Write(Enumerable.Repeat((byte)0xAB, 4096).ToArray());   // the writer still holds the now unlinked file
+        }
+
+        var commit = await Assert.ThrowsAsync<RpcException>(() => client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = device.DeviceId, Commit = true }).ResponseAsync);
+
+        Assert.Equal(StatusCode.FailedPrecondition, commit.StatusCode);
+        Assert.Contains(device.DeviceId, commit.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(original, Sha256(volume));
+    }
+
+    [Fact]
+    public async Task A_redelivered_restore_gets_its_own_device_and_the_first_keeps_its_data()
+    {
+        var (volumeId, volume) = await VolumeAsync(16 << 20, seed: 9);
+        var restoreId = Guid.NewGuid();
+        var first = await RestoreDeviceAsync(volumeId, restoreId);
+        Write(first.Path, seed: 8);
+        var written = Sha256(first.Path);
+
+        var second = await RestoreDeviceAsync(volumeId, restoreId);
+
+        Assert.NotEqual(first.DeviceId, second.DeviceId);
+        Assert.Equal(written, Sha256(first.Path));
+        await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = second.DeviceId, Commit = false });
+        await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = first.DeviceId, Commit = true });
+        Assert.Equal(written, Sha256(volume));
         Assert.Empty(Directory.EnumerateFiles(pool, "*.restore-*"));
     }
 
@@ -88,9 +117,7 @@ public sealed class VolumeServiceTests : IDisposable
     [Fact]
     public async Task A_volume_from_a_snapshot_has_the_snapshot_data()
     {
-        var volumeId = Guid.NewGuid();
-        await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId.ToString(), SizeBytes = 8 << 20 });
-        Write(Path.Combine(pool, $"volume-{volumeId}"), seed: 6);
+        var (volumeId, _) = await VolumeAsync(8 << 20, seed: 6);
         var snapshotId = Guid.NewGuid();
         var snapshot = await client.CreateSnapshotAsync(new CreateSnapshotRequest { SnapshotId = snapshotId.ToString(), VolumeId = volumeId.ToString() });
         Assert.Equal("reflink", snapshot.Method);
@@ -107,9 +134,21 @@ public sealed class VolumeServiceTests : IDisposable
 
     static void Write(string file, int seed) => WriteGuestData(file, seed, offset: 0, bytes: 4 << 20);
 
+    async Task<(Guid Id, string Path)> VolumeAsync(long sizeBytes, int seed)
+    {
+        var id = Guid.NewGuid();
+        await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = id.ToString(), SizeBytes = sizeBytes });
+        var path = Path.Combine(pool, $"volume-{id}");
+        Write(path, seed);
+        return (id, path);
+    }
+
+    async Task<Device> RestoreDeviceAsync(Guid volumeId, Guid restoreId) =>
+        await client.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = volumeId.ToString(), RestoreId = restoreId.ToString() });
+
     public void Dispose()
     {
-        factory.Dispose();
+        agent.Dispose();
         Directory.Delete(pool, recursive: true);
     }
 }

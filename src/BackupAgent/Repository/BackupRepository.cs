@@ -49,10 +49,10 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     {
         container = ContainerName.Validate(container);
         ArgumentOutOfRangeException.ThrowIfNegative(sizeBytes);
-        if (await ReadManifestAsync(container, backupId, ct) is { } stored)
+        if (await FindBackupAsync(container, backupId, ct) is { } stored)
         {
             logger.BackupAlreadyStored(backupId, container);
-            return Summarize(stored);
+            return stored;
         }
         var parent = parentId is { } id
             ? await ReadManifestAsync(container, id, ct)
@@ -185,6 +185,10 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         var file = await store.ReadAllAsync(ManifestPath(container, backupId), ct);
         return file is null ? null : Manifest.Parse(file, backupId);
     }
+
+    // What a finished backup reported, read back from its manifest; null while it has none (not finished, or deleted).
+    public async Task<BackupSummary?> FindBackupAsync(string container, Guid backupId, CancellationToken ct) =>
+        await ReadManifestAsync(container, backupId, ct) is { } manifest ? Summarize(manifest) : null;
 
     static BackupSummary Summarize(Manifest manifest) => new(manifest.SizeBytes, manifest.Totals.ObjectCount, manifest.Totals.ChunksWritten,
         manifest.Totals.BytesWritten, manifest.Totals.StoredBytes, manifest.Sha256);

@@ -62,6 +62,7 @@ public sealed class InterceptingStore(IRepositoryStore inner) : IRepositoryStore
     public Func<string, string> MapPath { get; init; } = path => path;
     public Func<string, Task>? BeforeCreateExclusive { get; set; }
     public Action<string>? BeforeWriteAtomic { get; set; }
+    public Func<string, Task>? BeforeRead { get; set; }
     public int MaxJitterMs { get; init; }
     public List<string> Reads { get; } = [];
 
@@ -77,6 +78,8 @@ public sealed class InterceptingStore(IRepositoryStore inner) : IRepositoryStore
     {
         await JitterAsync();
         lock (Reads) Reads.Add(path);
+        if (BeforeRead is { } hook)
+            await hook(path);
         return await inner.ReadAllAsync(MapPath(path), ct);
     }
 

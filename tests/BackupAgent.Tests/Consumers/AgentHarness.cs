@@ -1,0 +1,102 @@
+extern alias VolumeAgentHost;
+
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Grpc.Net.Client;
+using MassTransit;
+using MassTransit.Testing;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using VolumeBackup.BackupAgent.Tests.Repository;
+using VolumeBackup.Contracts.Grpc;
+using VolumeBackup.TestSupport;
+using VolumeAgentProgram = VolumeAgentHost::Program;
+
+namespace VolumeBackup.BackupAgent.Tests.Consumers;
+
+/// <summary>
+/// The BackupAgent's consumers on MassTransit's in-memory test harness, talking gRPC to a real VolumeAgent in process
+/// (on a folder of the XFS pool), with the repository in a temp folder behind an <see cref="InterceptingStore"/>.
+/// </summary>
+public sealed class AgentHarness : IAsyncDisposable
+{
+    readonly WebApplicationFactory<VolumeAgentProgram> volumeAgent;
+    readonly ServiceProvider provider;
+
+    public AgentHarness()
+    {
+        volumeAgent = new WebApplicationFactory<VolumeAgentProgram>().WithWebHostBuilder(b =>
+            b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(new Dictionary<string, string?> { ["Volumes:PoolPath"] = Pool })));
+        var channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions { HttpHandler = volumeAgent.Server.CreateHandler() });
+        Volumes = new VolumeHost.VolumeHostClient(channel.Intercept(Calls));
+        Store = new InterceptingStore(Repository.Store);
+        provider = new ServiceCollection()
+            .AddLogging()
+            .AddSingleton(Options.Create(new AgentOptions { Host = "host-test", VolumeAgentAddress = "http://localhost", RetryIntervalsMs = [10] }))
+            .AddSingleton(TimeProvider.System)
+            .AddSingleton<RunningJobs>()
+            .AddSingleton(Repository.Repository(Store))
+            .AddSingleton(Volumes)
+            .AddMassTransitTestHarness(x =>
+            {
+                x.SetTestTimeouts(testTimeout: TimeSpan.FromSeconds(60), testInactivityTimeout: TimeSpan.FromSeconds(30));
+                x.AddConsumer<CreateBackupConsumer, CreateBackupConsumerDefinition>();
+                x.AddConsumer<RestoreBackupConsumer, RestoreBackupConsumerDefinition>();
+            })
+            .BuildServiceProvider(validateScopes: true);
+    }
+
+    public string Pool { get; } = TestServices.CreatePoolFolder("ba");
+    public RepositoryFixture Repository { get; } = new();
+    public InterceptingStore Store { get; }
+    public CallCounter Calls { get; } = new();
+    public VolumeHost.VolumeHostClient Volumes { get; }
+    public ITestHarness Bus => provider.GetRequiredService<ITestHarness>();
+
+    public Task StartAsync() => Bus.Start();
+
+    /// <summary>What was published so far, without waiting for more (a plain Select waits out the inactivity timeout); ask after a positive wait.</summary>
+    public IReadOnlyList<T> PublishedSoFar<T>() where T : class =>
+        [.. Bus.Published.Select<T>(new CancellationToken(canceled: true)).Select(x => x.Context.Message)];
+
+    /// <summary>A volume of the pool holding <paramref name="data"/>.</summary>
+    public async Task<(Guid Id, string Path)> VolumeAsync(byte[] data)
+    {
+        var id = Guid.NewGuid();
+        await Volumes.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = id.ToString(), SizeBytes = data.Length });
+        var path = System.IO.Path.Combine(Pool, $"volume-{id}");
+        await File.WriteAllBytesAsync(path, data);
+        return (id, path);
+    }
+
+    /// <summary>What a VolumeAgent restarting now does first: it removes every temporary of its pool as stale.</summary>
+    public void RestartVolumeAgent() =>
+        _ = new VolumeAgentHost::VolumeBackup.VolumeAgent.VolumePool(
+            Options.Create(new VolumeAgentHost::VolumeBackup.VolumeAgent.VolumeOptions { PoolPath = Pool }),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<VolumeAgentHost::VolumeBackup.VolumeAgent.VolumePool>.Instance);
+
+    public async ValueTask DisposeAsync()
+    {
+        await provider.DisposeAsync();
+        await volumeAgent.DisposeAsync();
+        Repository.Dispose();
+        Directory.Delete(Pool, recursive: true);
+    }
+}
+
+/// <summary>Counts the VolumeAgent calls by method name, so a test can say which were never made.</summary>
+public sealed class CallCounter : Interceptor
+{
+    readonly Dictionary<string, int> calls = [];
+
+    public int this[string method] { get { lock (calls) return calls.GetValueOrDefault(method); } }
+
+    public override AsyncUnaryCall<TResponse> AsyncUnaryCall<TRequest, TResponse>(TRequest request, ClientInterceptorContext<TRequest, TResponse> context,
+        AsyncUnaryCallContinuation<TRequest, TResponse> continuation)
+    {
+        lock (calls) calls[context.Method.Name] = calls.GetValueOrDefault(context.Method.Name) + 1;
+        return continuation(request, context);
+    }
+}

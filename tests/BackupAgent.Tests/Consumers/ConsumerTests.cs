@@ -1,0 +1,88 @@
+using VolumeBackup.TestSupport;
+using MassTransit;
+using VolumeBackup.BackupAgent.Repository;
+using VolumeBackup.BackupAgent.Tests.Repository;
+using VolumeBackup.Contracts;
+
+namespace VolumeBackup.BackupAgent.Tests.Consumers;
+
+/// <summary>The command consumers' fault paths: redeliveries, and devices that vanish under a job.</summary>
+public sealed class ConsumerTests : IAsyncLifetime
+{
+    readonly AgentHarness agent = new();
+
+    public Task InitializeAsync() => agent.StartAsync();
+
+    public Task DisposeAsync() => agent.DisposeAsync().AsTask();
+
+    [Fact]
+    public async Task A_redelivered_backup_already_on_the_share_is_reported_from_its_manifest_without_a_device()
+    {
+        var data = TestFiles.RandomBytes(1 << 20, seed: 1);
+        var (backupId, stored) = await BackupAsync(data);
+        var volumeId = Guid.NewGuid();                 // not in the pool: a device request would fail
+
+        await agent.Bus.Bus.Publish(new CreateBackup(backupId, volumeId, null, RepositoryFixture.Container, null, InUse: true, data.Length, "project", "nova"));
+
+        Assert.True(await agent.Bus.Published.Any<BackupCompleted>(x => x.Context.Message.BackupId == backupId));
+        var completed = Assert.Single(agent.PublishedSoFar<BackupCompleted>());
+        Assert.Equal((stored.SizeBytes, stored.ObjectCount, stored.BytesWritten, stored.StoredBytes),
+            (completed.SizeBytes, completed.ObjectCount, completed.BytesWritten, completed.StoredBytes));
+        Assert.Equal(0, agent.Calls["GetBackupDevice"]);
+        Assert.Empty(agent.PublishedSoFar<BackupStarted>());
+        Assert.Empty(agent.PublishedSoFar<Fault<CreateBackup>>());
+    }
+
+    [Fact]
+    public async Task A_restore_whose_device_vanished_is_not_reported_until_redone_on_a_fresh_device()
+    {
+        var backedUp = TestFiles.RandomBytes(4 << 20, seed: 2);
+        var (backupId, _) = await BackupAsync(backedUp);
+        var (volumeId, volume) = await agent.VolumeAsync(TestFiles.RandomBytes(backedUp.Length, seed: 3));
+        RestartVolumeAgentMidRestore(always: false);
+
+        await agent.Bus.Bus.Publish(new RestoreBackup(backupId, Guid.NewGuid(), volumeId, RepositoryFixture.Container, "nova"));
+
+        Assert.True(await agent.Bus.Published.Any<BackupRestored>(x => x.Context.Message.BackupId == backupId));
+        Assert.Equal(2, agent.Calls["GetRestoreDevice"]);   // the first delivery's commit was refused, the retry took a fresh device
+        Assert.Equal(backedUp, await File.ReadAllBytesAsync(volume));
+        Assert.Empty(Directory.EnumerateFiles(agent.Pool, "*.restore-*"));
+    }
+
+    [Fact]
+    public async Task A_restore_that_keeps_losing_its_device_faults_and_leaves_the_volume_as_it_was()
+    {
+        var backedUp = TestFiles.RandomBytes(4 << 20, seed: 4);
+        var (backupId, _) = await BackupAsync(backedUp);
+        var original = TestFiles.RandomBytes(backedUp.Length, seed: 5);
+        var (volumeId, volume) = await agent.VolumeAsync(original);
+        RestartVolumeAgentMidRestore(always: true);
+
+        await agent.Bus.Bus.Publish(new RestoreBackup(backupId, Guid.NewGuid(), volumeId, RepositoryFixture.Container, "nova"));
+
+        Assert.True(await agent.Bus.Published.Any<Fault<RestoreBackup>>(x => x.Context.Message.Message.BackupId == backupId));
+        Assert.Empty(agent.PublishedSoFar<BackupRestored>());
+        Assert.Equal(original, await File.ReadAllBytesAsync(volume));
+        Assert.Empty(Directory.EnumerateFiles(agent.Pool, "*.restore-*"));
+    }
+
+    async Task<(Guid BackupId, BackupSummary Summary)> BackupAsync(byte[] data)
+    {
+        var backupId = Guid.NewGuid();
+        var summary = await agent.Repository.Repository().BackupAsync(RepositoryFixture.Container, backupId, Guid.NewGuid(), null,
+            agent.Repository.Volume(data), data.Length, null, CancellationToken.None);
+        return (backupId, summary);
+    }
+
+    // At a chunk read (the first only, or every one) the device is unlinked while the consumer still writes into it.
+    void RestartVolumeAgentMidRestore(bool always)
+    {
+        var restarted = 0;
+        agent.Store.BeforeRead = path =>
+        {
+            if (path.Contains("/chunks/", StringComparison.Ordinal) && (Interlocked.Exchange(ref restarted, 1) == 0 || always))
+                agent.RestartVolumeAgent();
+            return Task.CompletedTask;
+        };
+    }
+}
