@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Versions;
 using VolumeBackup.Api.Volumes;
 

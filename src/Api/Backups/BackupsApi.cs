@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
+using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Messaging;
 using VolumeBackup.Api.Quotas;
@@ -40,7 +41,7 @@ public static class BackupsApi
         string container;
         try { container = ContainerName.Validate(request.Container); }
         catch (ArgumentException e) { return CinderErrors.BadRequest($"Invalid container: {e.Message}"); }
-        if (await VolumesApi.FindAsync(db, caller, request.VolumeId, ct) is not { } volume) return VolumesApi.VolumeNotFound(request.VolumeId);
+        if (await db.FindVolumeAsync(caller, request.VolumeId, ct) is not { } volume) return VolumesApi.VolumeNotFound(request.VolumeId);
 
         Snapshot? snapshot = null;
         if (request.SnapshotId is not null)
@@ -91,7 +92,7 @@ public static class BackupsApi
         await tx.CommitAsync(ct);
         outbox.Notify();
         var baseUrl = Wire.BaseUrl(http);
-        return TypedResults.Accepted($"{baseUrl}/v3/{backup.ProjectId}/backups/{backup.Id}", VolumesApi.Wrap("backup", BackupSummary.From(backup, baseUrl)));
+        return TypedResults.Accepted($"{baseUrl}/v3/{backup.ProjectId}/backups/{backup.Id}", Wire.Wrap("backup", BackupSummary.From(backup, baseUrl)));
     }
 
     static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> List(Caller caller, AppDbContext db, HttpContext http, CancellationToken ct) =>
@@ -101,15 +102,21 @@ public static class BackupsApi
         await ListAsync(caller, db, http, "backups/detail", (b, baseUrl, version) => BackupView.From(b, baseUrl, version), ct);
 
     // Cinder sorts by any column of its backups table (the CLI sends display_name for "name"); "name" itself from 3.37.
-    static readonly string[] SortKeys = ["created_at", "updated_at", "id", "status", "size", "volume_id", "name", "display_name",
-        "display_description", "data_timestamp", "container", "availability_zone", "object_count", "project_id", "user_id", "host"];
+    static readonly SortKeys<Backup> SortKeys = new SortKeys<Backup>(b => b.Id)
+        .Add("created_at", b => b.CreatedAt).Add("updated_at", b => b.UpdatedAt).Add("id", b => b.Id)
+        // Orders by the machine's state name (Available, Creating, ..., Initial, Restoring), the stored column, not by
+        // Cinder's derived word: the two orders agree except that a not-yet-handled backup ("Initial") sorts apart from "Creating".
+        .Add("status", b => b.State)
+        .Add("size", b => b.Size).Add("volume_id", b => b.VolumeId)
+        .Add("name", b => b.Name, since: Microversion.BackupSortName).Add("display_name", b => b.Name).Add("display_description", b => b.Description)
+        .Add("data_timestamp", b => b.DataTimestamp).Add("container", b => b.Container).Add("availability_zone", b => b.AvailabilityZone)
+        .Add("object_count", b => b.ObjectCount).Add("project_id", b => b.ProjectId).Add("user_id", b => b.UserId).Add("host", b => b.Host);
 
-    /// <summary>Cinder's listing: filters, all_tenants for admins, sort, limit/marker pagination with a next link, count (3.45).</summary>
+    /// <summary>Cinder's backup listing: its filters and all_tenants for admins, then the listing grammar (<see cref="Listing"/>).</summary>
     static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> ListAsync(
-        Caller caller, AppDbContext db, HttpContext http, string collection, Func<Backup, string, Microversion, object> view, CancellationToken ct)
+        Caller caller, AppDbContext db, HttpContext http, string path, Func<Backup, string, Microversion, object> view, CancellationToken ct)
     {
         var q = http.Request.Query;
-        var version = Microversion.Of(http);
         var allTenants = Wire.Flag(q, "all_tenants");
         if (allTenants && !caller.IsAdmin) allTenants = false;           // Cinder ignores the flag for non-admins
         var query = db.Backups.AsNoTracking();
@@ -126,64 +133,14 @@ public static class BackupsApi
             if (!Guid.TryParse(volumeText, out var volumeId)) return TypedResults.Ok(new Dictionary<string, object> { ["backups"] = Array.Empty<object>() });
             query = query.Where(b => b.VolumeId == volumeId);
         }
-        var rows = await query.ToListAsync(ct);
-
-        // Cinder's sort: "key[:dir],..." or sort_key/sort_dir lists; descending unless asked; id breaks the last tie.
-        var sortKeys = q["sort"] is [{ } sortText] ? sortText.Split(',')
-            : q["sort_key"] is [{ } keyText] ? keyText.Split(',').Zip((q["sort_dir"] is [{ } dirText] ? dirText.Split(',') : []).Concat(Enumerable.Repeat("desc", 64)), (k, d) => $"{k}:{d}").ToArray()
-            : ["created_at:desc"];
-        IOrderedEnumerable<Backup>? sorted = null;
-        foreach (var sort in sortKeys)
-        {
-            var parts = sort.Split(':');
-            var key = parts[0].Trim();
-            if (parts.Length > 2 || parts.Length == 2 && parts[1].Trim() is not ("asc" or "desc")) return CinderErrors.BadRequest($"Invalid sort direction: {sort}");
-            if (!SortKeys.Contains(key) || key == "name" && version < Microversion.BackupSortName) return CinderErrors.BadRequest($"Invalid input received: Invalid sort key {key}.");
-            var descending = parts.Length < 2 || parts[1].Trim() == "desc";
-            Func<Backup, IComparable?> by = key switch
-            {
-                "updated_at" => b => b.UpdatedAt, "id" => b => b.Id, "status" => b => b.Status, "size" => b => b.Size,
-                "volume_id" => b => b.VolumeId, "name" or "display_name" => b => b.Name, "display_description" => b => b.Description,
-                "data_timestamp" => b => b.DataTimestamp, "container" => b => b.Container, "availability_zone" => b => b.AvailabilityZone,
-                "object_count" => b => b.ObjectCount, "project_id" => b => b.ProjectId, "user_id" => b => b.UserId, "host" => b => b.Host,
-                _ => b => b.CreatedAt,
-            };
-            sorted = sorted is null
-                ? descending ? rows.OrderByDescending(by) : rows.OrderBy(by)
-                : descending ? sorted.ThenByDescending(by) : sorted.ThenBy(by);
-        }
-        var ordered = sorted!.ThenBy(b => b.Id).ToList();
-
-        var total = ordered.Count;
-        if (q["marker"] is [var marker])
-        {
-            var at = ordered.FindIndex(b => b.Id.ToString() == marker);
-            if (at < 0) return CinderErrors.NotFound($"Marker {marker} could not be found.");
-            ordered = ordered[(at + 1)..];
-        }
-        const int maxLimit = 1000;                                          // Cinder's osapi_max_limit
-        var limit = maxLimit;
-        if (q["limit"] is [var limitText] && (!int.TryParse(limitText, out limit) || limit < 0))
-            return CinderErrors.BadRequest("limit param must be an integer");
-        limit = Math.Min(limit, maxLimit);
-        var page = ordered.Take(limit).ToList();
-
         var baseUrl = Wire.BaseUrl(http.Request);
-        var result = new Dictionary<string, object> { ["backups"] = page.Select(b => view(b, baseUrl, version)).ToList() };
-        if (page.Count > 0 && page.Count == limit && ordered.Count > limit)
-        {
-            var next = q.Where(p => p.Key != "marker").ToDictionary(p => p.Key, p => p.Value.ToString());
-            next["marker"] = page[^1].Id.ToString();
-            var query_ = string.Join('&', next.Select(p => $"{Uri.EscapeDataString(p.Key)}={Uri.EscapeDataString(p.Value)}"));
-            result["backups_links"] = new[] { new Link($"{baseUrl}/v3/{caller.ProjectId}/{collection}?{query_}", "next") };
-        }
-        if (version >= Microversion.CountInfo && Wire.Flag(q, "with_count")) result["count"] = total;
-        return TypedResults.Ok(result);
+        var version = Microversion.Of(http);
+        return await Listing.PageAsync(query, SortKeys, b => view(b, baseUrl, version), path, caller.ProjectId, http, ct);
     }
 
     static async Task<Results<Ok<Dictionary<string, Dictionary<string, object?>>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, HttpContext http, CancellationToken ct) =>
         await FindAsync(db, caller, id, ct) is { } backup
-            ? TypedResults.Ok(VolumesApi.Wrap("backup", BackupView.From(backup, Wire.BaseUrl(http.Request), Microversion.Of(http))))
+            ? TypedResults.Ok(Wire.Wrap("backup", BackupView.From(backup, Wire.BaseUrl(http.Request), Microversion.Of(http))))
             : BackupNotFound(id);
 
     /// <summary>Renames or re-describes a backup (3.9), and replaces its metadata (3.43).</summary>
@@ -203,7 +160,7 @@ public static class BackupsApi
         if (request.Metadata is not null) backup.Metadata = request.Metadata;
         backup.UpdatedAt = clock.GetUtcNow();
         await db.SaveChangesAsync(ct);
-        return TypedResults.Ok(VolumesApi.Wrap("backup", BackupSummary.From(backup, Wire.BaseUrl(http.Request))));
+        return TypedResults.Ok(Wire.Wrap("backup", BackupSummary.From(backup, Wire.BaseUrl(http.Request))));
     }
 
     /// <summary>Admin actions: os-reset_status and os-force_delete.</summary>
@@ -241,7 +198,7 @@ public static class BackupsApi
         if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow backup:export-import to be performed.");
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         if (backup.Status != BackupStatus.Available) return CinderErrors.BadRequest($"Invalid backup: Backup status must be available and not {backup.Status}.");
-        return TypedResults.Ok(VolumesApi.Wrap("backup-record", BackupRecord.Export(backup)));
+        return TypedResults.Ok(Wire.Wrap("backup-record", BackupRecord.Export(backup)));
     }
 
     static async Task<Results<Created<Dictionary<string, BackupSummary>>, ProblemHttpResult>> ImportRecord(
@@ -265,7 +222,7 @@ public static class BackupsApi
         await tx.CommitAsync(ct);
         outbox.Notify();
         var baseUrl = Wire.BaseUrl(http);
-        return TypedResults.Created($"{baseUrl}/v3/{backup.ProjectId}/backups/{backup.Id}", VolumesApi.Wrap("backup", BackupSummary.From(backup, baseUrl)));
+        return TypedResults.Created($"{baseUrl}/v3/{backup.ProjectId}/backups/{backup.Id}", Wire.Wrap("backup", BackupSummary.From(backup, baseUrl)));
     }
 
     static async Task<Results<Accepted, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
@@ -295,7 +252,7 @@ public static class BackupsApi
         Volume volume;
         if (request.VolumeId is not null)
         {
-            if (await VolumesApi.FindAsync(db, caller, request.VolumeId, ct) is not { } target) return VolumesApi.VolumeNotFound(request.VolumeId);
+            if (await db.FindVolumeAsync(caller, request.VolumeId, ct) is not { } target) return VolumesApi.VolumeNotFound(request.VolumeId);
             if (target.Status != VolumeStatus.Available)
                 return CinderErrors.BadRequest($"Invalid volume: Volume to be restored to must be available, but the current status is \"{target.Status}\".");
             if (target.Size < backup.Size)
@@ -324,7 +281,7 @@ public static class BackupsApi
         db.Outbox.Add(OutboxMessage.Create(new BackupRestoreRequested(backup.Id, Guid.NewGuid(), volume.Id), now));
         await db.SaveChangesAsync(ct);
         outbox.Notify();
-        return TypedResults.Accepted((string?)null, VolumesApi.Wrap("restore", new RestoreView(backup.Id.ToString(), volume.Id.ToString(), volume.Name)));
+        return TypedResults.Accepted((string?)null, Wire.Wrap("restore", new RestoreView(backup.Id.ToString(), volume.Id.ToString(), volume.Name)));
     }
 
     /// <summary>Cinder refuses a create, restore or delete when no cinder-backup of the zone is up, so no work queues for nobody.</summary>

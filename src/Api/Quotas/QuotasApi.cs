@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Backups;
+using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Volumes;
 
@@ -51,7 +52,7 @@ public static class QuotasApi
             ["totalVolumesUsed"] = used["volumes"].InUse, ["totalSnapshotsUsed"] = used["snapshots"].InUse, ["totalGigabytesUsed"] = used["gigabytes"].InUse,
             ["totalBackupsUsed"] = used["backups"].InUse, ["totalBackupGigabytesUsed"] = used["backup_gigabytes"].InUse,
         };
-        return TypedResults.Ok(VolumesApi.Wrap("limits", new Dictionary<string, object> { ["rate"] = Array.Empty<object>(), ["absolute"] = absolute }));
+        return TypedResults.Ok(Wire.Wrap("limits", new Dictionary<string, object> { ["rate"] = Array.Empty<object>(), ["absolute"] = absolute }));
     }
 
     static async Task<Results<Ok<Dictionary<string, Dictionary<string, object>>>, ProblemHttpResult>> Get(
@@ -70,14 +71,14 @@ public static class QuotasApi
             }
         }
         else foreach (var (resource, limit) in limits) set[resource] = limit;
-        return TypedResults.Ok(VolumesApi.Wrap("quota_set", set));
+        return TypedResults.Ok(Wire.Wrap("quota_set", set));
     }
 
     static Ok<Dictionary<string, Dictionary<string, object>>> GetDefaults(string target)
     {
         var set = new Dictionary<string, object> { ["id"] = target };
         foreach (var (resource, limit) in Defaults) set[resource] = limit;
-        return TypedResults.Ok(VolumesApi.Wrap("quota_set", set));
+        return TypedResults.Ok(Wire.Wrap("quota_set", set));
     }
 
     static async Task<Results<Ok<Dictionary<string, Dictionary<string, object>>>, ProblemHttpResult>> Update(
@@ -104,7 +105,7 @@ public static class QuotasApi
         await db.SaveChangesAsync(ct);
         var result = new Dictionary<string, object>();
         foreach (var (resource, limit) in await LimitsAsync(db, target, ct)) result[resource] = limit;
-        return TypedResults.Ok(VolumesApi.Wrap("quota_set", result));
+        return TypedResults.Ok(Wire.Wrap("quota_set", result));
     }
 
     static bool TryLimit(JsonElement value, out int limit)

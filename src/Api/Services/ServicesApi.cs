@@ -2,6 +2,7 @@ using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
+using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.Contracts;
@@ -26,7 +27,7 @@ public static class ServicesApi
         if (http.Query["host"] is [var host]) query = query.Where(s => s.Host == host);
         var now = clock.GetUtcNow();
         var rows = await query.OrderBy(s => s.Binary).ThenBy(s => s.Host).ToListAsync(ct);
-        return TypedResults.Ok(VolumesApi.Wrap("services", rows.Select(s => new Dictionary<string, object?>
+        return TypedResults.Ok(Wire.Wrap("services", rows.Select(s => new Dictionary<string, object?>
         {
             ["id"] = s.Id,
             ["binary"] = s.Binary,

@@ -1,5 +1,5 @@
 using Microsoft.AspNetCore.Http.HttpResults;
-using VolumeBackup.Api.Volumes;
+using VolumeBackup.Api.Cinder;
 
 namespace VolumeBackup.Api.Storage;
 
@@ -13,7 +13,7 @@ public static class AvailabilityZonesApi
 
     /// <summary>The zones of the configured storage hosts, as <c>cinder availability-zone-list</c> reads them.</summary>
     static Ok<Dictionary<string, List<Dictionary<string, object>>>> List(VolumeHosts hosts) =>
-        TypedResults.Ok(VolumesApi.Wrap("availabilityZoneInfo", hosts.All.Select(h => h.Zone).Distinct().Order().Select(zone => new Dictionary<string, object>
+        TypedResults.Ok(Wire.Wrap("availabilityZoneInfo", hosts.All.Select(h => h.Zone).Distinct().Order().Select(zone => new Dictionary<string, object>
         {
             ["zoneName"] = zone,
             ["zoneState"] = new Dictionary<string, bool> { ["available"] = true },

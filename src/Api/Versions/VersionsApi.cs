@@ -1,4 +1,4 @@
-using VolumeBackup.Api.Volumes;
+using VolumeBackup.Api.Cinder;
 
 namespace VolumeBackup.Api.Versions;
 

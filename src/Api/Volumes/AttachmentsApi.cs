@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
+using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Versions;
 
@@ -33,23 +34,23 @@ public static class AttachmentsApi
         if (!request.TryGetProperty("volume_uuid", out var volumeUuid) || volumeUuid.GetString() is not { } volumeId)
             return CinderErrors.BadRequest("Invalid input for field/attribute attachment. Value: 'volume_uuid' is a required property.");
         Guid? instance = request.TryGetProperty("instance_uuid", out var i) && Guid.TryParse(i.GetString(), out var parsed) ? parsed : null;
-        if (await VolumesApi.FindAsync(db, caller, volumeId, ct) is not { } volume) return VolumesApi.VolumeNotFound(volumeId);
+        if (await db.FindVolumeAsync(caller, volumeId, ct) is not { } volume) return VolumesApi.VolumeNotFound(volumeId);
         if (volume.Status != VolumeStatus.Available)
             return CinderErrors.BadRequest($"Invalid volume: Volume {volume.Id} status must be available or downloading to reserve, but the current status is {volume.Status}.");
         volume.Attach(instance, null, clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
-        return TypedResults.Ok(VolumesApi.Wrap("attachment", View(volume)));
+        return TypedResults.Ok(Wire.Wrap("attachment", View(volume)));
     }
 
     static async Task<Ok<Dictionary<string, List<Dictionary<string, object?>>>>> List(Caller caller, AppDbContext db, CancellationToken ct)
     {
         var attached = await db.Volumes.AsNoTracking().Where(v => v.ProjectId == caller.ProjectId && v.AttachmentId != null).ToListAsync(ct);
-        return TypedResults.Ok(VolumesApi.Wrap("attachments", attached.Select(View).ToList()));
+        return TypedResults.Ok(Wire.Wrap("attachments", attached.Select(View).ToList()));
     }
 
     static async Task<Results<Ok<Dictionary<string, Dictionary<string, object?>>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, CancellationToken ct) =>
         await FindAsync(db, caller, id, ct) is { } volume
-            ? TypedResults.Ok(VolumesApi.Wrap("attachment", View(volume)))
+            ? TypedResults.Ok(Wire.Wrap("attachment", View(volume)))
             : CinderErrors.NotFound($"VolumeAttachment {id} could not be found.");
 
     static async Task<Results<Ok<Dictionary<string, List<object>>>, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, TimeProvider clock, CancellationToken ct)
@@ -59,7 +60,7 @@ public static class AttachmentsApi
             return CinderErrors.BadRequest($"Invalid volume: Volume {volume.Id} is {volume.Status}; detach it when the backup or restore ends.");
         volume.Detach(clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
-        return TypedResults.Ok(VolumesApi.Wrap("attachments", new List<object>()));
+        return TypedResults.Ok(Wire.Wrap("attachments", new List<object>()));
     }
 
     static async Task<Volume?> FindAsync(AppDbContext db, Caller caller, string id, CancellationToken ct) =>

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using VolumeBackup.Api.Cinder;
 
 namespace VolumeBackup.Api.Volumes;
 
@@ -7,8 +8,6 @@ public sealed record CreateVolumeRequest(int? Size, string? Name, string? Descri
 
 public sealed record CreateSnapshotBody(CreateSnapshotRequest? Snapshot);
 public sealed record CreateSnapshotRequest(string? VolumeId, string? Name, string? Description, bool? Force, Dictionary<string, string>? Metadata);
-
-public sealed record Link(string Href, string Rel);
 
 public sealed record AttachmentView(string Id, string AttachmentId, string VolumeId, string? ServerId, string? HostName, string? Device, string? AttachedAt);
 
@@ -44,22 +43,4 @@ public sealed record SnapshotView(
     public static SnapshotView From(Snapshot s) => new(
         s.Id.ToString(), s.Status, s.Size, Wire.Time(s.CreatedAt), Wire.Time(s.UpdatedAt), s.Name, s.Description,
         s.VolumeId.ToString(), s.Metadata, s.ProjectId, s.Status == "available" ? "100%" : "0%");
-}
-
-/// <summary>How Cinder writes times and links.</summary>
-public static class Wire
-{
-    /// <summary>A boolean query flag as OpenStack clients send it (all_tenants=1, usage=true, with_count=True).</summary>
-    public static bool Flag(IQueryCollection query, string name) => query[name] is ["1" or "true" or "True"];
-
-    public static string Time(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff", System.Globalization.CultureInfo.InvariantCulture);
-    public static string? Time(DateTimeOffset? t) => t is { } v ? Time(v) : null;
-
-    public static IReadOnlyList<Link> Links(string baseUrl, string projectId, string collection, Guid id) =>
-    [
-        new($"{baseUrl}/v3/{projectId}/{collection}/{id}", "self"),
-        new($"{baseUrl}/{projectId}/{collection}/{id}", "bookmark"),
-    ];
-
-    public static string BaseUrl(HttpRequest request) => $"{request.Scheme}://{request.Host}";
 }

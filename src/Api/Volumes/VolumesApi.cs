@@ -3,6 +3,7 @@ using Grpc.Core;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
+using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Storage;
 using Host = VolumeBackup.Contracts.Grpc;
@@ -20,13 +21,6 @@ public static class VolumesApi
         volumes.MapGet("/{id}", Get);
         volumes.MapDelete("/{id}", Delete);
         volumes.MapPost("/{id}/action", Action);
-
-        var snapshots = project.MapGroup("/snapshots").WithTags("Snapshots");
-        snapshots.MapPost("", CreateSnapshot);
-        snapshots.MapGet("", ListSnapshots);
-        snapshots.MapGet("/detail", ListSnapshots);
-        snapshots.MapGet("/{id}", GetSnapshot);
-        snapshots.MapDelete("/{id}", DeleteSnapshot);
         return project;
     }
 
@@ -60,7 +54,7 @@ public static class VolumesApi
         db.Volumes.Add(volume);
         await db.SaveChangesAsync(ct);
         await CreateOnHostAsync(volume, hosts, db, clock, ct);
-        return TypedResults.Accepted($"{Wire.BaseUrl(http)}/v3/{volume.ProjectId}/volumes/{volume.Id}", Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))));
+        return TypedResults.Accepted($"{Wire.BaseUrl(http)}/v3/{volume.ProjectId}/volumes/{volume.Id}", Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))));
     }
 
     /// <summary>Creates the file on the storage host; a failure leaves the volume in error, as Cinder does, with the row kept for the user to delete.</summary>
@@ -82,35 +76,41 @@ public static class VolumesApi
         await db.SaveChangesAsync(CancellationToken.None);   // the file exists or not: the row must say which, even if the caller left
     }
 
-    static async Task<Ok<Dictionary<string, List<VolumeSummary>>>> List(Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
+    static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> List(Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
     {
-        var rows = await Visible(db, caller, http).ToListAsync(ct);
-        return TypedResults.Ok(Wrap("volumes", rows.Select(v => VolumeSummary.From(v, Wire.BaseUrl(http))).ToList()));
+        var baseUrl = Wire.BaseUrl(http);
+        return await Listing.PageAsync(Visible(db, caller, http), SortKeys, v => VolumeSummary.From(v, baseUrl), "volumes", caller.ProjectId, http.HttpContext, ct);
     }
 
-    static async Task<Ok<Dictionary<string, List<VolumeView>>>> ListDetail(Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
+    static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> ListDetail(Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
     {
-        var rows = await Visible(db, caller, http).ToListAsync(ct);
-        return TypedResults.Ok(Wrap("volumes", rows.Select(v => VolumeView.From(v, Wire.BaseUrl(http))).ToList()));
+        var baseUrl = Wire.BaseUrl(http);
+        return await Listing.PageAsync(Visible(db, caller, http), SortKeys, v => VolumeView.From(v, baseUrl), "volumes/detail", caller.ProjectId, http.HttpContext, ct);
     }
+
+    // The volumes table's columns Cinder's clients sort by ("name" is display_name).
+    static readonly SortKeys<Volume> SortKeys = new SortKeys<Volume>(v => v.Id)
+        .Add("created_at", v => v.CreatedAt).Add("updated_at", v => v.UpdatedAt).Add("id", v => v.Id).Add("status", v => v.Status)
+        .Add("size", v => v.Size).Add("name", v => v.Name).Add("display_name", v => v.Name).Add("display_description", v => v.Description)
+        .Add("availability_zone", v => v.AvailabilityZone).Add("host", v => v.Host).Add("project_id", v => v.ProjectId).Add("user_id", v => v.UserId);
 
     static IQueryable<Volume> Visible(AppDbContext db, Caller caller, HttpRequest http)
     {
-        var all = caller.IsAdmin && Wire.Flag(http.Query, "all_tenants");
-        var query = db.Volumes.AsNoTracking().Where(v => all || v.ProjectId == caller.ProjectId);
+        var query = db.Volumes.AsNoTracking();
+        if (!(caller.IsAdmin && Wire.Flag(http.Query, "all_tenants"))) query = query.Where(v => v.ProjectId == caller.ProjectId);
         if (http.Query["name"] is [var name]) query = query.Where(v => v.Name == name);
         if (http.Query["status"] is [var status]) query = query.Where(v => v.Status == status);
-        return query.OrderByDescending(v => v.CreatedAt);
+        return query;
     }
 
     static async Task<Results<Ok<Dictionary<string, VolumeView>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct) =>
-        await FindAsync(db, caller, id, ct) is { } volume
-            ? TypedResults.Ok(Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))))
+        await db.FindVolumeAsync(caller, id, ct) is { } volume
+            ? TypedResults.Ok(Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))))
             : VolumeNotFound(id);
 
     static async Task<Results<Accepted, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, VolumeHosts hosts, CancellationToken ct)
     {
-        if (await FindAsync(db, caller, id, ct) is not { } volume) return VolumeNotFound(id);
+        if (await db.FindVolumeAsync(caller, id, ct) is not { } volume) return VolumeNotFound(id);
         string[] deletable = [VolumeStatus.Available, VolumeStatus.Error, VolumeStatus.ErrorRestoring, VolumeStatus.ErrorDeleting];
         if (!deletable.Contains(volume.Status))
             return CinderErrors.BadRequest($"Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer.");
@@ -137,7 +137,7 @@ public static class VolumesApi
     /// <summary>Cinder's volume actions that attach and detach (os-attach, os-detach) and reset a status (admin).</summary>
     static async Task<Results<Accepted, ProblemHttpResult>> Action(string id, JsonElement body, Caller caller, AppDbContext db, TimeProvider clock, CancellationToken ct)
     {
-        if (await FindAsync(db, caller, id, ct) is not { } volume) return VolumeNotFound(id);
+        if (await db.FindVolumeAsync(caller, id, ct) is not { } volume) return VolumeNotFound(id);
         if (body.ValueKind != JsonValueKind.Object || body.EnumerateObject().FirstOrDefault() is not { Name: not null } action)
             return CinderErrors.BadRequest("Malformed request body");
         switch (action.Name)
@@ -169,64 +169,5 @@ public static class VolumesApi
         return TypedResults.Accepted((string?)null);
     }
 
-    static async Task<Results<Accepted<Dictionary<string, SnapshotView>>, ProblemHttpResult>> CreateSnapshot(
-        CreateSnapshotBody body, Caller caller, AppDbContext db, VolumeHosts hosts, TimeProvider clock, CancellationToken ct)
-    {
-        if (body.Snapshot is not { } request) return CinderErrors.BadRequest("Missing required element 'snapshot' in request body.");
-        if (request.VolumeId is null) return CinderErrors.BadRequest("'volume_id' is a required property");
-        if (await FindAsync(db, caller, request.VolumeId, ct) is not { } volume) return VolumeNotFound(request.VolumeId);
-        if (volume.Status == VolumeStatus.InUse && request.Force != true || volume.Status is not (VolumeStatus.Available or VolumeStatus.InUse))
-            return CinderErrors.BadRequest($"Invalid volume: Volume {volume.Id} status must be available or in-use, but current status is: {volume.Status}.");
-        var snapshot = new Snapshot
-        {
-            Id = Guid.NewGuid(), ProjectId = volume.ProjectId, UserId = caller.UserId, VolumeId = volume.Id, Name = request.Name,
-            Description = request.Description, Size = volume.Size, Metadata = request.Metadata ?? [], CreatedAt = clock.GetUtcNow(),
-        };
-        db.Snapshots.Add(snapshot);
-        await db.SaveChangesAsync(ct);
-        try
-        {
-            await hosts.Client(volume.Host).CreateSnapshotAsync(new Host.CreateSnapshotRequest { SnapshotId = snapshot.Id.ToString(), VolumeId = volume.Id.ToString() }, deadline: hosts.Deadline, cancellationToken: ct);
-            snapshot.Status = "available";
-        }
-        catch (RpcException)
-        {
-            snapshot.Status = "error";
-        }
-        snapshot.UpdatedAt = clock.GetUtcNow();
-        await db.SaveChangesAsync(CancellationToken.None);
-        return TypedResults.Accepted((string?)null, Wrap("snapshot", SnapshotView.From(snapshot)));
-    }
-
-    static async Task<Ok<Dictionary<string, List<SnapshotView>>>> ListSnapshots(Caller caller, AppDbContext db, CancellationToken ct)
-    {
-        var rows = await db.Snapshots.AsNoTracking().Where(s => s.ProjectId == caller.ProjectId).OrderByDescending(s => s.CreatedAt).ToListAsync(ct);
-        return TypedResults.Ok(Wrap("snapshots", rows.Select(SnapshotView.From).ToList()));
-    }
-
-    static async Task<Results<Ok<Dictionary<string, SnapshotView>>, ProblemHttpResult>> GetSnapshot(string id, Caller caller, AppDbContext db, CancellationToken ct) =>
-        Guid.TryParse(id, out var sid) && await db.Snapshots.AsNoTracking().FirstOrDefaultAsync(s => s.Id == sid, ct) is { } s && caller.CanSee(s.ProjectId)
-            ? TypedResults.Ok(Wrap("snapshot", SnapshotView.From(s)))
-            : CinderErrors.NotFound($"Snapshot {id} could not be found.");
-
-    static async Task<Results<Accepted, ProblemHttpResult>> DeleteSnapshot(string id, Caller caller, AppDbContext db, VolumeHosts hosts, CancellationToken ct)
-    {
-        if (!Guid.TryParse(id, out var sid) || await db.Snapshots.FindAsync([sid], ct) is not { } snapshot || !caller.CanSee(snapshot.ProjectId))
-            return CinderErrors.NotFound($"Snapshot {id} could not be found.");
-        if (snapshot.Status is not ("available" or "error"))
-            return CinderErrors.BadRequest("Invalid snapshot: Volume Snapshot status must be available or error.");
-        var volume = await db.Volumes.FindAsync([snapshot.VolumeId], ct);
-        if (volume is not null)
-            await hosts.Client(volume.Host).DeleteSnapshotAsync(new Host.DeleteSnapshotRequest { SnapshotId = snapshot.Id.ToString() }, deadline: hosts.Deadline, cancellationToken: ct);
-        db.Snapshots.Remove(snapshot);
-        await db.SaveChangesAsync(ct);
-        return TypedResults.Accepted((string?)null);
-    }
-
-    public static async Task<Volume?> FindAsync(AppDbContext db, Caller caller, string id, CancellationToken ct) =>
-        Guid.TryParse(id, out var vid) && await db.Volumes.FindAsync([vid], ct) is { } v && caller.CanSee(v.ProjectId) ? v : null;
-
     public static ProblemHttpResult VolumeNotFound(string id) => CinderErrors.NotFound($"Volume {id} could not be found.");
-
-    public static Dictionary<string, T> Wrap<T>(string key, T value) => new() { [key] = value };
 }

@@ -39,6 +39,22 @@ public sealed class BackupListingTests(ApiFactory api) : IClassFixture<ApiFactor
         Assert.Equal(400, (int)(await response.Content.ReadFromJsonAsync<JsonObject>())!["badRequest"]!["code"]!);
     }
 
+    [Theory]
+    [InlineData("sort=name:asc,size:desc")]
+    [InlineData("sort=name:desc,size:asc")]
+    [InlineData("sort_key=size,created_at&sort_dir=asc,asc")]
+    public async Task Paging_a_sorted_listing_walks_every_backup_once_in_its_order(string sort)
+    {
+        var project = await SeedAsync(("b", 2), (null, 1), ("a", 3), ("b", 1), (null, 2), ("b", 2), ("c", 1));
+        using var client = Client(project);
+
+        var whole = (await client.GetFromJsonAsync<JsonObject>($"/v3/{project}/backups?{sort}"))!;
+        var pages = await ListingPages.WalkAsync(client, $"/v3/{project}/backups?{sort}&limit=2", "backups");
+
+        Assert.Equal(7, whole["backups"]!.AsArray().Count);
+        Assert.Equal(whole.Field("backups", "id"), pages.SelectMany(p => p.Field("backups", "id")));
+    }
+
     HttpClient Client(string project)
     {
         var client = api.ClientFor(project);
@@ -47,7 +63,7 @@ public sealed class BackupListingTests(ApiFactory api) : IClassFixture<ApiFactor
     }
 
     // Backups of one fresh project; created a second apart in the order given.
-    async Task<string> SeedAsync(params (string Name, int Size)[] backups)
+    async Task<string> SeedAsync(params (string? Name, int Size)[] backups)
     {
         await api.StartedAsync();
         var project = $"p-{Guid.NewGuid():N}"[..12];
