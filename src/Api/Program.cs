@@ -21,9 +21,8 @@ builder.Services.AddExceptionHandler<ConcurrencyExceptionHandler>();
 // A body that is missing or not JSON throws, so the one error path renders it in Cinder's shape with its reason.
 builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
 builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
-builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddCinderAuth();
 builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-builder.Services.AddScoped<Caller>();
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<VolumeHosts>();
 builder.Services.AddDbContext<AppDbContext>(o => AppDbContext.Configure(o,
@@ -39,6 +38,10 @@ app.UseExceptionHandler(new ExceptionHandlerOptions
     StatusCodeSelector = e => e is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
 });
 app.UseStatusCodePages();
+// The schema check reads a body the handler binds too.
+app.Use((http, next) => { http.Request.EnableBuffering(); return next(http); });
+app.UseAuthentication();
+app.UseAuthorization();
 
 await using (var scope = app.Services.CreateAsyncScope())
     await scope.ServiceProvider.GetRequiredService<AppDbContext>().Database.MigrateAsync();
@@ -46,7 +49,7 @@ await using (var scope = app.Services.CreateAsyncScope())
 app.MapVersions();
 app.MapGroup("/v3/{project_id}")
     .AddEndpointFilter<MicroversionFilter>()
-    .AddEndpointFilter<NoAuthFilter>()
+    .RequireAuthorization(CinderAuth.ProjectPolicy)
     .MapVolumes()
     .MapAttachments()
     .MapBackups()

@@ -1,3 +1,5 @@
+using System.Security.Claims;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
@@ -25,8 +27,8 @@ public static class BackupsApi
         backups.MapDelete("/{id}", Delete);
         backups.MapPost("/{id}/restore", Restore);
         backups.MapPost("/{id}/action", Action);
-        backups.MapGet("/{id}/export_record", ExportRecord);
-        backups.MapPost("/import_record", ImportRecord);
+        backups.MapGet("/{id}/export_record", ExportRecord).RequireAdmin("backup:export-import");
+        backups.MapPost("/import_record", ImportRecord).RequireAdmin("backup:export-import");
         return project;
     }
 
@@ -208,12 +210,13 @@ public static class BackupsApi
 
     /// <summary>Admin actions: os-reset_status and os-force_delete.</summary>
     static async Task<Results<Accepted, ProblemHttpResult>> Action(
-        string id, System.Text.Json.JsonElement body, Caller caller, AppDbContext db, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
+        string id, System.Text.Json.JsonElement body, Caller caller, ClaimsPrincipal user, IAuthorizationService authorization, AppDbContext db,
+        OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
     {
         if (body.ValueKind != System.Text.Json.JsonValueKind.Object || body.EnumerateObject().FirstOrDefault() is not { Name: not null } action)
             return CinderErrors.BadRequest("Malformed request body");
         if (action.Name is not ("os-reset_status" or "os-force_delete")) return CinderErrors.BadRequest($"There is no such action: {action.Name}");
-        if (!caller.IsAdmin) return CinderErrors.Forbidden($"Policy doesn't allow backup:backup-{(action.Name == "os-reset_status" ? "reset_status" : "force_delete")} to be performed.");
+        if (await authorization.AuthorizeAdminAsync(user, $"backup:backup-{action.Name[3..]}") is { } denied) return denied;
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         var now = clock.GetUtcNow();
         if (action.Name == "os-reset_status")
@@ -238,7 +241,6 @@ public static class BackupsApi
     /// <summary>The record that lets another deployment on the same share import and restore this backup.</summary>
     static async Task<Results<Ok<Dictionary<string, Dictionary<string, string>>>, ProblemHttpResult>> ExportRecord(string id, Caller caller, AppDbContext db, CancellationToken ct)
     {
-        if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow backup:export-import to be performed.");
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         if (backup.Status != BackupStatus.Available) return CinderErrors.BadRequest($"Invalid backup: Backup status must be available and not {backup.Status}.");
         return TypedResults.Ok(VolumesApi.Wrap("backup-record", BackupRecord.Export(backup)));
@@ -247,7 +249,6 @@ public static class BackupsApi
     static async Task<Results<Created<Dictionary<string, BackupSummary>>, ProblemHttpResult>> ImportRecord(
         ImportRecordBody body, Caller caller, AppDbContext db, OutboxSignal outbox, HttpRequest http, TimeProvider clock, CancellationToken ct)
     {
-        if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow backup:export-import to be performed.");
         if (body.BackupRecord is not { BackupService: { } service, BackupUrl: { } url }) return CinderErrors.BadRequest("Incorrect request body format.");
         if (service != BackupRecord.Service) return CinderErrors.BadRequest($"Invalid input received: Backup service {service} is not supported; this service imports {BackupRecord.Service}.");
         if (BackupRecord.Decode(url) is not { } record) return CinderErrors.BadRequest("Invalid input received: Can't parse backup record.");

@@ -1,4 +1,6 @@
+using System.Security.Claims;
 using System.Text.Json;
+using Microsoft.AspNetCore.Authorization;
 using Grpc.Core;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -135,7 +137,8 @@ public static class VolumesApi
     }
 
     /// <summary>Cinder's volume actions that attach and detach (os-attach, os-detach) and reset a status (admin).</summary>
-    static async Task<Results<Accepted, ProblemHttpResult>> Action(string id, JsonElement body, Caller caller, AppDbContext db, TimeProvider clock, CancellationToken ct)
+    static async Task<Results<Accepted, ProblemHttpResult>> Action(
+        string id, JsonElement body, Caller caller, ClaimsPrincipal user, IAuthorizationService authorization, AppDbContext db, TimeProvider clock, CancellationToken ct)
     {
         if (await FindAsync(db, caller, id, ct) is not { } volume) return VolumeNotFound(id);
         if (body.ValueKind != JsonValueKind.Object || body.EnumerateObject().FirstOrDefault() is not { Name: not null } action)
@@ -155,7 +158,7 @@ public static class VolumesApi
                 volume.Detach(clock.GetUtcNow());
                 break;
             case "os-reset_status":
-                if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow volume_extension:volume_admin_actions:reset_status to be performed.");
+                if (await authorization.AuthorizeAdminAsync(user, "volume_extension:volume_admin_actions:reset_status") is { } denied) return denied;
                 if (!action.Value.TryGetProperty("status", out var status) || status.GetString() is not { Length: > 0 } newStatus)
                     return CinderErrors.BadRequest("Must specify 'status'");
                 volume.Status = newStatus;
