@@ -8,6 +8,7 @@ using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Messaging;
 using VolumeBackup.Api.Storage;
+using VolumeBackup.Api.Validation;
 using VolumeBackup.Api.Quotas;
 using VolumeBackup.Api.Services;
 using VolumeBackup.Api.Versions;
@@ -20,7 +21,11 @@ builder.AddServiceDefaults("Api");
 builder.Services.AddExceptionHandler<ConcurrencyExceptionHandler>();
 // A body that is missing or not JSON throws, so the one error path renders it in Cinder's shape with its reason.
 builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
-builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
+builder.Services.ConfigureHttpJsonOptions(o =>
+{
+    o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+    o.SerializerOptions.Converters.Add(new CinderBooleanConverter());
+});
 builder.Services.AddCinderAuth();
 builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton(TimeProvider.System);

@@ -8,6 +8,7 @@ using VolumeBackup.Api.Messaging;
 using VolumeBackup.Api.Quotas;
 using VolumeBackup.Api.Services;
 using VolumeBackup.Api.Storage;
+using VolumeBackup.Api.Validation;
 using VolumeBackup.Api.Versions;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.Contracts;
@@ -19,16 +20,16 @@ public static class BackupsApi
     public static RouteGroupBuilder MapBackups(this RouteGroupBuilder project)
     {
         var backups = project.MapGroup("/backups").WithTags("Backups");
-        backups.MapPost("", Create);
+        backups.MapPost("", Create).Validate(Schemas.ForBackupCreate);
         backups.MapGet("", List);
         backups.MapGet("/detail", ListDetail);
         backups.MapGet("/{id}", Get);
-        backups.MapPut("/{id}", Update);
+        backups.MapPut("/{id}", Update).Validate(Schemas.ForBackupUpdate);
         backups.MapDelete("/{id}", Delete);
-        backups.MapPost("/{id}/restore", Restore);
-        backups.MapPost("/{id}/action", Action);
+        backups.MapPost("/{id}/restore", Restore).Validate(Schemas.BackupRestore);
+        backups.MapPost("/{id}/action", Action).Validate(BodyValidation.ByAction(Schemas.BackupActions));
         backups.MapGet("/{id}/export_record", ExportRecord).RequireAdmin("backup:export-import");
-        backups.MapPost("/import_record", ImportRecord).RequireAdmin("backup:export-import");
+        backups.MapPost("/import_record", ImportRecord).RequireAdmin("backup:export-import").Validate(Schemas.BackupImportRecord);
         return project;
     }
 
@@ -37,8 +38,6 @@ public static class BackupsApi
     {
         if (body.Backup is not { } request) return CinderErrors.BadRequest("Missing required element 'backup' in request body.");
         if (request.VolumeId is null) return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: 'volume_id' is a required property.");
-        if (request.Name is { Length: > 255 } || request.Description is { Length: > 255 })
-            return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: name and description must be at most 255 characters.");
         string container;
         try { container = ContainerName.Validate(request.Container); }
         catch (ArgumentException e) { return CinderErrors.BadRequest($"Invalid container: {e.Message}"); }
@@ -195,10 +194,6 @@ public static class BackupsApi
         var version = Microversion.Of(http);
         if (version < Microversion.BackupUpdate) return CinderErrors.NotFound("The resource could not be found.");
         if (body.Backup is not { } request) return CinderErrors.BadRequest("Missing required element 'backup' in request body.");
-        if (request.Name is { Length: > 255 } || request.Description is { Length: > 255 })
-            return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: name and description must be at most 255 characters.");
-        if (request.Metadata is not null && version < Microversion.BackupMetadata)
-            return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: Additional properties are not allowed ('metadata' was unexpected).");
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         if (request.Name is not null) backup.Name = request.Name;
         if (request.Description is not null) backup.Description = request.Description;
@@ -305,7 +300,6 @@ public static class BackupsApi
         }
         else
         {
-            if (request.Name is { Length: > 255 }) return CinderErrors.BadRequest("Name must be at most 255 characters.");
             if (hosts.PickHost(backup.AvailabilityZone) is not { } host)
                 return CinderErrors.BadRequest($"Availability zone '{backup.AvailabilityZone}' has no storage host.");
             volume = new Volume

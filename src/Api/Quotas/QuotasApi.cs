@@ -4,6 +4,7 @@ using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Validation;
 using VolumeBackup.Api.Volumes;
 
 namespace VolumeBackup.Api.Quotas;
@@ -34,7 +35,7 @@ public static class QuotasApi
         var quotas = project.MapGroup("/os-quota-sets").WithTags("Quotas");
         quotas.MapGet("/{target}", Get);
         quotas.MapGet("/{target}/defaults", GetDefaults);
-        quotas.MapPut("/{target}", Update).RequireAdmin("volume_extension:quotas:update");
+        quotas.MapPut("/{target}", Update).RequireAdmin("volume_extension:quotas:update").Validate(Schemas.QuotaUpdate);
         project.MapGet("/limits", Limits).WithTags("Quotas");
         return project;
     }

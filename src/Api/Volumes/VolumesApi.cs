@@ -7,6 +7,7 @@ using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Storage;
+using VolumeBackup.Api.Validation;
 using Host = VolumeBackup.Contracts.Grpc;
 
 namespace VolumeBackup.Api.Volumes;
@@ -16,15 +17,15 @@ public static class VolumesApi
     public static RouteGroupBuilder MapVolumes(this RouteGroupBuilder project)
     {
         var volumes = project.MapGroup("/volumes").WithTags("Volumes");
-        volumes.MapPost("", Create);
+        volumes.MapPost("", Create).Validate(Schemas.ForVolumeCreate);
         volumes.MapGet("", List);
         volumes.MapGet("/detail", ListDetail);
         volumes.MapGet("/{id}", Get);
         volumes.MapDelete("/{id}", Delete);
-        volumes.MapPost("/{id}/action", Action);
+        volumes.MapPost("/{id}/action", Action).Validate(BodyValidation.ByAction(Schemas.VolumeActions));
 
         var snapshots = project.MapGroup("/snapshots").WithTags("Snapshots");
-        snapshots.MapPost("", CreateSnapshot);
+        snapshots.MapPost("", CreateSnapshot).Validate(Schemas.SnapshotCreate);
         snapshots.MapGet("", ListSnapshots);
         snapshots.MapGet("/detail", ListSnapshots);
         snapshots.MapGet("/{id}", GetSnapshot);
@@ -38,8 +39,6 @@ public static class VolumesApi
         if (body.Volume is not { } request) return CinderErrors.BadRequest("Missing required element 'volume' in request body.");
         if (request.Size is not ({ } size and > 0))
             return CinderErrors.BadRequest("Invalid input for field/attribute size. Value: must be an integer greater than 0.");
-        if (request.Name is { Length: > 255 } || request.Description is { Length: > 255 })
-            return CinderErrors.BadRequest("Name and description must be at most 255 characters.");
         var zone = request.AvailabilityZone ?? hosts.All[0].Zone;
         if (hosts.PickHost(zone) is not { } host) return CinderErrors.BadRequest($"Availability zone '{zone}' is invalid.");
 
