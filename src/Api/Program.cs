@@ -43,10 +43,9 @@ app.UseExceptionHandler(new ExceptionHandlerOptions
     StatusCodeSelector = e => e is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
 });
 app.UseStatusCodePages();
-// The schema check reads a body the handler binds too.
-app.Use((http, next) => { http.Request.EnableBuffering(); return next(http); });
 app.UseAuthentication();
 app.UseAuthorization();
+app.UseBodyValidation();
 
 await using (var scope = app.Services.CreateAsyncScope())
     await scope.ServiceProvider.GetRequiredService<AppDbContext>().Database.MigrateAsync();

@@ -163,29 +163,49 @@ public sealed class CinderSchema(string json)
     };
 }
 
-/// <summary>Checks a route's body against its schema before the handler runs; a refused body changes nothing.</summary>
+/// <summary>Checks a route's body against its schema before it is bound, so a refused body reaches no handler and changes nothing.</summary>
 public static class BodyValidation
 {
+    sealed record BodySchema(Func<Microversion, JsonElement, CinderSchema?> Pick);
+
     /// <summary>
     /// <paramref name="schema"/> picks the schema for the request's microversion and body (an action's schema is its key's);
     /// null leaves the body to the handler.
     /// </summary>
     public static RouteHandlerBuilder Validate(this RouteHandlerBuilder route, Func<Microversion, JsonElement, CinderSchema?> schema) =>
-        route.AddEndpointFilter(async (context, next) =>
-        {
-            var request = context.HttpContext.Request;
-            request.Body.Position = 0;                          // binding read it already; Program buffers every body
-            using var body = await JsonDocument.ParseAsync(request.Body, cancellationToken: context.HttpContext.RequestAborted);
-            if (schema(Microversion.Of(context.HttpContext), body.RootElement)?.Check(body.RootElement) is { } error)
-                return CinderErrors.BadRequest(error);
-            return await next(context);
-        });
+        route.WithMetadata(new BodySchema(schema));
 
     public static RouteHandlerBuilder Validate(this RouteHandlerBuilder route, CinderSchema schema) => route.Validate((_, _) => schema);
 
     /// <summary>An action's schema, by the body's one key; an unknown action is the handler's to refuse.</summary>
     public static Func<Microversion, JsonElement, CinderSchema?> ByAction(IReadOnlyDictionary<string, CinderSchema> actions) => (_, body) =>
         body.ValueKind == JsonValueKind.Object && body.EnumerateObject().FirstOrDefault() is { Name: { } name } && actions.TryGetValue(name, out var s) ? s : null;
+
+    /// <summary>
+    /// Runs after authorization and before binding: a type Cinder's schema refuses (a number for a boolean) would otherwise fail
+    /// binding as a malformed body. A body that is not JSON, or a microversion Cinder refuses, is left to binding and the filter.
+    /// </summary>
+    public static IApplicationBuilder UseBodyValidation(this IApplicationBuilder app) => app.Use(async (http, next) =>
+    {
+        if (http.GetEndpoint()?.Metadata.GetMetadata<BodySchema>() is { } schema && MicroversionFilter.Negotiate(http.Request) is (var version, null))
+        {
+            http.Request.EnableBuffering();                     // the handler binds the same body afterwards
+            string? error = null;
+            try
+            {
+                using var body = await JsonDocument.ParseAsync(http.Request.Body, cancellationToken: http.RequestAborted);
+                error = schema.Pick(version, body.RootElement)?.Check(body.RootElement);
+            }
+            catch (JsonException) { }                           // binding refuses it, with the one "Malformed request body" message
+            http.Request.Body.Position = 0;
+            if (error is not null)
+            {
+                await CinderErrors.BadRequest(error).ExecuteAsync(http);
+                return;
+            }
+        }
+        await next(http);
+    });
 }
 
 /// <summary>Cinder's booleans (parameter_types.boolean, oslo strutils.bool_from_string): true/false or words such as "yes" and "0".</summary>
