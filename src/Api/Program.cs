@@ -8,6 +8,7 @@ using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Messaging;
 using VolumeBackup.Api.Storage;
+using VolumeBackup.Api.Validation;
 using VolumeBackup.Api.Quotas;
 using VolumeBackup.Api.Services;
 using VolumeBackup.Api.Versions;
@@ -20,10 +21,13 @@ builder.AddServiceDefaults("Api");
 builder.Services.AddExceptionHandler<ConcurrencyExceptionHandler>();
 // A body that is missing or not JSON throws, so the one error path renders it in Cinder's shape with its reason.
 builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
-builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
-builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.ConfigureHttpJsonOptions(o =>
+{
+    o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+    o.SerializerOptions.Converters.Add(new CinderBooleanConverter());
+});
+builder.Services.AddCinderAuth();
 builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-builder.Services.AddScoped<Caller>();
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<VolumeHosts>();
 builder.Services.AddDbContext<AppDbContext>(o => AppDbContext.Configure(o,
@@ -39,6 +43,9 @@ app.UseExceptionHandler(new ExceptionHandlerOptions
     StatusCodeSelector = e => e is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
 });
 app.UseStatusCodePages();
+app.UseAuthentication();
+app.UseAuthorization();
+app.UseBodyValidation();
 
 await using (var scope = app.Services.CreateAsyncScope())
     await scope.ServiceProvider.GetRequiredService<AppDbContext>().Database.MigrateAsync();
@@ -46,7 +53,7 @@ await using (var scope = app.Services.CreateAsyncScope())
 app.MapVersions();
 app.MapGroup("/v3/{project_id}")
     .AddEndpointFilter<MicroversionFilter>()
-    .AddEndpointFilter<NoAuthFilter>()
+    .RequireAuthorization(CinderAuth.ProjectPolicy)
     .MapVolumes()
     .MapSnapshots()
     .MapAttachments()

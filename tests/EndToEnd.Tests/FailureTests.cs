@@ -15,7 +15,7 @@ public sealed class FailureTests(Backend backend)
     {
         var volumeId = await backend.CreateVolumeAsync();
         TestFiles.WriteGuestData(backend.VolumeFile(volumeId), seed: 40, offset: 0, bytes: 1 << 20);
-        await backend.PostAsync($"volumes/{volumeId}/action", new Dictionary<string, object> { ["os-attach"] = new { instance_uuid = Guid.NewGuid() } });
+        await backend.PostAsync($"volumes/{volumeId}/action", new Dictionary<string, object> { ["os-attach"] = new { instance_uuid = Guid.NewGuid(), mountpoint = "/dev/vdb" } });
         await TestServices.SetNfsRunningAsync(false);
         try
         {

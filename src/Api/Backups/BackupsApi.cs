@@ -1,3 +1,5 @@
+using System.Security.Claims;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
@@ -7,6 +9,7 @@ using VolumeBackup.Api.Messaging;
 using VolumeBackup.Api.Quotas;
 using VolumeBackup.Api.Services;
 using VolumeBackup.Api.Storage;
+using VolumeBackup.Api.Validation;
 using VolumeBackup.Api.Versions;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.Contracts;
@@ -18,16 +21,16 @@ public static class BackupsApi
     public static RouteGroupBuilder MapBackups(this RouteGroupBuilder project)
     {
         var backups = project.MapGroup("/backups").WithTags("Backups");
-        backups.MapPost("", Create);
+        backups.MapPost("", Create).Validate(Schemas.ForBackupCreate);
         backups.MapGet("", List);
         backups.MapGet("/detail", ListDetail);
         backups.MapGet("/{id}", Get);
-        backups.MapPut("/{id}", Update);
+        backups.MapPut("/{id}", Update).Validate(Schemas.ForBackupUpdate);
         backups.MapDelete("/{id}", Delete);
-        backups.MapPost("/{id}/restore", Restore);
-        backups.MapPost("/{id}/action", Action);
-        backups.MapGet("/{id}/export_record", ExportRecord);
-        backups.MapPost("/import_record", ImportRecord);
+        backups.MapPost("/{id}/restore", Restore).Validate(Schemas.BackupRestore);
+        backups.MapPost("/{id}/action", Action).Validate(BodyValidation.ByAction(Schemas.BackupActions));
+        backups.MapGet("/{id}/export_record", ExportRecord).RequireAdmin("backup:export-import");
+        backups.MapPost("/import_record", ImportRecord).RequireAdmin("backup:export-import").Validate(Schemas.BackupImportRecord);
         return project;
     }
 
@@ -36,8 +39,6 @@ public static class BackupsApi
     {
         if (body.Backup is not { } request) return CinderErrors.BadRequest("Missing required element 'backup' in request body.");
         if (request.VolumeId is null) return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: 'volume_id' is a required property.");
-        if (request.Name is { Length: > 255 } || request.Description is { Length: > 255 })
-            return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: name and description must be at most 255 characters.");
         string container;
         try { container = ContainerName.Validate(request.Container); }
         catch (ArgumentException e) { return CinderErrors.BadRequest($"Invalid container: {e.Message}"); }
@@ -150,10 +151,6 @@ public static class BackupsApi
         var version = Microversion.Of(http);
         if (version < Microversion.BackupUpdate) return CinderErrors.NotFound("The resource could not be found.");
         if (body.Backup is not { } request) return CinderErrors.BadRequest("Missing required element 'backup' in request body.");
-        if (request.Name is { Length: > 255 } || request.Description is { Length: > 255 })
-            return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: name and description must be at most 255 characters.");
-        if (request.Metadata is not null && version < Microversion.BackupMetadata)
-            return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: Additional properties are not allowed ('metadata' was unexpected).");
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         if (request.Name is not null) backup.Name = request.Name;
         if (request.Description is not null) backup.Description = request.Description;
@@ -165,12 +162,13 @@ public static class BackupsApi
 
     /// <summary>Admin actions: os-reset_status and os-force_delete.</summary>
     static async Task<Results<Accepted, ProblemHttpResult>> Action(
-        string id, System.Text.Json.JsonElement body, Caller caller, AppDbContext db, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
+        string id, System.Text.Json.JsonElement body, Caller caller, ClaimsPrincipal user, IAuthorizationService authorization, AppDbContext db,
+        OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
     {
         if (body.ValueKind != System.Text.Json.JsonValueKind.Object || body.EnumerateObject().FirstOrDefault() is not { Name: not null } action)
             return CinderErrors.BadRequest("Malformed request body");
         if (action.Name is not ("os-reset_status" or "os-force_delete")) return CinderErrors.BadRequest($"There is no such action: {action.Name}");
-        if (!caller.IsAdmin) return CinderErrors.Forbidden($"Policy doesn't allow backup:backup-{(action.Name == "os-reset_status" ? "reset_status" : "force_delete")} to be performed.");
+        if (await authorization.AuthorizeAdminAsync(user, $"backup:backup-{action.Name[3..]}") is { } denied) return denied;
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         var now = clock.GetUtcNow();
         if (action.Name == "os-reset_status")
@@ -195,7 +193,6 @@ public static class BackupsApi
     /// <summary>The record that lets another deployment on the same share import and restore this backup.</summary>
     static async Task<Results<Ok<Dictionary<string, Dictionary<string, string>>>, ProblemHttpResult>> ExportRecord(string id, Caller caller, AppDbContext db, CancellationToken ct)
     {
-        if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow backup:export-import to be performed.");
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         if (backup.Status != BackupStatus.Available) return CinderErrors.BadRequest($"Invalid backup: Backup status must be available and not {backup.Status}.");
         return TypedResults.Ok(Wire.Wrap("backup-record", BackupRecord.Export(backup)));
@@ -204,7 +201,6 @@ public static class BackupsApi
     static async Task<Results<Created<Dictionary<string, BackupSummary>>, ProblemHttpResult>> ImportRecord(
         ImportRecordBody body, Caller caller, AppDbContext db, OutboxSignal outbox, HttpRequest http, TimeProvider clock, CancellationToken ct)
     {
-        if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow backup:export-import to be performed.");
         if (body.BackupRecord is not { BackupService: { } service, BackupUrl: { } url }) return CinderErrors.BadRequest("Incorrect request body format.");
         if (service != BackupRecord.Service) return CinderErrors.BadRequest($"Invalid input received: Backup service {service} is not supported; this service imports {BackupRecord.Service}.");
         if (BackupRecord.Decode(url) is not { } record) return CinderErrors.BadRequest("Invalid input received: Can't parse backup record.");
@@ -261,7 +257,6 @@ public static class BackupsApi
         }
         else
         {
-            if (request.Name is { Length: > 255 }) return CinderErrors.BadRequest("Name must be at most 255 characters.");
             if (hosts.PickHost(backup.AvailabilityZone) is not { } host)
                 return CinderErrors.BadRequest($"Availability zone '{backup.AvailabilityZone}' has no storage host.");
             volume = new Volume

@@ -5,6 +5,7 @@ using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Validation;
 using VolumeBackup.Api.Volumes;
 
 namespace VolumeBackup.Api.Quotas;
@@ -35,7 +36,7 @@ public static class QuotasApi
         var quotas = project.MapGroup("/os-quota-sets").WithTags("Quotas");
         quotas.MapGet("/{target}", Get);
         quotas.MapGet("/{target}/defaults", GetDefaults);
-        quotas.MapPut("/{target}", Update);
+        quotas.MapPut("/{target}", Update).RequireAdmin("volume_extension:quotas:update").Validate(Schemas.QuotaUpdate);
         project.MapGet("/limits", Limits).WithTags("Quotas");
         return project;
     }
@@ -84,7 +85,6 @@ public static class QuotasApi
     static async Task<Results<Ok<Dictionary<string, Dictionary<string, object>>>, ProblemHttpResult>> Update(
         string target, JsonElement body, Caller caller, AppDbContext db, CancellationToken ct)
     {
-        if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow volume_extension:quotas:update to be performed.");
         if (body.ValueKind != JsonValueKind.Object || !body.TryGetProperty("quota_set", out var set) || set.ValueKind != JsonValueKind.Object)
             return CinderErrors.BadRequest("Missing required element 'quota_set' in request body.");
         var changes = new Dictionary<string, int>();

@@ -13,7 +13,7 @@ public static class ServicesApi
 {
     public static RouteGroupBuilder MapServices(this RouteGroupBuilder project)
     {
-        project.MapGet("/os-services", List).WithTags("Services");
+        project.MapGet("/os-services", List).WithTags("Services").RequireAdmin("volume_extension:services:index");
         return project;
     }
 
@@ -21,7 +21,6 @@ public static class ServicesApi
     static async Task<Results<Ok<Dictionary<string, List<Dictionary<string, object?>>>>, ProblemHttpResult>> List(
         Caller caller, AppDbContext db, HttpRequest http, TimeProvider clock, CancellationToken ct)
     {
-        if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow volume_extension:services:index to be performed.");
         var query = db.Services.AsNoTracking();
         if (http.Query["binary"] is [var binary]) query = query.Where(s => s.Binary == binary);
         if (http.Query["host"] is [var host]) query = query.Where(s => s.Host == host);

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Http.HttpResults;
 using VolumeBackup.Api.Errors;
 
 namespace VolumeBackup.Api.Versions;
@@ -43,25 +44,27 @@ public sealed class MicroversionFilter : IEndpointFilter
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
-        var version = Microversion.Min;
-        var header = http.Request.Headers["OpenStack-API-Version"].ToString();
-        if (header.Length > 0)
-        {
-            var requested = header.Split(',').Select(h => h.Trim()).FirstOrDefault(h => h.StartsWith("volume ", StringComparison.OrdinalIgnoreCase));
-            if (requested is not null)
-            {
-                var text = requested["volume ".Length..].Trim();
-                if (text.Equals("latest", StringComparison.OrdinalIgnoreCase)) version = Microversion.Max;
-                else if (!Microversion.TryParse(text, out version))
-                    return CinderErrors.BadRequest($"API Version String {text} is of invalid format. Must be of format MajorNum.MinorNum.");
-                else if (version < Microversion.Min || version > Microversion.Max)
-                    return TypedResults.Problem(
-                        $"Version {version} is not supported by the API. Minimum is {Microversion.Min} and maximum is {Microversion.Max}.", statusCode: 406);
-            }
-        }
+        var (version, refused) = Negotiate(http.Request);
+        if (refused is not null) return refused;
         http.Items[typeof(Microversion)] = version;
         http.Response.Headers["OpenStack-API-Version"] = $"volume {version}";
         http.Response.Headers.Append("Vary", "OpenStack-API-Version");
         return await next(context);
+    }
+
+    /// <summary>The version the request asks for, or why Cinder would refuse it.</summary>
+    public static (Microversion Version, ProblemHttpResult? Refused) Negotiate(HttpRequest request)
+    {
+        var header = request.Headers["OpenStack-API-Version"].ToString();
+        var requested = header.Split(',').Select(h => h.Trim()).FirstOrDefault(h => h.StartsWith("volume ", StringComparison.OrdinalIgnoreCase));
+        if (requested is null) return (Microversion.Min, null);
+        var text = requested["volume ".Length..].Trim();
+        if (text.Equals("latest", StringComparison.OrdinalIgnoreCase)) return (Microversion.Max, null);
+        if (!Microversion.TryParse(text, out var version))
+            return (version, CinderErrors.BadRequest($"API Version String {text} is of invalid format. Must be of format MajorNum.MinorNum."));
+        if (version < Microversion.Min || version > Microversion.Max)
+            return (version, TypedResults.Problem(
+                $"Version {version} is not supported by the API. Minimum is {Microversion.Min} and maximum is {Microversion.Max}.", statusCode: 406));
+        return (version, null);
     }
 }

@@ -4,6 +4,7 @@ using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Validation;
 using VolumeBackup.Api.Versions;
 
 namespace VolumeBackup.Api.Volumes;
@@ -17,7 +18,7 @@ public static class AttachmentsApi
     public static RouteGroupBuilder MapAttachments(this RouteGroupBuilder project)
     {
         var attachments = project.MapGroup("/attachments").WithTags("Attachments");
-        attachments.MapPost("", Create);
+        attachments.MapPost("", Create).Validate(Schemas.ForAttachmentCreate);
         attachments.MapGet("", List);
         attachments.MapGet("/detail", List);
         attachments.MapGet("/{id}", Get);

@@ -5,6 +5,7 @@ using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Storage;
+using VolumeBackup.Api.Validation;
 using Host = VolumeBackup.Contracts.Grpc;
 
 namespace VolumeBackup.Api.Volumes;
@@ -14,7 +15,7 @@ public static class SnapshotsApi
     public static RouteGroupBuilder MapSnapshots(this RouteGroupBuilder project)
     {
         var snapshots = project.MapGroup("/snapshots").WithTags("Snapshots");
-        snapshots.MapPost("", Create);
+        snapshots.MapPost("", Create).Validate(Schemas.SnapshotCreate);
         snapshots.MapGet("", List);
         snapshots.MapGet("/detail", ListDetail);
         snapshots.MapGet("/{id}", Get);

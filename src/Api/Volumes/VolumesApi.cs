@@ -1,4 +1,6 @@
+using System.Security.Claims;
 using System.Text.Json;
+using Microsoft.AspNetCore.Authorization;
 using Grpc.Core;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -6,6 +8,7 @@ using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Storage;
+using VolumeBackup.Api.Validation;
 using Host = VolumeBackup.Contracts.Grpc;
 
 namespace VolumeBackup.Api.Volumes;
@@ -15,12 +18,12 @@ public static class VolumesApi
     public static RouteGroupBuilder MapVolumes(this RouteGroupBuilder project)
     {
         var volumes = project.MapGroup("/volumes").WithTags("Volumes");
-        volumes.MapPost("", Create);
+        volumes.MapPost("", Create).Validate(Schemas.ForVolumeCreate);
         volumes.MapGet("", List);
         volumes.MapGet("/detail", ListDetail);
         volumes.MapGet("/{id}", Get);
         volumes.MapDelete("/{id}", Delete);
-        volumes.MapPost("/{id}/action", Action);
+        volumes.MapPost("/{id}/action", Action).Validate(BodyValidation.ByAction(Schemas.VolumeActions));
         return project;
     }
 
@@ -30,8 +33,6 @@ public static class VolumesApi
         if (body.Volume is not { } request) return CinderErrors.BadRequest("Missing required element 'volume' in request body.");
         if (request.Size is not ({ } size and > 0))
             return CinderErrors.BadRequest("Invalid input for field/attribute size. Value: must be an integer greater than 0.");
-        if (request.Name is { Length: > 255 } || request.Description is { Length: > 255 })
-            return CinderErrors.BadRequest("Name and description must be at most 255 characters.");
         var zone = request.AvailabilityZone ?? hosts.All[0].Zone;
         if (hosts.PickHost(zone) is not { } host) return CinderErrors.BadRequest($"Availability zone '{zone}' is invalid.");
 
@@ -135,7 +136,8 @@ public static class VolumesApi
     }
 
     /// <summary>Cinder's volume actions that attach and detach (os-attach, os-detach) and reset a status (admin).</summary>
-    static async Task<Results<Accepted, ProblemHttpResult>> Action(string id, JsonElement body, Caller caller, AppDbContext db, TimeProvider clock, CancellationToken ct)
+    static async Task<Results<Accepted, ProblemHttpResult>> Action(
+        string id, JsonElement body, Caller caller, ClaimsPrincipal user, IAuthorizationService authorization, AppDbContext db, TimeProvider clock, CancellationToken ct)
     {
         if (await db.FindVolumeAsync(caller, id, ct) is not { } volume) return VolumeNotFound(id);
         if (body.ValueKind != JsonValueKind.Object || body.EnumerateObject().FirstOrDefault() is not { Name: not null } action)
@@ -155,7 +157,7 @@ public static class VolumesApi
                 volume.Detach(clock.GetUtcNow());
                 break;
             case "os-reset_status":
-                if (!caller.IsAdmin) return CinderErrors.Forbidden("Policy doesn't allow volume_extension:volume_admin_actions:reset_status to be performed.");
+                if (await authorization.AuthorizeAdminAsync(user, "volume_extension:volume_admin_actions:reset_status") is { } denied) return denied;
                 if (!action.Value.TryGetProperty("status", out var status) || status.GetString() is not { Length: > 0 } newStatus)
                     return CinderErrors.BadRequest("Must specify 'status'");
                 volume.Status = newStatus;

@@ -1,0 +1,37 @@
+using VolumeBackup.Api.Backups;
+using VolumeBackup.Api.Volumes;
+
+namespace VolumeBackup.Api.Tests;
+
+/// <summary>An available volume with an available backup of it, in project "p".</summary>
+public static class Seed
+{
+    public static async Task<(Volume Volume, Backup Backup)> VolumeWithBackupAsync(ApiFactory api)
+    {
+        await api.StartedAsync();                                  // migrations applied, bus bound
+        await using var db = api.NewDbContext();
+        var now = DateTimeOffset.UtcNow;
+        var volume = new Volume
+        {
+            Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", Size = 1, AvailabilityZone = "nova", Host = "host-a",
+            Status = VolumeStatus.Available, CreatedAt = now,
+        };
+        var backup = new Backup
+        {
+            Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", VolumeId = volume.Id, Container = "c", AvailabilityZone = "nova",
+            State = nameof(BackupSaga.Available), CreatedAt = now, DataTimestamp = now,
+        };
+        db.AddRange(volume, backup);
+        await db.SaveChangesAsync();
+        return (volume, backup);
+    }
+
+    /// <summary>The rows a refused request must leave as they were.</summary>
+    public static async Task<(int Volumes, int Snapshots, int Backups, int Quotas, int Outbox, string VolumeStatus, string BackupStatus)> StateAsync(
+        ApiFactory api, Volume volume, Backup backup)
+    {
+        await using var db = api.NewDbContext();
+        return (db.Volumes.Count(), db.Snapshots.Count(), db.Backups.Count(), db.Quotas.Count(), db.Outbox.Count(),
+            db.Volumes.Single(v => v.Id == volume.Id).Status, db.Backups.Single(b => b.Id == backup.Id).Status);
+    }
+}
