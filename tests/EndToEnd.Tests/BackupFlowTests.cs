@@ -21,9 +21,11 @@ public sealed class BackupFlowTests(Backend backend)
         var created = await backend.PostAsync("backups", new { backup = new { volume_id = volumeId, name = "full" } });
         var backupId = (string)created["backup"]!["id"]!;
         await using (var db = backend.NewDbContext())
-            Assert.Contains(await db.Outbox.ToListAsync(), m => m.MessageType == "CreateBackup" && m.Body.Contains(backupId));   // the command went through the outbox
+            Assert.Contains(await db.Outbox.ToListAsync(), m => m.MessageType == "BackupCreateRequested" && m.Body.Contains(backupId));   // the request committed with the row
 
         var backup = await backend.WaitForAsync($"backups/{backupId}", "backup", "available", "error");
+        await using (var db = backend.NewDbContext())               // the saga sent the command through the outbox too
+            Assert.Contains(await db.Outbox.ToListAsync(), m => m.MessageType == "CreateBackup" && m.Body.Contains(backupId));
         Assert.Equal("available", (string?)backup["status"]);
         Assert.Equal(1, (int)backup["size"]!);
         Assert.Equal(4, (int)backup["object_count"]!);                           // 4 MiB of data in 1 MiB chunks; holes are not objects

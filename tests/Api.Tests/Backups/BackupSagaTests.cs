@@ -18,8 +18,8 @@ public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarnes
         var (volume, backup) = await saga.RequestedAsync(VolumeStatus.InUse);
         Assert.Equal(BackupStatus.Creating, (await saga.BackupAsync(backup.Id)).Status);   // "Initial" reads creating too
 
-        await saga.FeedAsync(new BackupCreateRequested(backup.Id, InUse: true));
-        await saga.FeedAsync(new BackupCreateRequested(backup.Id, InUse: true));          // a redelivered request
+        var request = new BackupCreateRequested(backup.Id, InUse: true);
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => saga.FeedAsync(request)));     // redelivered, concurrently
 
         Assert.Equal(nameof(BackupSaga.Creating), (await saga.BackupAsync(backup.Id)).State);
         var command = Assert.Single(await saga.OutboxAsync<CreateBackup>(backup.Id));
