@@ -25,4 +25,7 @@ internal static partial class Log
 
     [LoggerMessage(2008, LogLevel.Information, "Backup {BackupId} is already on the share (a redelivered command): reported from its manifest")]
     public static partial void BackupAlreadyWritten(this ILogger logger, Guid backupId);
+
+    [LoggerMessage(2009, LogLevel.Information, "Restore {RestoreId} of backup {BackupId} into volume {VolumeId}: device {DeviceId} ready")]
+    public static partial void RestoreDeviceReady(this ILogger logger, Guid restoreId, Guid backupId, Guid volumeId, string deviceId);
 }

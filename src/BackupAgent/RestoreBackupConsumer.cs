@@ -22,6 +22,7 @@ public sealed class RestoreBackupConsumer(
         var device = await volumes.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = m.VolumeId.ToString(), RestoreId = m.RestoreId.ToString() },
             deadline: DateTime.UtcNow + agent.DeviceCallTimeout, cancellationToken: ct);
         await using var lease = new DeviceLease(volumes, device, agent.ReleaseCallTimeout, logger);
+        logger.RestoreDeviceReady(m.RestoreId, m.BackupId, m.VolumeId, device.DeviceId);
         await context.Publish(new RestoreStarted(m.BackupId, m.RestoreId, m.VolumeId, agent.Host), ct);
         var summary = await repository.RestoreAsync(m.Container, m.BackupId, device.Path, null, ct);
         await lease.CommitAsync();                             // fails if the device vanished meanwhile: the retry restores again

@@ -41,10 +41,7 @@ public sealed class Backend : IAsyncLifetime
             repositoryTarget = $"{TestServices.NfsUrl}/{folder}";
         }
 
-        VolumeAgent = await Start("VolumeAgent", new()
-        {
-            ["Volumes__PoolPath"] = Pool,
-        });
+        VolumeAgent = await Start("VolumeAgent", new() { ["Volumes__PoolPath"] = Pool });
         for (var i = 1; i <= 2; i++) await StartBackupAgentAsync($"BackupAgent{i}");
         Api = await Start("Api", new()
         {
@@ -93,11 +90,19 @@ public sealed class Backend : IAsyncLifetime
         ["Repository__ChunkSize"] = (1024 * 1024).ToString(),
     }, name);
 
-    async Task<HostProcess> Start(string project, Dictionary<string, string> settings, string? name = null)
+    /// <summary>Kills the VolumeAgent as a crash would and starts it again on the same address, as its supervisor would.</summary>
+    public async Task RestartVolumeAgentAsync()
+    {
+        var port = VolumeAgent.Port;
+        await StopAsync(VolumeAgent);
+        VolumeAgent = await Start("VolumeAgent", new() { ["Volumes__PoolPath"] = Pool }, $"VolumeAgent-restarted-{Guid.NewGuid():N}"[..29], port);
+    }
+
+    async Task<HostProcess> Start(string project, Dictionary<string, string> settings, string? name = null, int? port = null)
     {
         settings["Telemetry__Console"] = "true";           // the tracing test reads spans from each process's output
         settings["Telemetry__Instance"] = name ?? project;
-        var host = await HostProcess.StartAsync(project, settings, name);
+        var host = await HostProcess.StartAsync(project, settings, name, port);
         hosts.Add(host);
         return host;
     }

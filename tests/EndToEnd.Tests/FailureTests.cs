@@ -58,6 +58,31 @@ public sealed class FailureTests(Backend backend)
         Assert.Equal(sha, TestFiles.Sha256(backend.VolumeFile(restoredId)));
     }
 
+    [Fact]
+    public async Task A_VolumeAgent_restarted_mid_restore_never_leaves_the_volume_available_with_its_old_data()
+    {
+        var sourceId = await backend.CreateVolumeAsync(2);
+        TestFiles.WriteGuestData(backend.VolumeFile(sourceId), seed: 43, offset: 0, bytes: 1024 << 20);
+        var backedUp = TestFiles.Sha256(backend.VolumeFile(sourceId));
+        var backupId = (string)(await backend.PostAsync("backups", new { backup = new { volume_id = sourceId } }))["backup"]!["id"]!;
+        await backend.WaitForAsync(TimeSpan.FromMinutes(3), $"backups/{backupId}", "backup", "available");
+        var targetId = await backend.CreateVolumeAsync(2);
+        TestFiles.WriteGuestData(backend.VolumeFile(targetId), seed: 44, offset: 0, bytes: 4 << 20);
+        var old = TestFiles.Sha256(backend.VolumeFile(targetId));
+
+        await backend.PostAsync($"backups/{backupId}/restore", new { restore = new { volume_id = targetId } });
+        await backend.WaitForLogAsync($"into volume {targetId}: device");           // the agent writes into its device now
+        await backend.RestartVolumeAgentAsync();                                     // which removes that device at start
+
+        var volume = await backend.WaitForAsync(TimeSpan.FromMinutes(3), $"volumes/{targetId}", "volume", "available", "error_restoring");
+        var now = TestFiles.Sha256(backend.VolumeFile(targetId));
+        if ((string?)volume["status"] == "available")
+            Assert.Equal(backedUp, now);                                             // redone on a fresh device
+        else
+            Assert.Equal(old, now);                                                  // given up: the old data intact
+        Assert.Equal("available", (string?)(await backend.GetAsync($"backups/{backupId}"))["backup"]!["status"]);
+    }
+
     [Theory]
     [InlineData("backups", """{"backup": {"volume_id": "00000000-0000-0000-0000-000000000001"}}""", 404, "itemNotFound")]
     [InlineData("backups", """{"backup": {"volume_id": """, 400, "badRequest")]

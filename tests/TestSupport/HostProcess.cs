@@ -45,9 +45,10 @@ public sealed class HostProcess : IAsyncDisposable
     public bool HasExited => process.HasExited;
 
     /// <summary>Starts <c>src/{project}</c>'s built dll with the given settings and waits until it reports ready.</summary>
-    public static async Task<HostProcess> StartAsync(string project, IDictionary<string, string> settings, string? name = null)
+    /// <param name="port">A port to listen on again (a restarted host keeps its address); a free one by default.</param>
+    public static async Task<HostProcess> StartAsync(string project, IDictionary<string, string> settings, string? name = null, int? port = null)
     {
-        var port = FreePort();
+        port ??= FreePort();
         var dll = Path.Combine(RepositoryRoot(), "src", project, "bin", BuildConfiguration(), "net10.0", $"{project}.dll");
         if (!File.Exists(dll)) throw new FileNotFoundException($"{dll} is missing: build the solution first", dll);
         var info = new ProcessStartInfo("dotnet", [dll, "--urls", $"http://127.0.0.1:{port}"])
@@ -58,7 +59,7 @@ public sealed class HostProcess : IAsyncDisposable
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         foreach (var (key, value) in settings) info.Environment[key] = value;
-        var host = new HostProcess(name ?? project, port, Process.Start(info)!);
+        var host = new HostProcess(name ?? project, port.Value, Process.Start(info)!);
         await host.WaitForReadyAsync(TimeSpan.FromSeconds(60));
         return host;
     }
