@@ -35,7 +35,8 @@ POOL_SIZE=20G
 # Packages a fresh Debian 12 machine needs (PostgreSQL is usually preinstalled;
 # cmd_install adds postgresql-15 only when no initdb can be found).
 PACKAGES=(rabbitmq-server nfs-ganesha nfs-ganesha-vfs rpcbind libnfs13 libnfs-utils
-          xfsprogs python3-cinderclient jq curl)
+          xfsprogs python3-cinderclient jq curl
+          python3-oslo.messaging prometheus)
 
 say()  { echo "services: $*"; }
 warn() { echo "services: WARNING: $*" >&2; }

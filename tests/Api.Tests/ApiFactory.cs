@@ -13,6 +13,9 @@ public class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
     string database = "";
     string broker = "";
 
+    /// <summary>The AMQP URI of this fixture's virtual host.</summary>
+    public string Broker => broker;
+
     public async Task InitializeAsync()
     {
         database = await TestServices.CreateDatabaseAsync("api");

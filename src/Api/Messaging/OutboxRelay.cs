@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
+using VolumeBackup.Api.Backups;
 using VolumeBackup.ServiceDefaults;
 
 namespace VolumeBackup.Api.Messaging;
@@ -11,7 +12,7 @@ namespace VolumeBackup.Api.Messaging;
 /// marked sent in the same transaction after the broker confirmed them, so a crash republishes (at least once,
 /// with MessageId = row id, which consumers use to stay idempotent) and never loses a row.
 /// </summary>
-public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal, TimeProvider clock, ILogger<OutboxRelay> logger) : BackgroundService
+public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal, OsloPublisher oslo, TimeProvider clock, ILogger<OutboxRelay> logger) : BackgroundService
 {
     const int BatchSize = 100;
     static readonly ActivitySource Source = new(ServiceDefaultsExtensions.TelemetryName);
@@ -72,7 +73,9 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
                 continue;
             try
             {
-                if (row.Destination is null)
+                if (message is OsloNotification notification)
+                    await oslo.PublishAsync(notification, row.Id, ct);
+                else if (row.Destination is null)
                     await bus.Publish(message, type, c => c.MessageId = row.Id, ct);
                 else
                     await (await bus.GetSendEndpoint(new Uri(row.Destination))).Send(message, type, c => c.MessageId = row.Id, ct);
