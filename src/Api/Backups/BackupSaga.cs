@@ -33,8 +33,10 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
         Event(() => RestoreFaulted, e => ById(e, m => m.Message.BackupId));
         Event(() => DataDeleted, e => ById(e, m => m.BackupId));
         Event(() => DeleteFaulted, e => ById(e, m => m.Message.BackupId));
+        ConnectEventObserver(new EventCounter());
         OnUnhandledEvent(c =>
         {
+            Metrics.SagaEvent(c.Event.Name, "ignored");
             logger.BackupEventIgnored(c.Saga.Id, c.Event.Name, c.Saga.State);
             return Task.CompletedTask;
         });
@@ -74,6 +76,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 backup.UpdatedAt = now;
                 if (backup.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { } parent)
                     parent.NumDependentBackups++;
+                Metrics.BackupEnded(Metrics.Completed, now - backup.CreatedAt);
             }).TransitionTo(Available).Then(c => Notify(c, notifications, "backup.create.end", clock.GetUtcNow())),
             When(Faulted).ThenAsync(c => FailAsync(c, FailReason(c.Message.Exceptions), clock)).TransitionTo(Error).Then(c => Notify(c, notifications, "backup.create.error", clock.GetUtcNow())),
             When(NotTaken).ThenAsync(c => FailAsync(c, c.Message.Reason, clock)).TransitionTo(Error).Then(c => Notify(c, notifications, "backup.create.error", clock.GetUtcNow())),
@@ -188,7 +191,9 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
 
     static async Task FailAsync(BehaviorContext<Backup> c, string reason, TimeProvider clock)
     {
-        await ReleaseSourceAsync(c, Touch(c, clock));
+        var now = Touch(c, clock);
+        Metrics.BackupEnded(Metrics.Failed, now - c.Saga.CreatedAt);
+        await ReleaseSourceAsync(c, now);
         c.Saga.FailReason = Truncate(reason);
     }
 
@@ -218,7 +223,9 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
     /// <summary>The restore's volume leaves restoring-backup: available with the backup's data, or error_restoring.</summary>
     static async Task EndRestoreAsync(BehaviorContext<Backup> c, Guid volumeId, bool failed, TimeProvider clock)
     {
+        var requestedAt = c.Saga.UpdatedAt;                       // the restore's request: nothing else touches a restoring backup
         var now = Touch(c, clock);
+        if (requestedAt is { } at) Metrics.RestoreEnded(failed ? Metrics.Failed : Metrics.Completed, now - at);
         c.Saga.RestoreId = null;
         if (await Db(c).Volumes.FindAsync([volumeId], c.CancellationToken) is { Status: VolumeStatus.RestoringBackup } volume)
         {
@@ -249,5 +256,22 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
         var exception = exceptions.FirstOrDefault();
         while (exception?.InnerException is { } inner) exception = inner;
         return exception is null ? "Backup failed" : $"{exception.ExceptionType.Split('.').Last()}: {exception.Message}";
+    }
+
+    /// <summary>Counts the events the machine handled (their steps ran and committed with the saga) or that faulted.</summary>
+    sealed class EventCounter : IEventObserver<Backup>
+    {
+        public Task PreExecute(BehaviorContext<Backup> context) => Task.CompletedTask;
+        public Task PreExecute<T>(BehaviorContext<Backup, T> context) where T : class => Task.CompletedTask;
+        public Task PostExecute(BehaviorContext<Backup> context) => Count(context, "handled");
+        public Task PostExecute<T>(BehaviorContext<Backup, T> context) where T : class => Count(context, "handled");
+        public Task ExecuteFault(BehaviorContext<Backup> context, Exception exception) => Count(context, "faulted");
+        public Task ExecuteFault<T>(BehaviorContext<Backup, T> context, Exception exception) where T : class => Count(context, "faulted");
+
+        static Task Count(BehaviorContext<Backup> context, string outcome)
+        {
+            Metrics.SagaEvent(context.Event.Name, outcome);
+            return Task.CompletedTask;
+        }
     }
 }

@@ -18,16 +18,23 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
     static readonly ActivitySource Source = new(ServiceDefaultsExtensions.TelemetryName);
 
     static readonly TimeSpan KeepSent = TimeSpan.FromDays(1);
+    static readonly TimeSpan ObserveEvery = TimeSpan.FromSeconds(5);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var nextCleanup = clock.GetUtcNow();
+        var nextObservation = clock.GetUtcNow();
         while (!stoppingToken.IsCancellationRequested)
         {
             int sent;
             try
             {
                 sent = await RelayBatchAsync(stoppingToken);
+                if (clock.GetUtcNow() >= nextObservation)
+                {
+                    await ObserveBacklogAsync(stoppingToken);                // the metrics' gauges read this, never the database
+                    nextObservation = clock.GetUtcNow() + ObserveEvery;
+                }
                 if (clock.GetUtcNow() >= nextCleanup)
                 {
                     await DeleteOldSentAsync(stoppingToken);             // sent rows are kept a day, for operators to inspect
@@ -51,6 +58,19 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
         var db = scope.ServiceProvider.GetRequiredService<AppDbContext>();
         var before = clock.GetUtcNow() - KeepSent;
         await db.Outbox.Where(m => m.SentAt != null && m.SentAt < before).ExecuteDeleteAsync(ct);
+    }
+
+    async Task ObserveBacklogAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<AppDbContext>();
+        var unsent = db.Outbox.Where(m => m.SentAt == null && m.ParkedAt == null);
+        var count = await unsent.LongCountAsync(ct);
+        var oldest = await unsent.MinAsync(m => (DateTimeOffset?)m.CreatedAt, ct);
+        var parked = await db.Outbox.LongCountAsync(m => m.ParkedAt != null, ct);
+        var queued = await db.Backups.Where(b => (b.State == "Initial" || b.State == nameof(BackupSaga.Creating)) && b.StartedAt == null)
+            .GroupBy(b => b.AvailabilityZone).Select(g => new { Zone = g.Key, Count = g.LongCount() }).ToDictionaryAsync(g => g.Zone, g => g.Count, ct);
+        Metrics.Observe(new Backlog(count, parked, oldest is { } at ? Math.Max(0, (clock.GetUtcNow() - at).TotalSeconds) : 0, queued));
     }
 
     /// <summary>Sends a batch; a row that can never be sent is parked and the rows after it go on; a broker error ends the batch.</summary>
