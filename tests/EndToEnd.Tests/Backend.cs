@@ -18,6 +18,10 @@ public sealed class Backend : IAsyncLifetime
 
     public HostProcess Api { get; private set; } = null!;
     public HostProcess VolumeAgent { get; private set; } = null!;
+    /// <summary>host:port of the VolumeAgent's Prometheus endpoint.</summary>
+    public string VolumeAgentMetrics { get; private set; } = "";
+    /// <summary>host:port of every process's Prometheus endpoint, for a scrape configuration.</summary>
+    public IEnumerable<string> MetricsTargets => hosts.Where(h => h != VolumeAgent).Select(h => $"127.0.0.1:{h.Port}").Append(VolumeAgentMetrics);
     public IReadOnlyList<HostProcess> BackupAgents => hosts.Where(h => h.Name.StartsWith("BackupAgent", StringComparison.Ordinal)).ToList();
     public string Database { get; private set; } = "";
     public string Pool { get; private set; } = "";
@@ -41,9 +45,12 @@ public sealed class Backend : IAsyncLifetime
             repositoryTarget = $"{TestServices.NfsUrl}/{folder}";
         }
 
+        // The VolumeAgent serves HTTP/2 only: its metrics have an HTTP/1.1 listener of their own, as Prometheus needs.
+        VolumeAgentMetrics = $"127.0.0.1:{HostProcess.FreePort()}";
         VolumeAgent = await Start("VolumeAgent", new()
         {
             ["Volumes__PoolPath"] = Pool,
+            ["Telemetry__MetricsListener"] = $"http://{VolumeAgentMetrics}",
         });
         for (var i = 1; i <= 2; i++) await StartBackupAgentAsync($"BackupAgent{i}");
         Api = await Start("Api", new()
