@@ -50,7 +50,12 @@ public static class Metrics
     public static void SagaEvent(string name, string outcome) =>
         SagaEvents.Add(1, new KeyValuePair<string, object?>("volumebackup.event", name), new KeyValuePair<string, object?>("volumebackup.outcome", outcome));
 
-    public static void Observe(Backlog now) => backlog = now;
+    /// <summary>A zone whose queue emptied reads 0, rather than vanishing from the gauge.</summary>
+    public static void Observe(Backlog now)
+    {
+        foreach (var zone in backlog.QueuedByZone.Keys) now.QueuedByZone.TryAdd(zone, 0);
+        backlog = now;
+    }
 }
 
 /// <summary>What waits: outbox rows, and backups no agent took yet, per zone.</summary>

@@ -1,6 +1,4 @@
 using System.Net.Http.Json;
-using VolumeBackup.Api.Services;
-using VolumeBackup.Api.Volumes;
 using VolumeBackup.TestSupport;
 
 namespace VolumeBackup.Api.Tests;
@@ -13,17 +11,7 @@ public sealed class MetricsTests(ApiFactory api) : IClassFixture<ApiFactory>
     {
         await api.StartedAsync();
         var project = $"p-{Guid.NewGuid():N}"[..12];
-        var now = DateTimeOffset.UtcNow;
-        var volume = new Volume
-        {
-            Id = Guid.NewGuid(), ProjectId = project, UserId = "u", Size = 1, AvailabilityZone = "nova", Host = "host-a",
-            Status = VolumeStatus.Available, CreatedAt = now,
-        };
-        await using (var db = api.NewDbContext())
-        {
-            db.AddRange(volume, new AgentService { Binary = AgentService.Backup, Host = project, Zone = "nova", CreatedAt = now, LastHeartbeat = now });
-            await db.SaveChangesAsync();
-        }
+        var volume = (await api.VolumesWithLiveAgentAsync(project)).Single();
         using var client = api.ClientFor(project);
         Assert.Equal(202, (int)(await client.PostAsJsonAsync($"/v3/{project}/backups", new { backup = new { volume_id = volume.Id } })).StatusCode);
 

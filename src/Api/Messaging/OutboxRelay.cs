@@ -73,7 +73,10 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
         Metrics.Observe(new Backlog(count, parked, oldest is { } at ? Math.Max(0, (clock.GetUtcNow() - at).TotalSeconds) : 0, queued));
     }
 
-    /// <summary>Sends a batch; a row that can never be sent is parked and the rows after it go on; a broker error ends the batch.</summary>
+    /// <summary>
+    /// Sends a batch; a row that can never be sent is parked and the rows after it go on; a broker error ends the batch, and an
+    /// error of the oslo notifications' exchange holds back only those notifications.
+    /// </summary>
     async Task<int> RelayBatchAsync(CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
@@ -83,9 +86,11 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
         var rows = await db.Outbox
             .FromSql($"SELECT * FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL ORDER BY created_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED")
             .ToListAsync(ct);
-        Exception? brokerError = null;
+        Exception? brokerError = null, osloError = null;
         foreach (var row in rows)
         {
+            if (osloError is not null && row.MessageType == nameof(OsloNotification))
+                continue;                                       // oslo's notifications keep their order: the rest wait too
             using var activity = Source.StartActivity("outbox relay", ActivityKind.Producer, row.TraceParent);
             activity?.SetTag("messaging.message.id", row.Id);
             row.Attempts++;
@@ -100,6 +105,12 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
                 else
                     await (await bus.GetSendEndpoint(new Uri(row.Destination))).Send(message, type, c => c.MessageId = row.Id, ct);
             }
+            catch (Exception e) when (e is not OperationCanceledException && message is OsloNotification)
+            {
+                row.LastError = e.Message;                      // the notification exchange alone refuses (a conflicting declare): commands still go
+                osloError = e;
+                continue;
+            }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 row.LastError = e.Message;                      // the broker is away: this row and those after it wait for the next try
@@ -110,7 +121,7 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
         }
         await db.SaveChangesAsync(ct);
         await tx.CommitAsync(ct);
-        if (brokerError is not null) throw new InvalidOperationException("The broker refused an outbox row", brokerError);
+        if ((brokerError ?? osloError) is { } error) throw new InvalidOperationException("The broker refused an outbox row", error);   // then a pause
         if (rows.Count > 0) logger.OutboxRelayed(rows.Count);
         return rows.Count;
     }

@@ -6,8 +6,6 @@ using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using VolumeBackup.Api.Backups;
-using VolumeBackup.Api.Services;
-using VolumeBackup.Api.Volumes;
 using VolumeBackup.Contracts;
 using VolumeBackup.TestSupport;
 
@@ -23,18 +21,8 @@ public sealed class OsloNotificationsTests(ApiFactory api) : IClassFixture<ApiFa
         await using var listener = await OsloListener.StartAsync(api.Broker, "openstack", "notifications");
         var bus = api.Services.GetRequiredService<IBus>();
         var project = $"p-{Guid.NewGuid():N}"[..12];
-        var now = DateTimeOffset.UtcNow;
-        Volume NewVolume() => new()
-        {
-            Id = Guid.NewGuid(), ProjectId = project, UserId = "u", Size = 1, AvailabilityZone = "nova", Host = "host-a",
-            Status = VolumeStatus.Available, CreatedAt = now,
-        };
-        var (volume, target) = (NewVolume(), NewVolume());
-        await using (var db = api.NewDbContext())
-        {
-            db.AddRange(volume, target, new AgentService { Binary = AgentService.Backup, Host = project, Zone = "nova", CreatedAt = now, LastHeartbeat = now });
-            await db.SaveChangesAsync();
-        }
+        var volumes = await api.VolumesWithLiveAgentAsync(project, 2);
+        var (volume, target) = (volumes[0], volumes[1]);             // backed up, then restored into
         using var client = api.ClientFor(project);
 
         var created = await client.PostAsJsonAsync($"/v3/{project}/backups", new { backup = new { volume_id = volume.Id, name = "nightly" } });
@@ -92,17 +80,7 @@ public sealed class OsloNotificationsTests(ApiFactory api) : IClassFixture<ApiFa
         await api.StartedAsync();
         await using var listener = await OsloListener.StartAsync(api.Broker, "openstack", "notifications");
         var project = $"p-{Guid.NewGuid():N}"[..12];
-        var now = DateTimeOffset.UtcNow;
-        var volume = new Volume
-        {
-            Id = Guid.NewGuid(), ProjectId = project, UserId = "u", Size = 1, AvailabilityZone = "nova", Host = "host-a",
-            Status = VolumeStatus.Available, CreatedAt = now,
-        };
-        await using (var db = api.NewDbContext())
-        {
-            db.AddRange(volume, new AgentService { Binary = AgentService.Backup, Host = project, Zone = "nova", CreatedAt = now, LastHeartbeat = now });
-            await db.SaveChangesAsync();
-        }
+        var volume = (await api.VolumesWithLiveAgentAsync(project)).Single();
         using var client = api.ClientFor(project);
         var created = await client.PostAsJsonAsync($"/v3/{project}/backups", new { backup = new { volume_id = volume.Id } });
         var backupId = Guid.Parse((string)(await created.Content.ReadFromJsonAsync<JsonObject>())!["backup"]!["id"]!);
