@@ -3,7 +3,8 @@
 #   1. installs and starts the real services (deploy/services.sh: PostgreSQL,
 #      RabbitMQ, an NFS server, an XFS reflink pool),
 #   2. builds the three processes (Release),
-#   3. starts a VolumeAgent, two BackupAgents and the Api in the background
+#   3. starts a VolumeAgent, two BackupAgents and the Api in the background, and a
+#      Prometheus that scrapes them (deploy/services.sh start-prometheus)
 #      (logs in .state/logs/, PID files in .state/run/),
 #   4. runs deploy/demo.sh against the Api,
 #   5. keeps everything running until Ctrl-C, then stops the four processes and
@@ -15,8 +16,9 @@
 #        deploy/run.sh stop       stops everything a run.sh started (from any terminal)
 #        deploy/run.sh status     the four processes and the services
 #
-# Ports (loopback only): Api 8776 (VB_API_PORT), VolumeAgent 5201 (VB_VOLUME_AGENT_PORT),
-# BackupAgents 5211 and 5212 (VB_BACKUP_AGENT_PORT_1, VB_BACKUP_AGENT_PORT_2).
+# Ports (loopback only): Api 8776 (VB_API_PORT), VolumeAgent 5201 (VB_VOLUME_AGENT_PORT) and its
+# metrics 5202 (VB_VOLUME_AGENT_METRICS_PORT), BackupAgents 5211 and 5212 (VB_BACKUP_AGENT_PORT_1,
+# VB_BACKUP_AGENT_PORT_2), Prometheus 9090 (VB_PROMETHEUS_PORT).
 # Telemetry: export Telemetry__Console=true or OTEL_EXPORTER_OTLP_ENDPOINT=... before running;
 # the processes inherit the environment.
 set -euo pipefail
@@ -33,6 +35,8 @@ SELF_PID_FILE=$RUN/run-sh.pid        # the run.sh that waits for Ctrl-C, if any
 
 API_PORT=${VB_API_PORT:-8776}
 VOLUME_AGENT_PORT=${VB_VOLUME_AGENT_PORT:-5201}
+VOLUME_AGENT_METRICS_PORT=${VB_VOLUME_AGENT_METRICS_PORT:-5202}   # HTTP/1.1 /metrics: the gRPC port is HTTP/2 only
+PROMETHEUS_PORT=${VB_PROMETHEUS_PORT:-9090}
 BACKUP_AGENT_PORTS=("${VB_BACKUP_AGENT_PORT_1:-5211}" "${VB_BACKUP_AGENT_PORT_2:-5212}")
 READY_TIMEOUT=${VB_READY_TIMEOUT:-90}   # seconds each process may take to answer
 
@@ -183,7 +187,8 @@ start_everything() {
 
   mkdir -p "$volumes"
   start_proc volume-agent VolumeAgent "$VOLUME_AGENT_PORT" \
-    "Volumes__PoolPath=$volumes" "Telemetry__Instance=volume-agent"
+    "Volumes__PoolPath=$volumes" "Telemetry__Instance=volume-agent" \
+    "Telemetry__MetricsListener=http://127.0.0.1:$VOLUME_AGENT_METRICS_PORT"
   wait_ready volume-agent VolumeAgent "$VOLUME_AGENT_PORT" ready_h2 "$VOLUME_AGENT_PORT"
 
   for i in 1 2; do
@@ -302,6 +307,10 @@ unset VB_STARTED_FILE
 build
 start_everything
 say "all four processes up $((SECONDS - t_start)) s after start"
+# Prometheus scrapes the four; a run that cannot start it goes on without it.
+VB_STARTED_FILE=$SERVICES_FILE VB_PROMETHEUS_PORT=$PROMETHEUS_PORT \
+  VB_PROMETHEUS_TARGETS="127.0.0.1:$API_PORT 127.0.0.1:${BACKUP_AGENT_PORTS[0]} 127.0.0.1:${BACKUP_AGENT_PORTS[1]} 127.0.0.1:$VOLUME_AGENT_METRICS_PORT" \
+  "$SERVICES" start-prometheus || warn "Prometheus did not start; the programs still serve /metrics"
 
 if [[ $demo == yes ]]; then
   echo
@@ -315,6 +324,8 @@ The service is running:
   Api (Cinder v3)   http://127.0.0.1:$API_PORT/v3/<project>, header X-Auth-Token: <user>:<project>
   VolumeAgent       http://127.0.0.1:$VOLUME_AGENT_PORT (gRPC), volumes in $VB_POOL/demo
   BackupAgents      http://127.0.0.1:${BACKUP_AGENT_PORTS[0]} and :${BACKUP_AGENT_PORTS[1]}, repository $VB_NFS_URL/demo
+  Metrics           http://127.0.0.1:$API_PORT/metrics, :${BACKUP_AGENT_PORTS[0]}/metrics, :${BACKUP_AGENT_PORTS[1]}/metrics, :$VOLUME_AGENT_METRICS_PORT/metrics
+  Prometheus        http://127.0.0.1:$PROMETHEUS_PORT (try: sum(volumebackup_backups_total) by (volumebackup_outcome))
   Logs              $LOGS/
   Try               curl -s -H 'X-Auth-Token: demo:demo' http://127.0.0.1:$API_PORT/v3/demo/backups/detail | jq
                     cinder --os-auth-type noauth --os-user-id demo --os-project-id demo \\

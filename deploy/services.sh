@@ -5,8 +5,10 @@
 # folder ($VB_STATE, default <repo>/.state), every server binds to 127.0.0.1,
 # and every process we start is recorded in a PID file so `stop` ends only ours.
 #
-# Usage: deploy/services.sh install|start|stop [PART...]|status|env|start-nfs|stop-nfs
-#   PARTs: pool postgres rabbitmq rpcbind ganesha (stop without PARTs: all).
+# Usage: deploy/services.sh install|start|stop [PART...]|status|env|start-nfs|stop-nfs|start-prometheus|stop-prometheus
+#   PARTs: pool postgres rabbitmq rpcbind ganesha prometheus (stop without PARTs: all).
+#   start-prometheus starts Prometheus (not part of start) scraping the programs
+#   deploy/run.sh starts; VB_PROMETHEUS_TARGETS (host:port ...) scrapes others.
 #   With VB_STARTED_FILE set, start appends the PART of each service it really
 #   started (not those already running), so a caller can stop just those.
 set -euo pipefail
@@ -31,11 +33,16 @@ GANESHA_DIR=$STATE/ganesha
 POOL=$STATE/pool
 POOL_IMG=$STATE/pool.img
 POOL_SIZE=20G
+PROM_DIR=$STATE/prometheus
+PROM_PORT=${VB_PROMETHEUS_PORT:-9090}
+# The ports deploy/run.sh uses: Api, BackupAgents, and the VolumeAgent's HTTP/1.1 metrics listener.
+PROM_TARGETS=${VB_PROMETHEUS_TARGETS:-127.0.0.1:8776 127.0.0.1:5211 127.0.0.1:5212 127.0.0.1:5202}
 
 # Packages a fresh Debian 12 machine needs (PostgreSQL is usually preinstalled;
 # cmd_install adds postgresql-15 only when no initdb can be found).
 PACKAGES=(rabbitmq-server nfs-ganesha nfs-ganesha-vfs rpcbind libnfs13 libnfs-utils
-          xfsprogs python3-cinderclient jq curl)
+          xfsprogs python3-cinderclient jq curl
+          python3-oslo.messaging prometheus)
 
 say()  { echo "services: $*"; }
 warn() { echo "services: WARNING: $*" >&2; }
@@ -398,6 +405,40 @@ stop_ganesha() {
   rm -f "$RUN/ganesha.pid"
 }
 
+# ------------------------------------------------------------- prometheus ---
+
+prometheus_running() { pid_alive "$RUN/prometheus.pid" prometheus; }
+
+start_prometheus() {
+  if prometheus_running; then say "prometheus: already running"; return; fi
+  command -v prometheus >/dev/null || die "prometheus not found; run: deploy/services.sh install"
+  if port_open "$PROM_PORT"; then die "port $PROM_PORT is taken: $(port_holder "$PROM_PORT")"; fi
+  mkdir -p "$PROM_DIR/data"
+  local targets="" t
+  for t in $PROM_TARGETS; do targets+="${targets:+, }'$t'"; done
+  cat >"$PROM_DIR/prometheus.yml" <<YAML
+# Written by deploy/services.sh start-prometheus.
+global:
+  scrape_interval: 5s
+  evaluation_interval: 5s
+scrape_configs:
+  - job_name: volumebackup
+    static_configs:
+      - targets: [$targets]
+YAML
+  setsid prometheus --config.file="$PROM_DIR/prometheus.yml" --storage.tsdb.path="$PROM_DIR/data" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" </dev/null >>"$LOG/prometheus.log" 2>&1 &
+  echo $! >"$RUN/prometheus.pid"
+  wait_up "$!" 60 curl -sf "http://127.0.0.1:$PROM_PORT/-/ready" || die_log "prometheus did not become ready" "$LOG/prometheus.log"
+  started prometheus
+  say "prometheus: http://127.0.0.1:$PROM_PORT (scraping $PROM_TARGETS)"
+}
+
+stop_prometheus() {
+  if prometheus_running; then stop_pid "$RUN/prometheus.pid" prometheus; say "prometheus: stopped"; fi
+  rm -f "$RUN/prometheus.pid"
+}
+
 # ------------------------------------------------------------------- pool ---
 
 pool_mounted() { mountpoint -q "$POOL"; }
@@ -444,11 +485,11 @@ cmd_start() {
 # earlier one complains.
 cmd_stop() {
   local rc=0 part
-  local chosen=" ${*:-ganesha rpcbind rabbitmq postgres pool} "
+  local chosen=" ${*:-prometheus ganesha rpcbind rabbitmq postgres pool} "
   for part in "$@"; do
-    [[ " ganesha rpcbind rabbitmq postgres pool " == *" $part "* ]] || die "unknown part: $part"
+    [[ " prometheus ganesha rpcbind rabbitmq postgres pool " == *" $part "* ]] || die "unknown part: $part"
   done
-  for part in ganesha rpcbind rabbitmq postgres pool; do
+  for part in prometheus ganesha rpcbind rabbitmq postgres pool; do
     if [[ $chosen == *" $part "* ]]; then "stop_$part" || rc=1; fi
   done
   return $rc
@@ -475,6 +516,10 @@ cmd_status() {
   if pool_mounted; then line pool "mounted XFS at $POOL"
   elif [[ -d $POOL ]]; then line pool "plain folder $POOL (no reflink)"
   else line pool absent; rc=1; fi
+
+  # Optional (start-prometheus): reported, never a failure.
+  if prometheus_running; then line prometheus "running (pid $(cat "$RUN/prometheus.pid"), http://127.0.0.1:$PROM_PORT)"
+  else line prometheus "stopped (optional: deploy/services.sh start-prometheus)"; fi
   return $rc
 }
 
@@ -507,5 +552,7 @@ case ${1:-} in
   vhost)     shift; cmd_vhost "$@" ;;
   start-nfs) install -d -m 755 "$STATE" "$RUN" "$LOG"; start_ganesha ;;
   stop-nfs)  stop_ganesha ;;
-  *) echo "usage: $0 install|start|stop [PART...]|status|env|start-nfs|stop-nfs" >&2; exit 2 ;;
+  start-prometheus) install -d -m 755 "$STATE" "$RUN" "$LOG"; start_prometheus ;;
+  stop-prometheus)  stop_prometheus ;;
+  *) echo "usage: $0 install|start|stop [PART...]|status|env|start-nfs|stop-nfs|start-prometheus|stop-prometheus" >&2; exit 2 ;;
 esac

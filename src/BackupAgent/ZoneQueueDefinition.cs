@@ -14,12 +14,16 @@ public abstract class ZoneQueueDefinition<TConsumer> : ConsumerDefinition<TConsu
         EndpointName = queueOfZone(agent.Zone);
     }
 
+    /// <summary>The job's kind in the jobs-running metric: create, restore or delete.</summary>
+    string JobKind => typeof(TConsumer).Name.Replace("BackupConsumer", "").ToLowerInvariant();
+
     /// <summary>False where a cancelled job must end at once instead of being tried again.</summary>
     protected virtual bool RetryCancelled => true;
 
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<TConsumer> consumer, IRegistrationContext context)
     {
         endpoint.ConcurrentMessageLimit = agent.ConcurrentJobs;
+        consumer.UseFilter(new Metrics.RunningJobFilter<TConsumer>(JobKind));
         endpoint.UseMessageRetry(r =>
         {
             r.Intervals(agent.RetryIntervalsMs);

@@ -22,7 +22,9 @@ public static class ServiceDefaultsExtensions
     /// <summary>
     /// Adds OpenTelemetry traces and metrics (ASP.NET Core, HttpClient, gRPC client, Npgsql, MassTransit,
     /// runtime and the host's own source), exported by OTLP when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is set
-    /// and to the console when <c>Telemetry:Console</c> is true; health checks; ProblemDetails.
+    /// and to the console when <c>Telemetry:Console</c> is true; metrics for Prometheus at <c>/metrics</c> (on
+    /// the host's own port, or at <c>Telemetry:MetricsListener</c> (<c>http://host:port</c>, HTTP/1.1), for a host that
+    /// serves only HTTP/2, which Prometheus cannot scrape); health checks; ProblemDetails.
     /// </summary>
     public static IHostApplicationBuilder AddServiceDefaults(this IHostApplicationBuilder builder, string serviceName)
     {
@@ -30,6 +32,7 @@ public static class ServiceDefaultsExtensions
         var otlp = !string.IsNullOrWhiteSpace(config["OTEL_EXPORTER_OTLP_ENDPOINT"]);
         var console = config.GetValue("Telemetry:Console", false);
         var instance = config["Telemetry:Instance"] ?? Environment.MachineName;
+        var metricsListener = config["Telemetry:MetricsListener"];
 
         builder.Logging.AddOpenTelemetry(o => { o.IncludeScopes = true; o.IncludeFormattedMessage = true; });
         var otel = builder.Services.AddOpenTelemetry()
@@ -37,7 +40,7 @@ public static class ServiceDefaultsExtensions
             .WithTracing(t =>
             {
                 t.AddSource(TelemetryName, "MassTransit")
-                 .AddAspNetCoreInstrumentation(o => o.Filter = http => !http.Request.Path.StartsWithSegments("/health"))
+                 .AddAspNetCoreInstrumentation(o => o.Filter = http => !http.Request.Path.StartsWithSegments("/health") && !http.Request.Path.StartsWithSegments("/metrics"))
                  .AddHttpClientInstrumentation()
                  .AddGrpcClientInstrumentation()
                  .AddNpgsql();
@@ -49,6 +52,12 @@ public static class ServiceDefaultsExtensions
                  .AddAspNetCoreInstrumentation()
                  .AddHttpClientInstrumentation()
                  .AddRuntimeInstrumentation();
+                if (string.IsNullOrEmpty(metricsListener)) m.AddPrometheusExporter();
+                else
+                {
+                    var url = new Uri(metricsListener);
+                    m.AddPrometheusHttpListener(o => (o.Host, o.Port) = (url.Host, url.Port));
+                }
             });
         if (otlp) otel.UseOtlpExporter();
 
@@ -57,9 +66,10 @@ public static class ServiceDefaultsExtensions
         return builder;
     }
 
-    /// <summary>Liveness at /health/live, readiness (all checks) at /health/ready.</summary>
+    /// <summary>Liveness at /health/live, readiness (all checks) at /health/ready, Prometheus metrics at /metrics.</summary>
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
+        if (string.IsNullOrEmpty(app.Configuration["Telemetry:MetricsListener"])) app.MapPrometheusScrapingEndpoint();
         app.MapHealthChecks("/health/ready");
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
         return app;

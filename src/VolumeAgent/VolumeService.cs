@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Grpc.Core;
 using VolumeBackup.Contracts.Grpc;
 
@@ -37,14 +38,18 @@ public sealed class VolumeService(VolumePool pool, ILogger<VolumeService> logger
         var backupId = ParseId(request.BackupId, "backup_id");
         var volumeId = ParseId(request.VolumeId, "volume_id");
         Guid? snapshotId = string.IsNullOrEmpty(request.SnapshotId) ? null : ParseId(request.SnapshotId, "snapshot_id");
+        var startedAt = Stopwatch.GetTimestamp();
         var (path, temporary, method) = pool.GetBackupDevice(backupId, volumeId, snapshotId, request.InUse, context.CancellationToken);
+        Metrics.DevicePrepared("backup", method, startedAt);
         logger.BackupDeviceReady(backupId, volumeId, method);
         return new Device { DeviceId = Path.GetFileName(path), Path = path, SizeBytes = new FileInfo(path).Length, Temporary = temporary, Method = method };
     });
 
     public override Task<Device> GetRestoreDevice(GetRestoreDeviceRequest request, ServerCallContext context) => Run(() =>
     {
+        var startedAt = Stopwatch.GetTimestamp();
         var (path, size) = pool.GetRestoreDevice(ParseId(request.VolumeId, "volume_id"), ParseId(request.RestoreId, "restore_id"));
+        Metrics.DevicePrepared("restore", "new", startedAt);
         return new Device { DeviceId = Path.GetFileName(path), Path = path, SizeBytes = size, Temporary = true, Method = "new" };
     });
 

@@ -3,6 +3,8 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using VolumeBackup.Api.Services;
+using VolumeBackup.Api.Volumes;
 using VolumeBackup.TestSupport;
 
 namespace VolumeBackup.Api.Tests;
@@ -12,6 +14,9 @@ public class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
 {
     string database = "";
     string broker = "";
+
+    /// <summary>The AMQP URI of this fixture's virtual host.</summary>
+    public string Broker => broker;
 
     public async Task InitializeAsync()
     {
@@ -47,6 +52,25 @@ public class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         var client = CreateClient();
         client.DefaultRequestHeaders.Add("X-Auth-Token", $"{user}:{project}");
         return client;
+    }
+
+    /// <summary>
+    /// Available 1 GiB volumes of <paramref name="project"/> in zone nova, and a live backup agent there (named after the
+    /// project), so that backups of them are accepted.
+    /// </summary>
+    public async Task<Volume[]> VolumesWithLiveAgentAsync(string project, int count = 1)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var volumes = Enumerable.Range(0, count).Select(_ => new Volume
+        {
+            Id = Guid.NewGuid(), ProjectId = project, UserId = "u", Size = 1, AvailabilityZone = "nova", Host = "host-a",
+            Status = VolumeStatus.Available, CreatedAt = now,
+        }).ToArray();
+        await using var db = NewDbContext();
+        db.AddRange(volumes);
+        db.Add(new AgentService { Binary = AgentService.Backup, Host = project, Zone = "nova", CreatedAt = now, LastHeartbeat = now });
+        await db.SaveChangesAsync();
+        return volumes;
     }
 
     /// <summary>Polls the database, each time in a fresh DbContext, until <paramref name="condition"/> holds; fails after 30 s.</summary>

@@ -18,6 +18,10 @@ public sealed class Backend : IAsyncLifetime
 
     public HostProcess Api { get; private set; } = null!;
     public HostProcess VolumeAgent { get; private set; } = null!;
+    /// <summary>host:port of the VolumeAgent's Prometheus endpoint.</summary>
+    public string VolumeAgentMetrics { get; private set; } = "";
+    /// <summary>host:port of every process's Prometheus endpoint, for a scrape configuration.</summary>
+    public IEnumerable<string> MetricsTargets => hosts.Where(h => h != VolumeAgent).Select(h => $"127.0.0.1:{h.Port}").Append(VolumeAgentMetrics);
     public IReadOnlyList<HostProcess> BackupAgents => hosts.Where(h => h.Name.StartsWith("BackupAgent", StringComparison.Ordinal)).ToList();
     public string Database { get; private set; } = "";
     public string Pool { get; private set; } = "";
@@ -41,7 +45,9 @@ public sealed class Backend : IAsyncLifetime
             repositoryTarget = $"{TestServices.NfsUrl}/{folder}";
         }
 
-        VolumeAgent = await Start("VolumeAgent", new() { ["Volumes__PoolPath"] = Pool });
+        // The VolumeAgent serves HTTP/2 only: its metrics have an HTTP/1.1 listener of their own, as Prometheus needs.
+        VolumeAgentMetrics = $"127.0.0.1:{HostProcess.FreePort()}";
+        VolumeAgent = await Start("VolumeAgent", VolumeAgentSettings());
         for (var i = 1; i <= 2; i++) await StartBackupAgentAsync($"BackupAgent{i}");
         Api = await Start("Api", new()
         {
@@ -95,8 +101,14 @@ public sealed class Backend : IAsyncLifetime
     {
         var port = VolumeAgent.Port;
         await StopAsync(VolumeAgent);
-        VolumeAgent = await Start("VolumeAgent", new() { ["Volumes__PoolPath"] = Pool }, $"VolumeAgent-restarted-{Guid.NewGuid():N}"[..29], port);
+        VolumeAgent = await Start("VolumeAgent", VolumeAgentSettings(), $"VolumeAgent-restarted-{Guid.NewGuid():N}"[..29], port);
     }
+
+    Dictionary<string, string> VolumeAgentSettings() => new()
+    {
+        ["Volumes__PoolPath"] = Pool,
+        ["Telemetry__MetricsListener"] = $"http://{VolumeAgentMetrics}",
+    };
 
     async Task<HostProcess> Start(string project, Dictionary<string, string> settings, string? name = null, int? port = null)
     {

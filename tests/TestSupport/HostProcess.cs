@@ -109,7 +109,8 @@ public sealed class HostProcess : IAsyncDisposable
         lock (log) log.Dispose();
     }
 
-    static int FreePort()
+    /// <summary>A loopback port nothing listens on now.</summary>
+    public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -1,4 +1,5 @@
 using MassTransit;
+using Microsoft.Extensions.Options;
 using VolumeBackup.Api.Messaging;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.Contracts;
@@ -13,8 +14,9 @@ namespace VolumeBackup.Api.Backups;
 /// </summary>
 public sealed class BackupSaga : MassTransitStateMachine<Backup>
 {
-    public BackupSaga(TimeProvider clock, ILogger<BackupSaga> logger)
+    public BackupSaga(TimeProvider clock, IOptions<NotificationOptions> notificationOptions, ILogger<BackupSaga> logger)
     {
+        var notifications = notificationOptions.Value;
         InstanceState(x => x.State);
         Event(() => CreateRequested, e => ById(e, m => m.BackupId));
         Event(() => ImportRequested, e => ById(e, m => m.BackupId));
@@ -31,8 +33,10 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
         Event(() => RestoreFaulted, e => ById(e, m => m.Message.BackupId));
         Event(() => DataDeleted, e => ById(e, m => m.BackupId));
         Event(() => DeleteFaulted, e => ById(e, m => m.Message.BackupId));
+        ConnectEventObserver(new EventCounter());
         OnUnhandledEvent(c =>
         {
+            Metrics.SagaEvent(c.Event.Name, "ignored");
             logger.BackupEventIgnored(c.Saga.Id, c.Event.Name, c.Saga.State);
             return Task.CompletedTask;
         });
@@ -45,7 +49,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 Db(c).Outbox.Add(OutboxMessage.Create(new CreateBackup(
                     b.Id, b.VolumeId, b.SnapshotId, b.Container, b.ParentId, c.Message.InUse, (long)b.Size << 30, b.ProjectId, b.AvailabilityZone),
                     now, Queues.CreateBackup(b.AvailabilityZone)));
-                Notify(c, "backup.create.start", now);
+                Notify(c, notifications, "backup.create.start", now);
             }).TransitionTo(Creating),
             When(ImportRequested).Then(c => Touch(c, clock)).TransitionTo(Available));
 
@@ -59,7 +63,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
             When(Progressed, c => c.Message.BytesDone > c.Saga.BytesDone).Then(c =>
             {
                 c.Saga.BytesDone = c.Message.BytesDone;
-                Db(c).Outbox.Add(Notifications.Backup(c.Saga, "backup.createprogress", clock.GetUtcNow(), c.Message.BytesDone));
+                Db(c).Outbox.AddRange(Notifications.Backup(c.Saga, "backup.createprogress", clock.GetUtcNow(), notifications, c.Message.BytesDone));
             }),
             When(Completed).ThenAsync(async c =>
             {
@@ -72,13 +76,14 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 backup.UpdatedAt = now;
                 if (backup.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { } parent)
                     parent.NumDependentBackups++;
-            }).TransitionTo(Available).Then(c => Notify(c, "backup.create.end", clock.GetUtcNow())),
-            When(Faulted).ThenAsync(c => FailAsync(c, FailReason(c.Message.Exceptions), clock)).TransitionTo(Error).Then(c => Notify(c, "backup.create.error", clock.GetUtcNow())),
-            When(NotTaken).ThenAsync(c => FailAsync(c, c.Message.Reason, clock)).TransitionTo(Error).Then(c => Notify(c, "backup.create.error", clock.GetUtcNow())),
-            When(ForceDeleteRequested).ThenAsync(c => CancelAsync(c, clock)).Then(c => StartDelete(c, clock)).TransitionTo(Deleting),
+                Metrics.BackupEnded(Metrics.Completed, now - backup.CreatedAt);
+            }).TransitionTo(Available).Then(c => Notify(c, notifications, "backup.create.end", clock.GetUtcNow())),
+            When(Faulted).ThenAsync(c => FailAsync(c, FailReason(c.Message.Exceptions), clock)).TransitionTo(Error).Then(c => Notify(c, notifications, "backup.create.error", clock.GetUtcNow())),
+            When(NotTaken).ThenAsync(c => FailAsync(c, c.Message.Reason, clock)).TransitionTo(Error).Then(c => Notify(c, notifications, "backup.create.error", clock.GetUtcNow())),
+            When(ForceDeleteRequested).ThenAsync(c => CancelAsync(c, clock)).Then(c => StartDelete(c, clock, notifications)).TransitionTo(Deleting),
             When(ResetRequested, c => c.Message.Status == BackupStatus.Available).ThenAsync(c => CancelAsync(c, clock)).TransitionTo(Available),
             When(ResetRequested, c => c.Message.Status == BackupStatus.Error).ThenAsync(c => CancelAsync(c, clock)).TransitionTo(Error),
-            When(RestoreRequested).ThenAsync(c => RejectRestoreAsync(c, clock)),
+            When(RestoreRequested).ThenAsync(c => RejectRestoreAsync(c, clock, notifications)),
             Ignore(CreateRequested));
 
         During(Available,
@@ -89,25 +94,25 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 c.Saga.RestoreVolumeId = c.Message.VolumeId;
                 Db(c).Outbox.Add(OutboxMessage.Create(new RestoreBackup(c.Saga.Id, c.Message.RestoreId, c.Message.VolumeId, c.Saga.Container, c.Saga.AvailabilityZone),
                     now, Queues.RestoreBackup(c.Saga.AvailabilityZone)));
-            }).TransitionTo(Restoring).Then(c => Notify(c, "backup.restore.start", clock.GetUtcNow())),
+            }).TransitionTo(Restoring).Then(c => Notify(c, notifications, "backup.restore.start", clock.GetUtcNow())),
             Ignore(CreateRequested), Ignore(ImportRequested));
 
         // Cinder deletes an available or error backup, and retries a delete that failed on the share.
         During(Available, Error, ErrorDeleting,
-            When(DeleteRequested).Then(c => StartDelete(c, clock)).TransitionTo(Deleting),
-            When(ForceDeleteRequested).Then(c => StartDelete(c, clock)).TransitionTo(Deleting));
+            When(DeleteRequested).Then(c => StartDelete(c, clock, notifications)).TransitionTo(Deleting),
+            When(ForceDeleteRequested).Then(c => StartDelete(c, clock, notifications)).TransitionTo(Deleting));
 
         During(Error,
             // An agent that comes back and takes a backup already given up is told to stop; its volume is no longer held.
             When(Started).Then(c => Db(c).Outbox.Add(OutboxMessage.Create(new CancelBackup(c.Message.BackupId), clock.GetUtcNow()))),
-            When(RestoreRequested).ThenAsync(c => RejectRestoreAsync(c, clock)));
+            When(RestoreRequested).ThenAsync(c => RejectRestoreAsync(c, clock, notifications)));
 
         During(Restoring,
             When(Restored, c => c.Message.RestoreId == c.Saga.RestoreId).ThenAsync(c => EndRestoreAsync(c, c.Message.VolumeId, failed: false, clock))
-                .TransitionTo(Available).Then(c => Notify(c, "backup.restore.end", clock.GetUtcNow())),
+                .TransitionTo(Available).Then(c => Notify(c, notifications, "backup.restore.end", clock.GetUtcNow())),
             When(RestoreFaulted, c => c.Message.Message.RestoreId == c.Saga.RestoreId).ThenAsync(c => EndRestoreAsync(c, c.Message.Message.VolumeId, failed: true, clock))
-                .TransitionTo(Available).Then(c => Notify(c, "backup.restore.error", clock.GetUtcNow())),
-            When(RestoreRequested).ThenAsync(c => RejectRestoreAsync(c, clock)));
+                .TransitionTo(Available).Then(c => Notify(c, notifications, "backup.restore.error", clock.GetUtcNow())),
+            When(RestoreRequested).ThenAsync(c => RejectRestoreAsync(c, clock, notifications)));
 
         During(Deleting,
             When(DataDeleted).ThenAsync(async c =>
@@ -115,12 +120,12 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 Touch(c, clock);
                 if (c.Saga.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { NumDependentBackups: > 0 } parent)
                     parent.NumDependentBackups--;
-            }).TransitionTo(Deleted).Then(c => Notify(c, "backup.delete.end", clock.GetUtcNow())),
+            }).TransitionTo(Deleted).Then(c => Notify(c, notifications, "backup.delete.end", clock.GetUtcNow())),
             When(DeleteFaulted).Then(c =>
             {
                 Touch(c, clock);
                 c.Saga.FailReason = Truncate(FailReason(c.Message.Exceptions));
-            }).TransitionTo(ErrorDeleting).Then(c => Notify(c, "backup.delete.error", clock.GetUtcNow())),
+            }).TransitionTo(ErrorDeleting).Then(c => Notify(c, notifications, "backup.delete.error", clock.GetUtcNow())),
             Ignore(DeleteRequested), Ignore(ForceDeleteRequested));
 
         // An admin's reset: the state it names, whatever was going on (a late event of it is then ignored).
@@ -165,7 +170,8 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
     static DateTimeOffset Touch(BehaviorContext<Backup> c, TimeProvider clock) => (c.Saga.UpdatedAt = clock.GetUtcNow()).Value;
 
     // After the transition, so the notification carries the new status.
-    static void Notify(BehaviorContext<Backup> c, string eventType, DateTimeOffset now) => Db(c).Outbox.Add(Notifications.Backup(c.Saga, eventType, now));
+    static void Notify(BehaviorContext<Backup> c, NotificationOptions notifications, string eventType, DateTimeOffset now) =>
+        Db(c).Outbox.AddRange(Notifications.Backup(c.Saga, eventType, now, notifications));
 
     /// <summary>Returns the volume (or the snapshot backed up) to its status before the backup; repeated calls change nothing.</summary>
     static async Task ReleaseSourceAsync(BehaviorContext<Backup> c, DateTimeOffset now)
@@ -185,7 +191,9 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
 
     static async Task FailAsync(BehaviorContext<Backup> c, string reason, TimeProvider clock)
     {
-        await ReleaseSourceAsync(c, Touch(c, clock));
+        var now = Touch(c, clock);
+        Metrics.BackupEnded(Metrics.Failed, now - c.Saga.CreatedAt);
+        await ReleaseSourceAsync(c, now);
         c.Saga.FailReason = Truncate(reason);
     }
 
@@ -197,12 +205,12 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
         await ReleaseSourceAsync(c, now);
     }
 
-    static void StartDelete(BehaviorContext<Backup> c, TimeProvider clock)
+    static void StartDelete(BehaviorContext<Backup> c, TimeProvider clock, NotificationOptions notifications)
     {
         var now = Touch(c, clock);
         c.Saga.FailReason = null;
         Db(c).Outbox.Add(OutboxMessage.Create(new DeleteBackup(c.Saga.Id, c.Saga.Container, c.Saga.AvailabilityZone), now, Queues.DeleteBackup(c.Saga.AvailabilityZone)));
-        Notify(c, "backup.delete.start", now);
+        Notify(c, notifications, "backup.delete.start", now);
     }
 
     static void Reset(BehaviorContext<Backup> c, TimeProvider clock)
@@ -215,7 +223,9 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
     /// <summary>The restore's volume leaves restoring-backup: available with the backup's data, or error_restoring.</summary>
     static async Task EndRestoreAsync(BehaviorContext<Backup> c, Guid volumeId, bool failed, TimeProvider clock)
     {
+        var requestedAt = c.Saga.UpdatedAt;                       // the restore's request: nothing else touches a restoring backup
         var now = Touch(c, clock);
+        if (requestedAt is { } at) Metrics.RestoreEnded(failed ? Metrics.Failed : Metrics.Completed, now - at);
         c.Saga.RestoreId = null;
         if (await Db(c).Volumes.FindAsync([volumeId], c.CancellationToken) is { Status: VolumeStatus.RestoringBackup } volume)
         {
@@ -226,7 +236,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
     }
 
     /// <summary>A restore asked while the backup could not serve it (two requests raced): its volume, untouched, is freed.</summary>
-    static async Task RejectRestoreAsync(BehaviorContext<Backup, BackupRestoreRequested> c, TimeProvider clock)
+    static async Task RejectRestoreAsync(BehaviorContext<Backup, BackupRestoreRequested> c, TimeProvider clock, NotificationOptions notifications)
     {
         var now = clock.GetUtcNow();
         if (await Db(c).Volumes.FindAsync([c.Message.VolumeId], c.CancellationToken) is { Status: VolumeStatus.RestoringBackup } volume)
@@ -234,9 +244,8 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
             volume.Status = VolumeStatus.Available;
             volume.UpdatedAt = now;
         }
-        Db(c).Outbox.Add(OutboxMessage.Create(new BackupNotification(
-            "backup.restore.error", c.Saga.Id, c.Saga.ProjectId, c.Saga.UserId, c.Saga.VolumeId, c.Saga.Status, c.Saga.Size, c.Saga.AvailabilityZone,
-            c.Saga.Host, c.Saga.Name, $"Backup status must be available but is {c.Saga.Status}.", c.Message.VolumeId, null, c.Saga.CreatedAt, now), now));
+        Db(c).Outbox.AddRange(Notifications.Backup(c.Saga, "backup.restore.error", now, notifications,
+            failReason: $"Backup status must be available but is {c.Saga.Status}.", restoreVolumeId: c.Message.VolumeId));
     }
 
     static string Truncate(string reason) => reason.Length > 255 ? reason[..255] : reason;
@@ -247,5 +256,22 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
         var exception = exceptions.FirstOrDefault();
         while (exception?.InnerException is { } inner) exception = inner;
         return exception is null ? "Backup failed" : $"{exception.ExceptionType.Split('.').Last()}: {exception.Message}";
+    }
+
+    /// <summary>Counts the events the machine handled (their steps ran and committed with the saga) or that faulted.</summary>
+    sealed class EventCounter : IEventObserver<Backup>
+    {
+        public Task PreExecute(BehaviorContext<Backup> context) => Task.CompletedTask;
+        public Task PreExecute<T>(BehaviorContext<Backup, T> context) where T : class => Task.CompletedTask;
+        public Task PostExecute(BehaviorContext<Backup> context) => Count(context, "handled");
+        public Task PostExecute<T>(BehaviorContext<Backup, T> context) where T : class => Count(context, "handled");
+        public Task ExecuteFault(BehaviorContext<Backup> context, Exception exception) => Count(context, "faulted");
+        public Task ExecuteFault<T>(BehaviorContext<Backup, T> context, Exception exception) where T : class => Count(context, "faulted");
+
+        static Task Count(BehaviorContext<Backup> context, string outcome)
+        {
+            Metrics.SagaEvent(context.Event.Name, outcome);
+            return Task.CompletedTask;
+        }
     }
 }

@@ -30,6 +30,8 @@ public static class MessagingSetup
     public static IServiceCollection AddMessaging(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddSingleton<OutboxSignal>();
+        services.AddSingleton<OsloPublisher>();
+        services.AddOptions<NotificationOptions>().BindConfiguration(NotificationOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddHostedService<OutboxRelay>();
         services.AddMassTransit(x =>
         {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
+using VolumeBackup.Api.Backups;
 using VolumeBackup.ServiceDefaults;
 
 namespace VolumeBackup.Api.Messaging;
@@ -11,22 +12,29 @@ namespace VolumeBackup.Api.Messaging;
 /// marked sent in the same transaction after the broker confirmed them, so a crash republishes (at least once,
 /// with MessageId = row id, which consumers use to stay idempotent) and never loses a row.
 /// </summary>
-public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal, TimeProvider clock, ILogger<OutboxRelay> logger) : BackgroundService
+public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal, OsloPublisher oslo, TimeProvider clock, ILogger<OutboxRelay> logger) : BackgroundService
 {
     const int BatchSize = 100;
     static readonly ActivitySource Source = new(ServiceDefaultsExtensions.TelemetryName);
 
     static readonly TimeSpan KeepSent = TimeSpan.FromDays(1);
+    static readonly TimeSpan ObserveEvery = TimeSpan.FromSeconds(5);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var nextCleanup = clock.GetUtcNow();
+        var nextObservation = clock.GetUtcNow();
         while (!stoppingToken.IsCancellationRequested)
         {
             int sent;
             try
             {
                 sent = await RelayBatchAsync(stoppingToken);
+                if (clock.GetUtcNow() >= nextObservation)
+                {
+                    await ObserveBacklogAsync(stoppingToken);                // the metrics' gauges read this, never the database
+                    nextObservation = clock.GetUtcNow() + ObserveEvery;
+                }
                 if (clock.GetUtcNow() >= nextCleanup)
                 {
                     await DeleteOldSentAsync(stoppingToken);             // sent rows are kept a day, for operators to inspect
@@ -52,7 +60,23 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
         await db.Outbox.Where(m => m.SentAt != null && m.SentAt < before).ExecuteDeleteAsync(ct);
     }
 
-    /// <summary>Sends a batch; a row that can never be sent is parked and the rows after it go on; a broker error ends the batch.</summary>
+    async Task ObserveBacklogAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<AppDbContext>();
+        var unsent = db.Outbox.Where(m => m.SentAt == null && m.ParkedAt == null);
+        var count = await unsent.LongCountAsync(ct);
+        var oldest = await unsent.MinAsync(m => (DateTimeOffset?)m.CreatedAt, ct);
+        var parked = await db.Outbox.LongCountAsync(m => m.ParkedAt != null, ct);
+        var queued = await db.Backups.Where(b => (b.State == "Initial" || b.State == nameof(BackupSaga.Creating)) && b.StartedAt == null)
+            .GroupBy(b => b.AvailabilityZone).Select(g => new { Zone = g.Key, Count = g.LongCount() }).ToDictionaryAsync(g => g.Zone, g => g.Count, ct);
+        Metrics.Observe(new Backlog(count, parked, oldest is { } at ? Math.Max(0, (clock.GetUtcNow() - at).TotalSeconds) : 0, queued));
+    }
+
+    /// <summary>
+    /// Sends a batch; a row that can never be sent is parked and the rows after it go on; a broker error ends the batch, and an
+    /// error of the oslo notifications' exchange holds back only those notifications.
+    /// </summary>
     async Task<int> RelayBatchAsync(CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
@@ -62,9 +86,11 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
         var rows = await db.Outbox
             .FromSql($"SELECT * FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL ORDER BY created_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED")
             .ToListAsync(ct);
-        Exception? brokerError = null;
+        Exception? brokerError = null, osloError = null;
         foreach (var row in rows)
         {
+            if (osloError is not null && row.MessageType == nameof(OsloNotification))
+                continue;                                       // oslo's notifications keep their order: the rest wait too
             using var activity = Source.StartActivity("outbox relay", ActivityKind.Producer, row.TraceParent);
             activity?.SetTag("messaging.message.id", row.Id);
             row.Attempts++;
@@ -72,10 +98,18 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
                 continue;
             try
             {
-                if (row.Destination is null)
+                if (message is OsloNotification notification)
+                    await oslo.PublishAsync(notification, row.Id, ct);
+                else if (row.Destination is null)
                     await bus.Publish(message, type, c => c.MessageId = row.Id, ct);
                 else
                     await (await bus.GetSendEndpoint(new Uri(row.Destination))).Send(message, type, c => c.MessageId = row.Id, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException && message is OsloNotification)
+            {
+                row.LastError = e.Message;                      // the notification exchange alone refuses (a conflicting declare): commands still go
+                osloError = e;
+                continue;
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -87,7 +121,7 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
         }
         await db.SaveChangesAsync(ct);
         await tx.CommitAsync(ct);
-        if (brokerError is not null) throw new InvalidOperationException("The broker refused an outbox row", brokerError);
+        if ((brokerError ?? osloError) is { } error) throw new InvalidOperationException("The broker refused an outbox row", error);   // then a pause
         if (rows.Count > 0) logger.OutboxRelayed(rows.Count);
         return rows.Count;
     }

@@ -218,6 +218,8 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                     var (offset, length) = run.Extent(i);
                     if (!SparseFile.IsHole(run.Source, offset, length))
                         await StoreChunkAsync(run, i, plain.AsMemory(0, length), packed, compressor, token);
+                    else
+                        Metrics.ZeroChunk();
                     await gate.AddAsync(length, token);
                 }
             }
@@ -232,12 +234,19 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     async Task StoreChunkAsync(BackupRun run, long index, Memory<byte> plain, byte[] packed, Compressor compressor, CancellationToken ct)
     {
         await ReadExactlyAsync(run, index, plain, ct);
+        Metrics.ChunkRead(plain.Length);
         if (!plain.Span.ContainsAnyExcept((byte)0))
+        {
+            Metrics.ZeroChunk();
             return;
+        }
         var hash = ChunkStore.Hash(plain.Span);
         run.Hashes[index] = hash;
         if (!run.Stored.TryAdd(hash, 0))
+        {
+            Metrics.ReusedChunk(plain.Length);
             return;   // another chunk of this backup holds the same data
+        }
         var path = ChunkStore.PathOf(run.Container, hash);
         // Relying on a chunk already there: the touch both confirms it and marks it in use for collections.
         if (await store.TouchAsync(path, ct))
@@ -246,6 +255,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             if (size is { } storedSize)
             {
                 run.Stored[hash] = (int)storedSize;
+                Metrics.ReusedChunk(plain.Length);
                 return;
             }
         }
@@ -260,6 +270,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         run.Written.Add(hash);
         Interlocked.Increment(ref run.ChunksWritten);
         Interlocked.Add(ref run.BytesWritten, length);
+        Metrics.NewChunk(length);
         return store.WriteAtomicAsync(ChunkStore.PathOf(run.Container, hash), packed.AsMemory(0, length), ct);
     }
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using static VolumeBackup.BackupAgent.Repository.LibNfs;
@@ -271,9 +272,9 @@ public sealed class NfsStore : IRepositoryStore
         }
     }
 
-    Task<T> Run<T>(Func<NfsContext, CancellationToken, T> operation, bool retry, CancellationToken ct)
+    Task<T> Run<T>(Func<NfsContext, CancellationToken, T> operation, bool retry, CancellationToken ct, [CallerMemberName] string name = "")
     {
-        var work = new NfsWork<T>(operation, retry, ct);
+        var work = new NfsWork<T>(operation, retry, ct, name.Replace("Async", "").ToLowerInvariant());
         try { queue.Add(work, ct); }
         catch (InvalidOperationException) when (queue.IsAddingCompleted) { throw new ObjectDisposedException(nameof(NfsStore)); }
         return work.Task;
@@ -312,8 +313,11 @@ public sealed class NfsStore : IRepositoryStore
         readonly CancellationTokenRegistration registration;
         int state;
 
-        public NfsWork(Func<NfsContext, CancellationToken, T> operation, bool retry, CancellationToken ct)
+        readonly string name;
+
+        public NfsWork(Func<NfsContext, CancellationToken, T> operation, bool retry, CancellationToken ct, string name)
         {
+            this.name = name;
             this.operation = operation;
             this.retry = retry;
             this.ct = ct;
@@ -338,7 +342,10 @@ public sealed class NfsStore : IRepositoryStore
                 {
                     context ??= store.Connect();
                     started = true;
-                    result.SetResult(operation(context, ct));
+                    var startedAt = Stopwatch.GetTimestamp();
+                    var value = operation(context, ct);
+                    Metrics.NfsCall(name, startedAt);
+                    result.SetResult(value);
                     return;
                 }
                 catch (NfsException e) when (!e.IsFileSystemError)

@@ -42,6 +42,8 @@ public sealed class OutboxRelayTests(ApiFactory api) : IClassFixture<ApiFactory>
         api.Services.GetRequiredService<OutboxSignal>().Notify();
 
         Assert.Equal("backup.create.start", (await received.Task.WaitAsync(TimeSpan.FromSeconds(30))).EventType);
+        // The relay marks the batch sent after the broker confirmed it: the message may arrive before that commits.
+        await api.WaitUntilAsync(async db => await db.Outbox.AnyAsync(m => m.Id == good.Id && m.SentAt != null), "the good row marked sent");
         await using var check = api.NewDbContext();
         var rows = await check.Outbox.AsNoTracking().Where(m => m.Id == unknownType.Id || m.Id == badBody.Id || m.Id == good.Id).ToDictionaryAsync(m => m.Id);
         Assert.NotNull(rows[good.Id].SentAt);
