@@ -22,6 +22,8 @@ static class BenchProgram
           backup <target> <container> <image> [parentId]
           restore <target> <container> <backupId> <out>   (creates <out> as a fresh sparse file)
           phases <target> <container> <image>        one thread, one chunk at a time: seconds per phase
+          cbt <target> <container> <poolFolder> <GiB> <dataGiB> <seed> [runKiB]
+                                                     full, CBT and full-read incrementals after a 1 % change, no-change CBT
         Options set RepositoryOptions (defaults: the agent's); --profile adds per-call store timings.
         backup, restore and phases print one line "RESULT key=value ...", with hwm_mib = peak RSS (VmHWM).
         """;
@@ -54,6 +56,11 @@ static class BenchProgram
                     return 0;
                 case ["restore", var target, var container, var id, var output]:
                     await RestoreAsync(settings, profile, target, container, Guid.Parse(id), output);
+                    return 0;
+                case ["cbt", var target, var container, var poolFolder, var gib, var data, var seed, .. var rest]:
+                    await Cbt.RunAsync(settings, target, container, poolFolder, int.Parse(gib, CultureInfo.InvariantCulture),
+                        int.Parse(data, CultureInfo.InvariantCulture), ulong.Parse(seed, CultureInfo.InvariantCulture),
+                        rest is [var run] ? int.Parse(run, CultureInfo.InvariantCulture) : 256);
                     return 0;
                 case ["phases", var target, var container, var image]:
                     await PhasesAsync(settings, target, container, image);
