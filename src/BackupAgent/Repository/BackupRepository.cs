@@ -160,6 +160,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         await Parallel.ForEachAsync(Enumerable.Range(0, settings.Workers), InParallel(ct), async (_, token) =>
         {
             var plain = ArrayPool<byte>.Shared.Rent(chunkSize);
+            var packed = ArrayPool<byte>.Shared.Rent(chunkSize + 1);   // a stored chunk is at most one codec byte more
             try
             {
                 using var decompressor = new Decompressor();
@@ -169,7 +170,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                     var length = (int)Math.Min(chunkSize, manifest.SizeBytes - offset);
                     if (manifest.Chunks[i] is { } chunk)
                     {
-                        var stored = await ReadChunkAsync(container, manifest, i, chunk, decompressor, plain.AsMemory(0, length), token);
+                        var stored = await ReadChunkAsync(container, manifest, i, chunk, decompressor, packed, plain.AsMemory(0, length), token);
                         await SparseFile.WriteAsync(target, plain.AsMemory(0, length), offset, token);
                         Interlocked.Increment(ref chunksRead);
                         Interlocked.Add(ref bytesRead, stored);
@@ -184,6 +185,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             finally
             {
                 ArrayPool<byte>.Shared.Return(plain);
+                ArrayPool<byte>.Shared.Return(packed);
             }
         });
         SparseFile.Flush(target);
@@ -373,10 +375,15 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     }
 
     // Returns the stored size, after checking that the chunk decodes to exactly the data its hash names.
-    async Task<int> ReadChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, Memory<byte> plain, CancellationToken ct)
+    // Reads into the worker's own buffer: a fresh array per chunk would be a large-object allocation each time.
+    async Task<int> ReadChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, byte[] packed,
+        Memory<byte> plain, CancellationToken ct)
     {
-        var stored = await store.ReadAllAsync(ChunkStore.PathOf(container, chunk.Sha256), ct)
+        var storedLength = await store.ReadIntoAsync(ChunkStore.PathOf(container, chunk.Sha256), packed, ct)
             ?? throw ChunkError(container, manifest, index, chunk, "is missing");
+        if (storedLength > packed.Length)
+            throw ChunkError(container, manifest, index, chunk, $"is corrupt: it holds {storedLength} bytes, more than a chunk of {plain.Length}");
+        var stored = packed.AsSpan(0, storedLength);
         int length;
         try
         {

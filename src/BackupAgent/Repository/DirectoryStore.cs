@@ -21,6 +21,25 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
         }
     }
 
+    public async Task<int?> ReadIntoAsync(string path, Memory<byte> buffer, CancellationToken ct)
+    {
+        try
+        {
+            using var file = File.OpenHandle(FilePath(path), FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.Asynchronous);
+            var length = RandomAccess.GetLength(file);
+            if (length > buffer.Length)
+                return (int)Math.Min(length, int.MaxValue);
+            var done = 0;
+            for (int n; done < length && (n = await RandomAccess.ReadAsync(file, buffer[done..(int)length], done, ct)) > 0;)
+                done += n;
+            return done;
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+    }
+
     public async Task WriteAtomicAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         var full = FilePath(path);

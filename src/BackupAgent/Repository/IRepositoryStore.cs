@@ -16,6 +16,20 @@ public interface IRepositoryStore : IAsyncDisposable
     /// <summary>Reads a whole file; null when it does not exist.</summary>
     Task<byte[]?> ReadAllAsync(string path, CancellationToken ct);
 
+    /// <summary>
+    /// Reads a whole file into <paramref name="buffer"/>, for callers that read many files of a bounded size (chunks)
+    /// and must not allocate one array each; null when it does not exist. Returns the file's length: when that exceeds
+    /// the buffer, nothing useful was read. The default goes through <see cref="ReadAllAsync"/>.
+    /// </summary>
+    async Task<int?> ReadIntoAsync(string path, Memory<byte> buffer, CancellationToken ct)
+    {
+        if (await ReadAllAsync(path, ct) is not { } data)
+            return null;
+        if (data.Length <= buffer.Length)
+            data.CopyTo(buffer);
+        return data.Length;
+    }
+
     /// <summary>Writes to a temporary name in the same directory, flushes, then renames over
     /// <paramref name="path"/>: readers see the old file, nothing, or the whole new file. Creates parents.</summary>
     Task WriteAtomicAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct);

@@ -79,6 +79,23 @@ public sealed class NfsStore : IRepositoryStore
         }, retry: true, ct);
     }
 
+    public Task<int?> ReadIntoAsync(string path, Memory<byte> buffer, CancellationToken ct)
+    {
+        var relative = RepositoryStores.CheckFilePath(path);
+        return Run<int?>((nfs, ct) =>
+        {
+            var full = Full(relative);
+            var rc = nfs.Open(full, O_RDONLY, out var file);
+            if (IsNotFound(rc)) return null;
+            nfs.Check(rc, "open", Label(full));
+            using (file)
+            {
+                var size = file.Size();
+                return size > buffer.Length ? (int)Math.Min(size, int.MaxValue) : file.ReadAll(0, buffer.Span[..(int)size], ct);
+            }
+        }, retry: true, ct);
+    }
+
     public Task WriteAtomicAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         var relative = RepositoryStores.CheckFilePath(path);

@@ -45,6 +45,22 @@ public sealed class RepositoryStoreTests
     [Theory]
     [InlineData("dir")]
     [InlineData("nfs")]
+    public async Task Read_into_a_buffer_fills_it_for_a_file_that_fits_and_only_reports_the_length_of_one_that_does_not(string kind)
+    {
+        await using var target = await Target.OpenAsync(kind);
+        var data = RandomBytes(MiB + 1);
+        await target.Store.WriteAtomicAsync("chunks/ab/file.bin", data, Ct);
+        var buffer = new byte[MiB + 1];
+
+        Assert.Equal(MiB + 1, await target.Store.ReadIntoAsync("chunks/ab/file.bin", buffer, Ct));
+        Assert.Equal(data, buffer);
+        Assert.Equal(MiB + 1, await target.Store.ReadIntoAsync("chunks/ab/file.bin", new byte[MiB], Ct));
+        Assert.Null(await target.Store.ReadIntoAsync("chunks/ab/missing.bin", buffer, Ct));
+    }
+
+    [Theory]
+    [InlineData("dir")]
+    [InlineData("nfs")]
     public async Task Missing_file_reads_as_null_and_does_not_exist(string kind)
     {
         await using var target = await Target.OpenAsync(kind);
