@@ -47,8 +47,9 @@ die() { echo "bench: ERROR: $*" >&2; exit 1; }
 eval "$($services env)"
 NFS_STATE=$VB_STATE
 if [[ -n ${BENCH_NFS_FROM:-} ]]; then
-  eval "$("$BENCH_NFS_FROM" env | grep -E '^export (VB_NFS_URL|VB_NFS_EXPORT)=')"
-  NFS_STATE=$("$BENCH_NFS_FROM" env | sed -n 's/^export VB_STATE="\(.*\)"$/\1/p')
+  other=$(env -u VB_STATE "$BENCH_NFS_FROM" env)   # its own state folder, not ours
+  eval "$(grep -E '^export (VB_NFS_URL|VB_NFS_EXPORT)=' <<<"$other")"
+  NFS_STATE=$(sed -n 's/^export VB_STATE="\(.*\)"$/\1/p' <<<"$other")
 fi
 BENCH=$VB_STATE/bench
 mkdir -p "$BENCH"/{images,work,results,build}
