@@ -269,7 +269,8 @@ public sealed class VolumePool
             if (!File.Exists(volume))
                 throw new InvalidOperationException($"Restore device {deviceId} cannot be committed: its volume was deleted");
             File.Move(path, volume, overwrite: true);
-            DropBase(Guid.Parse(name.AsSpan("volume-".Length, 36)), "the volume was restored over");
+            if (name.StartsWith("volume-", StringComparison.Ordinal) && Guid.TryParse(name.AsSpan(7, restoreMark - 7), out var volumeId))
+                DropBase(volumeId, "the volume was restored over");
             return true;
         }
         if (name.StartsWith("tmp-backup-", StringComparison.Ordinal) && Guid.TryParse(name.AsSpan("tmp-backup-".Length), out var backupId))

@@ -379,10 +379,13 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     async Task<int> ReadChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, byte[] packed,
         Memory<byte> plain, CancellationToken ct)
     {
-        var storedLength = await store.ReadIntoAsync(ChunkStore.PathOf(container, chunk.Sha256), packed, ct)
+        if (chunk.StoredSize > packed.Length)
+            throw ChunkError(container, manifest, index, chunk, $"cannot be read: the manifest gives it {chunk.StoredSize} bytes, more than a chunk of {plain.Length}");
+        // Exactly the size the manifest gives: a longer file is still checked by its hash, a shorter one is corrupt.
+        var storedLength = await store.ReadIntoAsync(ChunkStore.PathOf(container, chunk.Sha256), packed.AsMemory(0, chunk.StoredSize), ct)
             ?? throw ChunkError(container, manifest, index, chunk, "is missing");
-        if (storedLength > packed.Length)
-            throw ChunkError(container, manifest, index, chunk, $"is corrupt: it holds {storedLength} bytes, more than a chunk of {plain.Length}");
+        if (storedLength != chunk.StoredSize)
+            throw ChunkError(container, manifest, index, chunk, $"is corrupt: it holds {storedLength} bytes, the manifest says {chunk.StoredSize}");
         var stored = packed.AsSpan(0, storedLength);
         int length;
         try

@@ -26,11 +26,8 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
         try
         {
             using var file = File.OpenHandle(FilePath(path), FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.Asynchronous);
-            var length = RandomAccess.GetLength(file);
-            if (length > buffer.Length)
-                return (int)Math.Min(length, int.MaxValue);
             var done = 0;
-            for (int n; done < length && (n = await RandomAccess.ReadAsync(file, buffer[done..(int)length], done, ct)) > 0;)
+            for (int n; done < buffer.Length && (n = await RandomAccess.ReadAsync(file, buffer[done..], done, ct)) > 0;)
                 done += n;
             return done;
         }

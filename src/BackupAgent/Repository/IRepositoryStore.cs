@@ -17,17 +17,18 @@ public interface IRepositoryStore : IAsyncDisposable
     Task<byte[]?> ReadAllAsync(string path, CancellationToken ct);
 
     /// <summary>
-    /// Reads a whole file into <paramref name="buffer"/>, for callers that read many files of a bounded size (chunks)
-    /// and must not allocate one array each; null when it does not exist. Returns the file's length: when that exceeds
-    /// the buffer, nothing useful was read. The default goes through <see cref="ReadAllAsync"/>.
+    /// Reads the first <c>buffer.Length</c> bytes of a file into <paramref name="buffer"/> (fewer when it is shorter),
+    /// for callers that know the size (a chunk's, from its manifest) and must not allocate an array per file: no size
+    /// query, no allocation. Null when the file does not exist; else the bytes read. The default goes through
+    /// <see cref="ReadAllAsync"/>.
     /// </summary>
     async Task<int?> ReadIntoAsync(string path, Memory<byte> buffer, CancellationToken ct)
     {
         if (await ReadAllAsync(path, ct) is not { } data)
             return null;
-        if (data.Length <= buffer.Length)
-            data.CopyTo(buffer);
-        return data.Length;
+        var n = Math.Min(data.Length, buffer.Length);
+        data.AsMemory(0, n).CopyTo(buffer);
+        return n;
     }
 
     /// <summary>Writes to a temporary name in the same directory, flushes, then renames over

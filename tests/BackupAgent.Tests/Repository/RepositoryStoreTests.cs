@@ -45,17 +45,22 @@ public sealed class RepositoryStoreTests
     [Theory]
     [InlineData("dir")]
     [InlineData("nfs")]
-    public async Task Read_into_a_buffer_fills_it_for_a_file_that_fits_and_only_reports_the_length_of_one_that_does_not(string kind)
+    public async Task Read_into_a_buffer_reads_the_files_first_bytes_up_to_its_length(string kind)
     {
         await using var target = await Target.OpenAsync(kind);
         var data = RandomBytes(MiB + 1);
         await target.Store.WriteAtomicAsync("chunks/ab/file.bin", data, Ct);
-        var buffer = new byte[MiB + 1];
+        var exact = new byte[MiB + 1];
+        var larger = new byte[MiB + 100];
+        var smaller = new byte[1000];
 
-        Assert.Equal(MiB + 1, await target.Store.ReadIntoAsync("chunks/ab/file.bin", buffer, Ct));
-        Assert.Equal(data, buffer);
-        Assert.Equal(MiB + 1, await target.Store.ReadIntoAsync("chunks/ab/file.bin", new byte[MiB], Ct));
-        Assert.Null(await target.Store.ReadIntoAsync("chunks/ab/missing.bin", buffer, Ct));
+        Assert.Equal(MiB + 1, await target.Store.ReadIntoAsync("chunks/ab/file.bin", exact, Ct));
+        Assert.Equal(data, exact);
+        Assert.Equal(MiB + 1, await target.Store.ReadIntoAsync("chunks/ab/file.bin", larger, Ct));
+        Assert.Equal(data, larger[..(MiB + 1)]);
+        Assert.Equal(1000, await target.Store.ReadIntoAsync("chunks/ab/file.bin", smaller, Ct));
+        Assert.Equal(data[..1000], smaller);
+        Assert.Null(await target.Store.ReadIntoAsync("chunks/ab/missing.bin", exact, Ct));
     }
 
     [Theory]
