@@ -21,11 +21,13 @@ static class Images
 
     public enum Kind : byte { Hole, Random, Text }
 
-    public static Kind[] Layout(int slots, ulong seed)
+    // The bench's mix: 25 % holes, 25 % random, 50 % text; mostly text: 5 % holes, 5 % random, 90 % text.
+    public static Kind[] Layout(int slots, ulong seed, bool mostlyText = false)
     {
         var kinds = new Kind[slots];
+        var (holes, random) = mostlyText ? (slots / 20, slots / 20) : (slots / 4, slots / 4);
         for (var i = 0; i < slots; i++)
-            kinds[i] = i < slots / 4 ? Kind.Hole : i < slots / 2 ? Kind.Random : Kind.Text;
+            kinds[i] = i < holes ? Kind.Hole : i < holes + random ? Kind.Random : Kind.Text;
         var rng = new Xoshiro(seed ^ 0x5eed_1a40_75u);
         for (var i = slots - 1; i > 0; i--)
         {
@@ -35,13 +37,13 @@ static class Images
         return kinds;
     }
 
-    public static void Make(string path, int sizeGiB, ulong seed, int dataGiB)
+    public static void Make(string path, int sizeGiB, ulong seed, int dataGiB, bool mostlyText = false)
     {
         if (sizeGiB < 1 || dataGiB < 1 || dataGiB > sizeGiB || sizeGiB % dataGiB != 0)
             throw new ArgumentException($"image size {sizeGiB} GiB must be a positive multiple of the data pattern's {dataGiB} GiB");
         var slots = dataGiB * ExtentsPerGiB;
         var stride = sizeGiB / dataGiB;
-        var kinds = Layout(slots, seed);
+        var kinds = Layout(slots, seed, mostlyText);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         File.Delete(path);
         using (var create = new FileStream(path, FileMode.CreateNew, FileAccess.Write))

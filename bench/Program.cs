@@ -16,12 +16,15 @@ static class BenchProgram
 {
     const string Usage = """
         usage: Bench <command> [--chunk-kib=N] [--workers=N] [--connections=N] [--level=N] [--profile]
-          make-image <path> <GiB> <seed> [dataGiB]   deterministic sparse image (25 % holes, 25 % random, 50 % text)
+          make-image <path> <GiB> <seed> [dataGiB] [text]  deterministic sparse image (25 % holes, 25 % random, 50 % text;
+                                                     with "text": 5 % holes, 5 % random, 90 % text)
           change <path> <percent> <seed> [runKiB]    deterministic change in place, spread over the image (runs of 256 KiB)
           sha256 <path>                              checksum of the whole file
           backup <target> <container> <image> [parentId]
           restore <target> <container> <backupId> <out>   (creates <out> as a fresh sparse file)
           phases <target> <container> <image>        one thread, one chunk at a time: seconds per phase
+          cbt <target> <container> <poolFolder> <GiB> <dataGiB> <seed> <runKiB> <exportDir>
+                                                     full, CBT and full-read incrementals after a 1 % change, no-change CBT
         Options set RepositoryOptions (defaults: the agent's); --profile adds per-call store timings.
         backup, restore and phases print one line "RESULT key=value ...", with hwm_mib = peak RSS (VmHWM).
         """;
@@ -32,7 +35,7 @@ static class BenchProgram
     {
         CultureInfo.DefaultThreadCurrentCulture = CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
         var options = argv.Where(a => a.StartsWith("--", StringComparison.Ordinal)).ToArray();
-        var args = argv.Except(options).ToArray();
+        var args = argv.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray();   // not Except: a set operation, it drops repeated arguments ("2 2")
         try
         {
             var settings = Settings(options, out var profile);
@@ -40,7 +43,8 @@ static class BenchProgram
             {
                 case ["make-image", var path, var gib, var seed, .. var rest]:
                     Images.Make(path, int.Parse(gib, CultureInfo.InvariantCulture), ulong.Parse(seed, CultureInfo.InvariantCulture),
-                        rest is [var data] ? int.Parse(data, CultureInfo.InvariantCulture) : int.Parse(gib, CultureInfo.InvariantCulture));
+                        rest is [var data, ..] ? int.Parse(data, CultureInfo.InvariantCulture) : int.Parse(gib, CultureInfo.InvariantCulture),
+                        rest is [_, "text"]);
                     return 0;
                 case ["change", var path, var percent, var seed, .. var rest]:
                     Images.Change(path, double.Parse(percent, CultureInfo.InvariantCulture), ulong.Parse(seed, CultureInfo.InvariantCulture),
@@ -54,6 +58,11 @@ static class BenchProgram
                     return 0;
                 case ["restore", var target, var container, var id, var output]:
                     await RestoreAsync(settings, profile, target, container, Guid.Parse(id), output);
+                    return 0;
+                case ["cbt", var target, var container, var poolFolder, var volumeGiB, var dataGiB, var changeSeed, var runKiB, var exportDir]:
+                    await Cbt.RunAsync(settings, target, container, poolFolder, int.Parse(volumeGiB, CultureInfo.InvariantCulture),
+                        int.Parse(dataGiB, CultureInfo.InvariantCulture), ulong.Parse(changeSeed, CultureInfo.InvariantCulture),
+                        int.Parse(runKiB, CultureInfo.InvariantCulture), exportDir);
                     return 0;
                 case ["phases", var target, var container, var image]:
                     await PhasesAsync(settings, target, container, image);

@@ -34,6 +34,9 @@ sealed class TimingStore(IRepositoryStore inner) : IRepositoryStore
     public Task<byte[]?> ReadAllAsync(string path, CancellationToken ct) =>
         Time(path.Contains("/chunks/") ? "read chunk" : "read other", 0, () => inner.ReadAllAsync(path, ct), r => r?.Length ?? 0);
 
+    public Task<int?> ReadIntoAsync(string path, Memory<byte> buffer, CancellationToken ct) =>
+        Time(path.Contains("/chunks/") ? "read chunk" : "read other", 0, () => inner.ReadIntoAsync(path, buffer, ct), r => r ?? 0);
+
     public Task WriteAtomicAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct) =>
         Time(path.Contains("/chunks/") ? "write chunk" : "write other", data.Length, async () => { await inner.WriteAtomicAsync(path, data, ct); return true; });
 

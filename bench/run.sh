@@ -18,6 +18,7 @@
 #     round right after the same baseline, and prints a comparison;  BENCH_CONFIGS='label|--opt=v ...;label|...'
 #     sets that list yourself (the first entry gets the full table and the 16 GiB image)
 #   BENCH_16G=0 skips the 16 GiB image;  BENCH_NO_BUILD=1 skips the build;  BENCH_PROFILE=1 logs per-call store timings
+#   BENCH_NFS_FROM=/other/checkout/deploy/services.sh  use the NFS server that checkout started (its export), start none
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,6 +45,12 @@ say() { echo "bench: $*" >&2; }
 die() { echo "bench: ERROR: $*" >&2; exit 1; }
 
 eval "$($services env)"
+NFS_STATE=$VB_STATE
+if [[ -n ${BENCH_NFS_FROM:-} ]]; then
+  other=$(env -u VB_STATE "$BENCH_NFS_FROM" env)   # its own state folder, not ours
+  eval "$(grep -E '^export (VB_NFS_URL|VB_NFS_EXPORT)=' <<<"$other")"
+  NFS_STATE=$(sed -n 's/^export VB_STATE="\(.*\)"$/\1/p' <<<"$other")
+fi
 BENCH=$VB_STATE/bench
 mkdir -p "$BENCH"/{images,work,results,build}
 # Images and restores are GiBs: never on a RAM-backed file system.
@@ -75,14 +82,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-$services start-nfs >&2
+[[ -n ${BENCH_NFS_FROM:-} ]] || $services start-nfs >&2
 
 # The share's server can be restarted under us (the test suite's failure tests do that): wait until it answers.
 wait_nfs() {
   for _ in $(seq 120); do timeout 10 nfs-ls "$VB_NFS_URL" >/dev/null 2>&1 && return 0; sleep 0.5; done
   die "$VB_NFS_URL does not answer"
 }
-ganesha_pid() { cat "$VB_STATE/run/ganesha.pid" 2>/dev/null || echo none; }
+ganesha_pid() { cat "$NFS_STATE/run/ganesha.pid" 2>/dev/null || echo none; }
 # cpu_of PID: the process's user + system CPU seconds so far (0 when it is gone).
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
@@ -105,6 +112,7 @@ IMAGES=$BENCH/images
 BASE=$IMAGES/base-2g-s$SEED.img
 CHANGED=$IMAGES/changed-2g-s$SEED-1pct-${RUN_KIB}k.img
 BIG=$IMAGES/sparse-16g-s$SEED.img
+TEXT=$IMAGES/text-2g-s$SEED.img   # the second mix for restores: mostly text, few holes
 
 cached() {   # cached IMAGE STAMP [verify]
   [[ -f $1 && -f $1.stamp && $(cat "$1.stamp") == "$2" && -f $1.sha256 ]] || return 1
@@ -134,6 +142,13 @@ if [[ ${BENCH_16G:-1} == 1 ]] && ! cached "$BIG" "$GEN make-image 16 $SEED 2"; t
   echo "(not computed: 16 GiB of mostly zeros)" >"$BIG.sha256"
   made "$BIG" "$GEN make-image 16 $SEED 2"
 fi
+if ! cached "$TEXT" "$GEN make-image 2 $SEED 2 text" verify; then
+  say "making $TEXT"
+  bench make-image "$TEXT" 2 "$SEED" 2 text >&2
+  bench sha256 "$TEXT" | cut -d' ' -f1 >"$TEXT.sha256"
+  made "$TEXT" "$GEN make-image 2 $SEED 2 text"
+fi
+TEXT_SHA=$(cat "$TEXT.sha256")
 BASE_SHA=$(cat "$BASE.sha256")
 CHANGED_SHA=$(cat "$CHANGED.sha256")
 
@@ -197,6 +212,18 @@ backups() {
   [[ $got == "$CHANGED_SHA" ]] || die "r$r c$c: RESTORE MISMATCH: sha256 $got, expected $CHANGED_SHA (the changed image); log: $LOG"
   rm -f "$BENCH/work/restored.img"
 
+  if ((c == 0)); then
+    # The second image (mostly text): a full backup and its restore, against the raw copy back of the same image.
+    SHARE_DIRS+=("$tag-text")
+    measure "r$r c$c text full backup" bench backup "$VB_NFS_URL" "$tag-text" "$TEXT" "${opts[@]}"; ((RESTARTED)) && return
+    line=$(result); full_id=$(field id "$line")
+    measure "r$r c$c text restore" bench restore "$VB_NFS_URL" "$tag-text" "$full_id" "$BENCH/work/restored.img" "${opts[@]}"; ((RESTARTED)) && return
+    line=$(result); R[restore_text,$r]=$(field seconds "$line"); R[restore_text_cpu,$r]=$CPU
+    got=$(bench sha256 "$BENCH/work/restored.img" | cut -d' ' -f1)
+    [[ $got == "$TEXT_SHA" ]] || die "r$r: TEXT RESTORE MISMATCH: sha256 $got, expected $TEXT_SHA; log: $LOG"
+    rm -rf "$BENCH/work/restored.img" "${VB_NFS_EXPORT:?}/$tag-text"
+  fi
+
   if ((c == 0)) && [[ ${BENCH_16G:-1} == 1 ]]; then
     measure "r$r c$c 16 GiB backup" bench backup "$VB_NFS_URL" "$tag-16g" "$BIG" "${opts[@]}"; ((RESTARTED)) && return
     line=$(result)
@@ -219,7 +246,13 @@ round() {
   R[raw_back,$r]=$SECS; R[raw_back_cpu,$r]=$CPU; R[raw_back_srv,$r]=$SRV
   [[ $(bench sha256 "$BENCH/work/back.img" | cut -d' ' -f1) == "$BASE_SHA" ]] || die "r$r: the raw copy back differs from the image"
   rm -f "$BENCH/work/back.img" "$VB_NFS_EXPORT/$tag.raw.img"
-  say "round $r: raw copy to NFS ${R[raw_up,$r]}s, back ${R[raw_back,$r]}s (checksum ok)"
+  SHARE_DIRS+=("$tag.text.img")
+  nfs-cp "$TEXT" "$VB_NFS_URL/$tag.text.img" >/dev/null   # untimed: only the copy back of the second image is compared
+  measure "r$r raw copy back, text image" copy_back "$VB_NFS_URL/$tag.text.img" "$BENCH/work/back.img"; ((RESTARTED)) && return
+  R[raw_back_text,$r]=$SECS
+  [[ $(bench sha256 "$BENCH/work/back.img" | cut -d' ' -f1) == "$TEXT_SHA" ]] || die "r$r: the raw copy back differs from the text image"
+  rm -f "$BENCH/work/back.img" "$VB_NFS_EXPORT/$tag.text.img"
+  say "round $r: raw copy to NFS ${R[raw_up,$r]}s, back ${R[raw_back,$r]}s, text image back ${R[raw_back_text,$r]}s (checksums ok)"
   for ((c = 0; c < ${#CONFIGS[@]}; c++)); do
     backups "$c" "$r" "$tag-c$c"; ((RESTARTED)) && return
   done
@@ -249,7 +282,7 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'
 
 {
   echo "Repository benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds, seed $SEED"
-  echo "Image: 2 GiB (25 % holes, 25 % random, 50 % text); change: 1 % in ${RUN_KIB} KiB runs; share: $VB_NFS_URL"
+  echo "Images: 2 GiB (25 % holes, 25 % random, 50 % text), second image 2 GiB (5 % holes, 5 % random, 90 % text); change: 1 % in ${RUN_KIB} KiB runs; share: $VB_NFS_URL"
   echo "RepositoryOptions: ${SETTINGS[0]}"
   echo
   printf '%-38s %10s   %s\n' "measure" "median" "rounds"
@@ -259,6 +292,8 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'
   row "full backup" full,0 s
   row "incremental after 1 % change" inc,0 s
   row "restore of the incremental" restore,0 s
+  row "raw copy back, text image" raw_back_text s
+  row "restore of a full, text image" restore_text s
   [[ ${BENCH_16G:-1} == 1 ]] && row "full backup, 16 GiB sparse image" big,0 s
   row "written by the full backup" full_written,0 MiB
   row "written by the incremental" inc_written,0 MiB
@@ -272,6 +307,7 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'
   row "CPU, incremental: NFS server" inc_srv,0 s
   row "CPU, restore: agent" restore_cpu,0 s
   row "CPU, restore: NFS server" restore_srv,0 s
+  row "CPU, restore text image: agent" restore_text_cpu s
   row "peak RSS, full backup 2 GiB" full_mem,0 MiB
   row "peak RSS, incremental 2 GiB" inc_mem,0 MiB
   row "peak RSS, restore 2 GiB" restore_mem,0 MiB
@@ -280,7 +316,8 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'
   target() { printf '%-38s %10s   target <= %-6s %s\n' "$1" "$2" "$3" "$(verdict "$2" "$3")"; }
   target "full backup / raw copy" "$(ratio "$(med full,0)" "$(med raw_up)")" 0.70
   target "incremental / full backup" "$(ratio "$(med inc,0)" "$(med full,0)")" 0.25
-  target "restore / raw copy back" "$(ratio "$(med restore,0)" "$(med raw_back)")" 1.00
+  target "restore / raw copy back" "$(ratio "$(med restore,0)" "$(med raw_back)")" 0.80
+  target "restore / raw copy back, text image" "$(ratio "$(med restore_text)" "$(med raw_back_text)")" 0.80
   peak=$(for k in full_mem,0 inc_mem,0 restore_mem,0 big_mem,0; do values "$k"; done | sort -g | tail -n1)
   target "peak RSS, any operation (MiB)" "$peak" 512
   if [[ ${BENCH_16G:-1} == 1 ]]; then

@@ -27,7 +27,8 @@ public sealed class CreateBackupConsumer(
             logger.BackupAlreadyWritten(m.BackupId);
         else
             summary = await WriteAsync(context, ct);
-        await context.Publish(new BackupCompleted(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten, summary.StoredBytes, clock.GetUtcNow()), ct);
+        await context.Publish(new BackupCompleted(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten, summary.StoredBytes, clock.GetUtcNow(),
+            summary.Cbt, summary.BytesRead), ct);
     }
 
     async Task<BackupSummary> WriteAsync(ConsumeContext<CreateBackup> context, CancellationToken ct)
@@ -37,16 +38,29 @@ public sealed class CreateBackupConsumer(
         var device = await volumes.GetBackupDeviceAsync(new GetBackupDeviceRequest
         {
             BackupId = m.BackupId.ToString(), VolumeId = m.VolumeId.ToString(), SnapshotId = m.SnapshotId?.ToString() ?? "", InUse = m.InUse,
+            BaseBackupId = m.ParentId?.ToString() ?? "",
         }, deadline: DateTime.UtcNow + agent.DeviceCallTimeout, cancellationToken: ct);
         await using var lease = new DeviceLease(volumes, device, agent.ReleaseCallTimeout, logger);
         logger.BackupDeviceReady(m.BackupId, m.VolumeId, device.DeviceId, device.Method);
         await context.Publish(new BackupStarted(m.BackupId, m.VolumeId, device.Temporary, agent.Host, clock.GetUtcNow()), ct);
 
         var progress = new ProgressReporter(agent.ProgressEveryBytes, done => context.Publish(new BackupProgressed(m.BackupId, done, device.SizeBytes), ct));
-        var summary = await repository.BackupAsync(m.Container, m.BackupId, m.VolumeId, m.ParentId, device.Path, device.SizeBytes, progress.ReportAsync, ct);
-        logger.BackupWritten(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten);
+        var source = new BackupSource(device.Path, device.SizeBytes, NullIfEmpty(device.Generation),
+            device.Cbt ? [.. device.Changed.Select(r => (r.Offset, r.Length))] : null, NullIfEmpty(device.BaseGeneration));
+        var summary = await repository.BackupAsync(m.Container, m.BackupId, m.VolumeId, m.ParentId, source, progress.ReportAsync, ct);
+        logger.BackupWritten(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten, summary.Cbt, summary.BytesRead);
+        try
+        {
+            await lease.CommitAsync();                         // the manifest is on the share: the device becomes the volume's base
+        }
+        catch (Grpc.Core.RpcException e)
+        {
+            logger.BaseNotKept(m.BackupId, e);                 // only an optimisation lost: the backup itself is done
+        }
         return summary;
     }
+
+    static string? NullIfEmpty(string value) => value.Length == 0 ? null : value;
 }
 
 public sealed class CreateBackupConsumerDefinition(IOptions<AgentOptions> options) : ZoneQueueDefinition<CreateBackupConsumer>(options, Queues.CreateBackup)

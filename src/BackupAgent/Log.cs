@@ -5,8 +5,8 @@ internal static partial class Log
     [LoggerMessage(2001, LogLevel.Information, "Backup {BackupId} of volume {VolumeId}: device {DeviceId} ready ({Method})")]
     public static partial void BackupDeviceReady(this ILogger logger, Guid backupId, Guid volumeId, string deviceId, string method);
 
-    [LoggerMessage(2002, LogLevel.Information, "Backup {BackupId} written: {Bytes} bytes, {Objects} objects, {Written} bytes new on the share")]
-    public static partial void BackupWritten(this ILogger logger, Guid backupId, long bytes, int objects, long written);
+    [LoggerMessage(2002, LogLevel.Information, "Backup {BackupId} written: {Bytes} bytes, {Objects} objects, {Written} bytes new on the share; changed-block tracking {Cbt}, {BytesRead} bytes read")]
+    public static partial void BackupWritten(this ILogger logger, Guid backupId, long bytes, int objects, long written, bool cbt, long bytesRead);
 
     [LoggerMessage(2003, LogLevel.Information, "Backup {BackupId} restored into volume {VolumeId}: {Bytes} bytes verified")]
     public static partial void BackupRestored(this ILogger logger, Guid backupId, Guid volumeId, long bytes);
@@ -22,6 +22,12 @@ internal static partial class Log
 
     [LoggerMessage(2007, LogLevel.Warning, "Backup {BackupId} cancelled: it was force-deleted")]
     public static partial void BackupCancelled(this ILogger logger, Guid backupId);
+
+    [LoggerMessage(2009, LogLevel.Warning, "Backup {BackupId}: its device could not be kept as the volume's base; the next incremental reads the whole device")]
+    public static partial void BaseNotKept(this ILogger logger, Guid backupId, Exception exception);
+
+    [LoggerMessage(2010, LogLevel.Warning, "Backup {BackupId} deleted, but its changed-block-tracking base could not be dropped; the next backup of the volume replaces it")]
+    public static partial void BaseNotDropped(this ILogger logger, Guid backupId, Exception exception);
 
     [LoggerMessage(2008, LogLevel.Information, "Backup {BackupId} is already on the share (a redelivered command): reported from its manifest")]
     public static partial void BackupAlreadyWritten(this ILogger logger, Guid backupId);

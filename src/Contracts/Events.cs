@@ -10,7 +10,10 @@ public record BackupProgressed(Guid BackupId, long BytesDone, long BytesTotal);
 /// <param name="ObjectCount">Non-zero chunks the backup references.</param>
 /// <param name="BytesWritten">Stored bytes this backup added to the repository (dedup and compression applied).</param>
 /// <param name="StoredBytes">Stored bytes of every chunk the backup references.</param>
-public record BackupCompleted(Guid BackupId, long SizeBytes, int ObjectCount, long BytesWritten, long StoredBytes, DateTimeOffset CompletedAt);
+/// <param name="Cbt">Changed-block tracking was used: only the ranges changed since the parent were read.</param>
+/// <param name="BytesRead">Bytes read from the device.</param>
+public record BackupCompleted(Guid BackupId, long SizeBytes, int ObjectCount, long BytesWritten, long StoredBytes, DateTimeOffset CompletedAt,
+    bool Cbt = false, long BytesRead = 0);
 
 /// <summary>No agent of the backup's zone took it in time (all of them gone); the Api gives it up and fails it.</summary>
 public record BackupNotTaken(Guid BackupId, string Reason);

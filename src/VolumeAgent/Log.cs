@@ -19,4 +19,16 @@ internal static partial class Log
 
     [LoggerMessage(1006, LogLevel.Warning, "Removed {File}, a temporary left by an earlier run")]
     public static partial void StaleTemporaryRemoved(this ILogger logger, string file);
+
+    [LoggerMessage(1007, LogLevel.Information, "Backup {BackupId}: changed-block tracking against the base of backup {BaseBackupId}: {Ranges} ranges, {Bytes} bytes changed")]
+    public static partial void ChangedBlocksFound(this ILogger logger, Guid backupId, Guid baseBackupId, int ranges, long bytes);
+
+    [LoggerMessage(1008, LogLevel.Information, "Backup {BackupId}: no changed-block tracking ({Reason}); the whole device is to be read")]
+    public static partial void NoChangedBlocks(this ILogger logger, Guid backupId, string reason);
+
+    [LoggerMessage(1009, LogLevel.Information, "Volume {VolumeId}: the device of backup {BackupId} kept as its changed-block-tracking base")]
+    public static partial void BaseKept(this ILogger logger, Guid volumeId, Guid backupId);
+
+    [LoggerMessage(1010, LogLevel.Information, "Volume {VolumeId}: changed-block-tracking base of backup {BackupId} dropped ({Reason})")]
+    public static partial void BaseDropped(this ILogger logger, Guid volumeId, Guid backupId, string reason);
 }

@@ -11,4 +11,11 @@ public sealed class VolumeOptions
 
     /// <summary>When the pool cannot reflink, copy instead (slow, and not crash-consistent for an attached volume).</summary>
     public bool AllowCopyFallback { get; init; } = true;
+
+    /// <summary>
+    /// Bound on the space the changed-block-tracking bases of this host hold on their own (blocks their volumes have
+    /// overwritten since): past it the oldest bases are dropped, and those volumes' next incrementals read the whole
+    /// device. Zero keeps no bases at all.
+    /// </summary>
+    [Range(0, long.MaxValue)] public long MaxBaseBytes { get; init; } = 64L << 30;
 }

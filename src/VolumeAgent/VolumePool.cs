@@ -1,4 +1,6 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Options;
+using VolumeBackup.ServiceDefaults;
 
 namespace VolumeBackup.VolumeAgent;
 
@@ -6,6 +8,15 @@ namespace VolumeBackup.VolumeAgent;
 /// The volume files of this host. Names follow Cinder's drivers (<c>volume-{id}</c>, <c>snapshot-{id}</c>);
 /// a backup's temporaries carry its id so a retried request finds and replaces its own; each restore device also carries
 /// a nonce, so two deliveries of one restore never write into the same file.
+/// <para>
+/// Changed-block tracking: a backup device that was a reflink clone, released with commit (its backup's manifest is on
+/// the share), is kept as <c>cbt-base-{volume id}</c>, the base of that volume's next incremental, which then gets the
+/// ranges where its own device and the base no longer share blocks (<see cref="ChangedBlocks"/>). Each device carries a
+/// generation, kept with its base and recorded in the backup's manifest by the BackupAgent, so that a base is used only
+/// against the very copy its backup read. The base goes when a newer backup of the volume commits, when its backup is
+/// deleted, when the volume is restored over or deleted, when the bound on base space drops it, and on a restart (the
+/// agent cannot vouch for what happened to the pool while it was down). A failed backup keeps the old base.
+/// </para>
 /// </summary>
 public sealed class VolumePool
 {
@@ -14,20 +25,35 @@ public sealed class VolumePool
     readonly string root;
     readonly bool allowCopy;
     readonly ILogger<VolumePool> logger;
+    readonly long maxBaseBytes;
+    readonly bool trackable;
+    // Guards pending, bases and the base files: a commit may rename over a base another call is comparing against.
+    readonly Lock cbt = new();
+    readonly Dictionary<Guid, PendingDevice> pending = [];
+    readonly Dictionary<Guid, KeptBase> bases = [];
+    long basesKept;
 
-    public VolumePool(IOptions<VolumeOptions> options, ILogger<VolumePool> logger)
+    public VolumePool(IOptions<VolumeOptions> options, ILogger<VolumePool> logger, IMeterFactory? meters = null)
     {
         root = Path.GetFullPath(options.Value.PoolPath);
         allowCopy = options.Value.AllowCopyFallback;
+        maxBaseBytes = options.Value.MaxBaseBytes;
         this.logger = logger;
         Directory.CreateDirectory(root);
+        trackable = ChangedBlocks.IsXfs(root);
         RemoveStaleTemporaries();
+        meters?.Create(ServiceDefaultsExtensions.TelemetryName).CreateObservableGauge("volumeagent.cbt.base.size", BaseBytes, "By",
+            "Bytes held only by the changed-block-tracking bases of this host's pool: blocks their volumes have overwritten since");
     }
+
+    sealed record PendingDevice(Guid VolumeId, string Generation, bool Reflinked);
+
+    sealed record KeptBase(Guid BackupId, string Generation, long Sequence);
 
     /// <summary>Temporaries a crash left behind: no device outlives the agent that handed it out (a job holding one retries).</summary>
     void RemoveStaleTemporaries()
     {
-        foreach (var pattern in new[] { "tmp-*", "*.restore-*", "*.creating" })
+        foreach (var pattern in new[] { "tmp-*", "*.restore-*", "*.creating", "cbt-base-*" })
             foreach (var file in Directory.EnumerateFiles(root, pattern))
             {
                 File.Delete(file);
@@ -39,6 +65,7 @@ public sealed class VolumePool
     public string SnapshotPath(Guid id) => Path.Combine(root, $"snapshot-{id}");
     public string BackupDevicePath(Guid backupId) => Path.Combine(root, $"tmp-backup-{backupId}");
     string TempSnapshotPath(Guid backupId) => Path.Combine(root, $"tmp-snapshot-{backupId}");
+    public string BasePath(Guid volumeId) => Path.Combine(root, $"cbt-base-{volumeId}");
 
     /// <summary>A device id is a file name in the pool; anything else is refused so ids never become paths outside it.</summary>
     public string? ResolveDevice(string deviceId)
@@ -77,7 +104,11 @@ public sealed class VolumePool
         return sizeBytes;
     }
 
-    public bool DeleteVolume(Guid id) => DeleteFile(VolumePath(id));
+    public bool DeleteVolume(Guid id)
+    {
+        DropBase(id, "volume deleted");
+        return DeleteFile(VolumePath(id));
+    }
 
     public string CreateSnapshot(Guid snapshotId, Guid volumeId, CancellationToken ct)
     {
@@ -94,9 +125,86 @@ public sealed class VolumePool
     /// <summary>
     /// The seed's temporary-clone flow: for an attached volume, a temporary snapshot, a clone of it, the snapshot
     /// deleted; for a snapshot, a clone of it. A detached volume is also cloned when reflink makes that instant,
-    /// so it is free again at once; otherwise it is read in place.
+    /// so it is free again at once; otherwise it is read in place. With <paramref name="baseBackupId"/>, the ranges
+    /// changed since that backup's device, when it is this volume's base and the filesystem can tell.
     /// </summary>
-    public (string Path, bool Temporary, string Method) GetBackupDevice(Guid backupId, Guid volumeId, Guid? snapshotId, bool inUse, CancellationToken ct)
+    public BackupDevice GetBackupDevice(Guid backupId, Guid volumeId, Guid? snapshotId, bool inUse, Guid? baseBackupId, CancellationToken ct)
+    {
+        var (path, temporary, method) = TakeBackupDevice(backupId, volumeId, snapshotId, inUse, ct);
+        var generation = Guid.NewGuid().ToString("N");
+        lock (cbt)
+        {
+            if (temporary)
+                pending[backupId] = new PendingDevice(volumeId, generation, method == "reflink");
+            if (baseBackupId is not { } wanted)
+                return new BackupDevice(path, temporary, method, generation, null, null);
+            EnforceBaseBound();
+            var kept = bases.GetValueOrDefault(volumeId);
+            var why = method != "reflink" ? $"the device is {method}, not a reflink clone"
+                : !trackable ? "the pool's filesystem is not XFS"
+                : kept is null ? "no base kept for the volume"
+                : kept.BackupId != wanted ? $"the base is of backup {kept.BackupId}, not of the parent {wanted}"
+                : null;
+            if (kept is not null && why is null)
+            {
+                var changed = ChangedBlocks.Compare(path, BasePath(volumeId));
+                if (changed is not null)
+                {
+                    logger.ChangedBlocksFound(backupId, wanted, changed.Count, changed.Sum(r => r.Length));
+                    return new BackupDevice(path, temporary, method, generation, changed, kept.Generation);
+                }
+                why = "the filesystem cannot tell which blocks changed";
+            }
+            logger.NoChangedBlocks(backupId, why ?? "no base kept for the volume");
+            return new BackupDevice(path, temporary, method, generation, null, null);
+        }
+    }
+
+    /// <summary>Drops the base kept for a backup, if any (the backup was deleted).</summary>
+    public bool DropBackupBase(Guid backupId)
+    {
+        lock (cbt)
+        {
+            var volume = bases.FirstOrDefault(b => b.Value.BackupId == backupId).Key;
+            return volume != Guid.Empty && DropBase(volume, "its backup was deleted");
+        }
+    }
+
+    bool DropBase(Guid volumeId, string reason)
+    {
+        lock (cbt)
+        {
+            if (!bases.Remove(volumeId, out var kept))
+                return false;
+            DeleteFile(BasePath(volumeId));
+            logger.BaseDropped(volumeId, kept.BackupId, reason);
+            return true;
+        }
+    }
+
+    // Past the bound, the oldest bases go first: their volumes have had the most time to diverge from them.
+    void EnforceBaseBound()
+    {
+        if (bases.Count == 0)
+            return;
+        var sizes = bases.ToDictionary(b => b.Key, b => ChangedBlocks.ExclusiveBytes(BasePath(b.Key)) ?? new FileInfo(BasePath(b.Key)).Length);
+        var total = sizes.Values.Sum();
+        foreach (var (volume, kept) in bases.OrderBy(b => b.Value.Sequence).ToList())
+        {
+            if (total <= maxBaseBytes && maxBaseBytes > 0)
+                break;
+            total -= sizes[volume];
+            DropBase(volume, $"bases hold more than {maxBaseBytes} bytes");
+        }
+    }
+
+    long BaseBytes()
+    {
+        lock (cbt)
+            return bases.Keys.Sum(volume => ChangedBlocks.ExclusiveBytes(BasePath(volume)) ?? 0);
+    }
+
+    (string Path, bool Temporary, string Method) TakeBackupDevice(Guid backupId, Guid volumeId, Guid? snapshotId, bool inUse, CancellationToken ct)
     {
         var device = BackupDevicePath(backupId);
         DeleteFile(device);                                   // a retry starts from a fresh point in time
@@ -161,9 +269,34 @@ public sealed class VolumePool
             if (!File.Exists(volume))
                 throw new InvalidOperationException($"Restore device {deviceId} cannot be committed: its volume was deleted");
             File.Move(path, volume, overwrite: true);
+            if (name.StartsWith("volume-", StringComparison.Ordinal) && Guid.TryParse(name.AsSpan(7, restoreMark - 7), out var volumeId))
+                DropBase(volumeId, "the volume was restored over");
             return true;
         }
+        if (name.StartsWith("tmp-backup-", StringComparison.Ordinal) && Guid.TryParse(name.AsSpan("tmp-backup-".Length), out var backupId))
+            return ReleaseBackupDevice(path, backupId, commit);
         return DeleteFile(path);
+    }
+
+    // Commit: the backup's manifest is on the share, so its device becomes the volume's base. A device that is gone (a
+    // restart removed it) or was a copy leaves no base, and the backup is not failed for it: bases are an optimisation.
+    bool ReleaseBackupDevice(string path, Guid backupId, bool commit)
+    {
+        lock (cbt)
+        {
+            if (!pending.Remove(backupId, out var device) || !commit)
+                return DeleteFile(path);
+            if (!device.Reflinked || maxBaseBytes == 0 || !File.Exists(path))
+            {
+                DropBase(device.VolumeId, "a newer backup succeeded without a base of its own");
+                return DeleteFile(path);
+            }
+            File.Move(path, BasePath(device.VolumeId), overwrite: true);
+            bases[device.VolumeId] = new KeptBase(backupId, device.Generation, ++basesKept);
+            logger.BaseKept(device.VolumeId, backupId);
+            EnforceBaseBound();
+            return true;
+        }
     }
 
     public long AllocatedBytes(string path) => NativeFile.AllocatedBytes(path);
@@ -224,3 +357,6 @@ public sealed class VolumePool
         return true;
     }
 }
+
+/// <summary>A device handed out for a backup; with <see cref="Changed"/>, the ranges that differ from the base of generation <see cref="BaseGeneration"/>.</summary>
+public sealed record BackupDevice(string Path, bool Temporary, string Method, string Generation, IReadOnlyList<ByteRange>? Changed, string? BaseGeneration);

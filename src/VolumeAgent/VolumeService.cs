@@ -38,12 +38,22 @@ public sealed class VolumeService(VolumePool pool, ILogger<VolumeService> logger
         var backupId = ParseId(request.BackupId, "backup_id");
         var volumeId = ParseId(request.VolumeId, "volume_id");
         Guid? snapshotId = string.IsNullOrEmpty(request.SnapshotId) ? null : ParseId(request.SnapshotId, "snapshot_id");
+        Guid? baseBackupId = string.IsNullOrEmpty(request.BaseBackupId) ? null : ParseId(request.BaseBackupId, "base_backup_id");
         var startedAt = Stopwatch.GetTimestamp();
-        var (path, temporary, method) = pool.GetBackupDevice(backupId, volumeId, snapshotId, request.InUse, context.CancellationToken);
-        Metrics.DevicePrepared("backup", method, startedAt);
-        logger.BackupDeviceReady(backupId, volumeId, method);
-        return new Device { DeviceId = Path.GetFileName(path), Path = path, SizeBytes = new FileInfo(path).Length, Temporary = temporary, Method = method };
+        var device = pool.GetBackupDevice(backupId, volumeId, snapshotId, request.InUse, baseBackupId, context.CancellationToken);
+        Metrics.DevicePrepared("backup", device.Method, startedAt);
+        logger.BackupDeviceReady(backupId, volumeId, device.Method);
+        var reply = new Device
+        {
+            DeviceId = Path.GetFileName(device.Path), Path = device.Path, SizeBytes = new FileInfo(device.Path).Length, Temporary = device.Temporary,
+            Method = device.Method, Generation = device.Generation, Cbt = device.Changed is not null, BaseGeneration = device.BaseGeneration ?? "",
+        };
+        reply.Changed.AddRange(device.Changed?.Select(r => new VolumeBackup.Contracts.Grpc.Range { Offset = r.Offset, Length = r.Length }) ?? []);
+        return reply;
     });
+
+    public override Task<DeleteReply> DropBackupBase(DropBackupBaseRequest request, ServerCallContext context) =>
+        Run(() => new DeleteReply { Existed = pool.DropBackupBase(ParseId(request.BackupId, "backup_id")) });
 
     public override Task<Device> GetRestoreDevice(GetRestoreDeviceRequest request, ServerCallContext context) => Run(() =>
     {

@@ -20,7 +20,7 @@ public sealed class VolumePoolTests : IDisposable
         var backupId = Guid.NewGuid();
         using var cancel = new CancellationTokenSource();
 
-        var copy = Task.Run(() => pool.GetBackupDevice(backupId, volumeId, null, inUse: true, cancel.Token));
+        var copy = Task.Run(() => pool.GetBackupDevice(backupId, volumeId, null, inUse: true, null, cancel.Token));
         await CopyingAsync(backupId);
         await cancel.CancelAsync();
 

@@ -11,7 +11,13 @@ using ZstdSharp;
 
 namespace VolumeBackup.BackupAgent.Repository;
 
-public sealed record BackupSummary(long SizeBytes, int ObjectCount, int ChunksWritten, long BytesWritten, long StoredBytes, string ManifestSha256);
+public sealed record BackupSummary(long SizeBytes, int ObjectCount, int ChunksWritten, long BytesWritten, long StoredBytes, string ManifestSha256,
+    bool Cbt = false, long BytesRead = 0);
+
+// The device to back up. With Changed (changed-block tracking from the VolumeAgent), every byte outside those ranges
+// equals the device of generation BaseGeneration; they are used only when the parent's manifest recorded that generation.
+public sealed record BackupSource(string Path, long SizeBytes, string? Generation = null, IReadOnlyList<(long Offset, long Length)>? Changed = null,
+    string? BaseGeneration = null);
 
 public sealed record RestoreSummary(long SizeBytes, int ChunksRead, long BytesRead);
 
@@ -43,10 +49,15 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
 
     readonly RepositoryOptions settings = options.Value;
 
+    public Task<BackupSummary> BackupAsync(string container, Guid backupId, Guid volumeId, Guid? parentId, string devicePath,
+        long sizeBytes, Func<long, Task>? progress, CancellationToken ct) =>
+        BackupAsync(container, backupId, volumeId, parentId, new BackupSource(devicePath, sizeBytes), progress, ct);
+
     // Idempotent: a backup whose manifest exists is not written again.
-    public async Task<BackupSummary> BackupAsync(string container, Guid backupId, Guid volumeId, Guid? parentId, string devicePath,
-        long sizeBytes, Func<long, Task>? progress, CancellationToken ct)
+    public async Task<BackupSummary> BackupAsync(string container, Guid backupId, Guid volumeId, Guid? parentId, BackupSource device,
+        Func<long, Task>? progress, CancellationToken ct)
     {
+        var (devicePath, sizeBytes) = (device.Path, device.SizeBytes);
         container = ContainerName.Validate(container);
         ArgumentOutOfRangeException.ThrowIfNegative(sizeBytes);
         if (await FindBackupAsync(container, backupId, ct) is { } stored)
@@ -73,13 +84,14 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         try
         {
             var generation = await StartWriterAsync(marker, backupId, volumeId, container, ct);
+            run.Reused = await ChunksToReuseAsync(container, backupId, parentId, device, parent, ct);
             await using (new Heartbeat(store, marker, settings.StaleAfter / 5, logger))
             {
                 await StoreChunksAsync(run, new ProgressGate(progress), ct);
                 await using var gcLock = await LockAsync(container, ct);
                 if (await ReadGenerationAsync(container, ct) != generation)
                     await RestoreCollectedChunksAsync(run, ct);
-                manifest = run.ToManifest(volumeId, parentId, createdAt);
+                manifest = run.ToManifest(volumeId, parentId, createdAt, device.Generation);
                 var bytes = manifest.ToBytes(out var sha256);
                 await store.WriteAtomicAsync(ManifestPath(container, backupId), bytes, ct);
                 manifest = manifest with { Sha256 = sha256 };
@@ -98,6 +110,33 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         logger.BackupStored(backupId, container, clock.ElapsedMilliseconds, totals.ChangedChunks, totals.ChunksWritten, totals.BytesWritten,
             totals.ObjectCount, totals.StoredBytes, manifest.Sha256);
         return Summarize(manifest);
+    }
+
+    // Changed-block tracking is an optimisation that must never make a wrong backup: the chunks outside the changed
+    // ranges are taken from the parent's manifest only when the ranges were computed against the very copy the parent
+    // read (same generation), the size is the parent's (so chunk boundaries line up), and the parent's manifest still
+    // exists now that this writer holds its generation: a collection deleting its chunks from here on moves the
+    // generation, and RestoreCollectedChunksAsync then writes them again from the device (unchanged there). Null: read all.
+    async Task<bool[]?> ChunksToReuseAsync(string container, Guid backupId, Guid? parentId, BackupSource device, Manifest? parent, CancellationToken ct)
+    {
+        if (device.Changed is not { } changed || parent is null || parentId is not { } id)
+            return null;
+        var why = device.BaseGeneration is null || device.BaseGeneration != parent.DeviceGeneration ? "the base is not the copy the parent read"
+            : parent.SizeBytes != device.SizeBytes ? "the volume was resized since the parent"
+            : changed.Any(r => r.Offset < 0 || r.Length < 0 || r.Offset + r.Length > device.SizeBytes) ? "a changed range lies outside the device"
+            : !await store.ExistsAsync(ManifestPath(container, id), ct) ? "the parent was deleted meanwhile"
+            : null;
+        if (why is not null)
+        {
+            logger.ChangedBlocksNotUsed(backupId, why);
+            return null;
+        }
+        var reuse = new bool[parent.Chunks.Length];
+        Array.Fill(reuse, true);
+        foreach (var (offset, length) in changed)
+            for (var i = offset / parent.ChunkSize; length > 0 && i <= (offset + length - 1) / parent.ChunkSize; i++)
+                reuse[i] = false;
+        return reuse;
     }
 
     // Writes every chunk into an existing file or device of at least the backup's size, holes as holes, each chunk
@@ -121,6 +160,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         await Parallel.ForEachAsync(Enumerable.Range(0, settings.Workers), InParallel(ct), async (_, token) =>
         {
             var plain = ArrayPool<byte>.Shared.Rent(chunkSize);
+            var packed = ArrayPool<byte>.Shared.Rent(chunkSize + 1);   // a stored chunk is at most one codec byte more
             try
             {
                 using var decompressor = new Decompressor();
@@ -130,7 +170,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                     var length = (int)Math.Min(chunkSize, manifest.SizeBytes - offset);
                     if (manifest.Chunks[i] is { } chunk)
                     {
-                        var stored = await ReadChunkAsync(container, manifest, i, chunk, decompressor, plain.AsMemory(0, length), token);
+                        var stored = await ReadChunkAsync(container, manifest, i, chunk, decompressor, packed, plain.AsMemory(0, length), token);
                         await SparseFile.WriteAsync(target, plain.AsMemory(0, length), offset, token);
                         Interlocked.Increment(ref chunksRead);
                         Interlocked.Add(ref bytesRead, stored);
@@ -145,6 +185,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             finally
             {
                 ArrayPool<byte>.Shared.Return(plain);
+                ArrayPool<byte>.Shared.Return(packed);
             }
         });
         SparseFile.Flush(target);
@@ -191,7 +232,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         await ReadManifestAsync(container, backupId, ct) is { } manifest ? Summarize(manifest) : null;
 
     static BackupSummary Summarize(Manifest manifest) => new(manifest.SizeBytes, manifest.Totals.ObjectCount, manifest.Totals.ChunksWritten,
-        manifest.Totals.BytesWritten, manifest.Totals.StoredBytes, manifest.Sha256);
+        manifest.Totals.BytesWritten, manifest.Totals.StoredBytes, manifest.Sha256, manifest.Totals.Cbt, manifest.Totals.BytesRead);
 
     async Task<string> StartWriterAsync(string marker, Guid backupId, Guid volumeId, string container, CancellationToken ct)
     {
@@ -216,7 +257,9 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 for (long i; (i = Interlocked.Increment(ref next)) < run.Hashes.Length;)
                 {
                     var (offset, length) = run.Extent(i);
-                    if (!SparseFile.IsHole(run.Source, offset, length))
+                    if (run.Reused?[i] == true)
+                        run.Reuse(i);
+                    else if (!SparseFile.IsHole(run.Source, offset, length))
                         await StoreChunkAsync(run, i, plain.AsMemory(0, length), packed, compressor, token);
                     else
                         Metrics.ZeroChunk();
@@ -331,6 +374,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
 
     static async Task ReadExactlyAsync(BackupRun run, long index, Memory<byte> buffer, CancellationToken ct)
     {
+        Interlocked.Add(ref run.BytesRead, buffer.Length);
         var offset = run.Extent(index).Offset;
         for (var done = 0; done < buffer.Length;)
         {
@@ -342,10 +386,18 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     }
 
     // Returns the stored size, after checking that the chunk decodes to exactly the data its hash names.
-    async Task<int> ReadChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, Memory<byte> plain, CancellationToken ct)
+    // Reads into the worker's own buffer: a fresh array per chunk would be a large-object allocation each time.
+    async Task<int> ReadChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, byte[] packed,
+        Memory<byte> plain, CancellationToken ct)
     {
-        var stored = await store.ReadAllAsync(ChunkStore.PathOf(container, chunk.Sha256), ct)
+        if (chunk.StoredSize > packed.Length)
+            throw ChunkError(container, manifest, index, chunk, $"cannot be read: the manifest gives it {chunk.StoredSize} bytes, more than a chunk of {plain.Length}");
+        // Exactly the size the manifest gives: a longer file is still checked by its hash, a shorter one is corrupt.
+        var storedLength = await store.ReadIntoAsync(ChunkStore.PathOf(container, chunk.Sha256), packed.AsMemory(0, chunk.StoredSize), ct)
             ?? throw ChunkError(container, manifest, index, chunk, "is missing");
+        if (storedLength != chunk.StoredSize)
+            throw ChunkError(container, manifest, index, chunk, $"is corrupt: it holds {storedLength} bytes, the manifest says {chunk.StoredSize}");
+        var stored = packed.AsSpan(0, storedLength);
         int length;
         try
         {
@@ -520,11 +572,23 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             parent?.Chunks.OfType<ChunkRef>().DistinctBy(chunk => chunk.Sha256).ToDictionary(chunk => chunk.Sha256, chunk => chunk.StoredSize) ?? [];
         public int ChunksWritten;
         public long BytesWritten;
+        public long BytesRead;
+
+        // With changed-block tracking: the chunks no changed range touches, taken from the parent without reading them.
+        public bool[]? Reused { get; set; }
+
+        public void Reuse(long index)
+        {
+            if (Parent!.Chunks[index] is not { } chunk)
+                return;
+            Hashes[index] = chunk.Sha256;
+            Stored.TryAdd(chunk.Sha256, chunk.StoredSize);
+        }
 
         public (long Offset, int Length) Extent(long index) =>
             (index * ChunkSize, (int)Math.Min(ChunkSize, SizeBytes - index * ChunkSize));
 
-        public Manifest ToManifest(Guid volumeId, Guid? parentId, DateTimeOffset createdAt)
+        public Manifest ToManifest(Guid volumeId, Guid? parentId, DateTimeOffset createdAt, string? deviceGeneration)
         {
             var chunks = Hashes.Select(hash => hash is null ? null : new ChunkRef(hash, Stored[hash])).ToArray();
             var changed = 0;
@@ -537,8 +601,10 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 if (chunks[i] is not null)
                     dataBytes += Extent(i).Length;
             }
-            var totals = new ManifestTotals(Stored.Count, Stored.Values.Sum(size => (long)size), dataBytes, changed, ChunksWritten, BytesWritten);
-            return new Manifest(Manifest.CurrentFormatVersion, BackupId, volumeId, parentId, SizeBytes, ChunkSize, createdAt, DateTimeOffset.UtcNow, totals, chunks);
+            var totals = new ManifestTotals(Stored.Count, Stored.Values.Sum(size => (long)size), dataBytes, changed, ChunksWritten, BytesWritten,
+                Reused is not null, BytesRead);
+            return new Manifest(Manifest.CurrentFormatVersion, BackupId, volumeId, parentId, SizeBytes, ChunkSize, createdAt, DateTimeOffset.UtcNow, totals, chunks,
+                deviceGeneration);
         }
     }
 

@@ -21,6 +21,22 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
         }
     }
 
+    public async Task<int?> ReadIntoAsync(string path, Memory<byte> buffer, CancellationToken ct)
+    {
+        try
+        {
+            using var file = File.OpenHandle(FilePath(path), FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.Asynchronous);
+            var done = 0;
+            for (int n; done < buffer.Length && (n = await RandomAccess.ReadAsync(file, buffer[done..], done, ct)) > 0;)
+                done += n;
+            return done;
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+    }
+
     public async Task WriteAtomicAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         var full = FilePath(path);

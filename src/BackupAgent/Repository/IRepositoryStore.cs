@@ -16,6 +16,21 @@ public interface IRepositoryStore : IAsyncDisposable
     /// <summary>Reads a whole file; null when it does not exist.</summary>
     Task<byte[]?> ReadAllAsync(string path, CancellationToken ct);
 
+    /// <summary>
+    /// Reads the first <c>buffer.Length</c> bytes of a file into <paramref name="buffer"/> (fewer when it is shorter),
+    /// for callers that know the size (a chunk's, from its manifest) and must not allocate an array per file: no size
+    /// query, no allocation. Null when the file does not exist; else the bytes read. The default goes through
+    /// <see cref="ReadAllAsync"/>.
+    /// </summary>
+    async Task<int?> ReadIntoAsync(string path, Memory<byte> buffer, CancellationToken ct)
+    {
+        if (await ReadAllAsync(path, ct) is not { } data)
+            return null;
+        var n = Math.Min(data.Length, buffer.Length);
+        data.AsMemory(0, n).CopyTo(buffer);
+        return n;
+    }
+
     /// <summary>Writes to a temporary name in the same directory, flushes, then renames over
     /// <paramref name="path"/>: readers see the old file, nothing, or the whole new file. Creates parents.</summary>
     Task WriteAtomicAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct);

@@ -5,6 +5,8 @@ using System.Text.Json.Serialization;
 namespace VolumeBackup.BackupAgent.Repository;
 
 // One per backup, complete on its own: every chunk of the volume, in order, null for an all-zero chunk.
+// DeviceGeneration names the point-in-time copy the backup read (the VolumeAgent's device generation): an incremental
+// trusts changed-block tracking only against a base of that same generation.
 // On the share it is two JSON lines: a header {"format":..., "sha256":...} and this body, where the
 // header's sha256 is that of every byte after the header's newline. `tail -n +2 x.manifest | sha256sum` checks it.
 public sealed record Manifest(
@@ -17,7 +19,8 @@ public sealed record Manifest(
     DateTimeOffset CreatedAt,
     DateTimeOffset CompletedAt,
     ManifestTotals Totals,
-    ChunkRef?[] Chunks)
+    ChunkRef?[] Chunks,
+    string? DeviceGeneration = null)
 {
     public const int CurrentFormatVersion = 1;
     const string Format = "volume-backup-manifest";
@@ -95,7 +98,9 @@ public sealed record ChunkRef(string Sha256, int StoredSize);
 
 // ObjectCount, StoredBytes: the distinct non-zero chunks referenced. ChangedChunks: chunk positions that differ
 // from the parent (all non-zero ones for a full). ChunksWritten, BytesWritten: what this backup newly stored.
-public sealed record ManifestTotals(int ObjectCount, long StoredBytes, long DataBytes, int ChangedChunks, int ChunksWritten, long BytesWritten);
+// Cbt: only the changed ranges were read (changed-block tracking); BytesRead: bytes read from the device.
+public sealed record ManifestTotals(int ObjectCount, long StoredBytes, long DataBytes, int ChangedChunks, int ChunksWritten, long BytesWritten,
+    bool Cbt = false, long BytesRead = 0);
 
 // A chunk or manifest missing or corrupt: never restore past it.
 public sealed class BackupDataException(string message, Guid backupId, long? chunkIndex = null, string? chunkSha256 = null, Exception? inner = null)

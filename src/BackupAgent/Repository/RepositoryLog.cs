@@ -17,6 +17,9 @@ static partial class RepositoryLog
     [LoggerMessage(3003, LogLevel.Warning, "Backup {BackupId}: a delete ran meanwhile and collected {Count} of its chunks; they were written again from the source")]
     public static partial void ChunksRewritten(this ILogger logger, Guid backupId, int count);
 
+    [LoggerMessage(3004, LogLevel.Information, "Backup {BackupId}: changed-block tracking not used ({Reason}); the whole device is read")]
+    public static partial void ChangedBlocksNotUsed(this ILogger logger, Guid backupId, string reason);
+
     [LoggerMessage(3010, LogLevel.Information, "Backup {BackupId} restored from {Container} to {TargetPath} in {ElapsedMs} ms: {SizeBytes} bytes, {ChunksRead} chunks read")]
     public static partial void RestoreCompleted(this ILogger logger, Guid backupId, string container, string targetPath, long elapsedMs, long sizeBytes, int chunksRead);
 

@@ -29,9 +29,13 @@ static partial class SparseFile
         return data >= 0 ? data >= offset + length : Marshal.GetLastPInvokeError() == Enxio;
     }
 
-    // Makes the range read as zeros: a hole where the file system can punch one, written zeros elsewhere.
+    // Makes the range read as zeros: a hole where the file system can punch one, written zeros elsewhere. A range that
+    // is a hole already (a restore into a fresh device) costs one lseek: punching takes the inode's locks exclusively
+    // and flushes the range, which stalls the other workers writing into the same file.
     public static async ValueTask ZeroAsync(SafeFileHandle file, long offset, long length, CancellationToken ct)
     {
+        if (IsHole(file, offset, length))
+            return;
         if (fallocate(file, FallocPunchHole | FallocKeepSize, offset, length) == 0)
             return;
         for (long done = 0; done < length;)

@@ -34,6 +34,26 @@ public sealed class ConsumerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_incremental_after_a_committed_backup_reads_only_the_changed_chunk_and_says_so()
+    {
+        var size = 4 << 20;
+        var (volumeId, volume) = await agent.VolumeAsync(TestFiles.RandomBytes(size, seed: 6));
+        var full = Guid.NewGuid();
+        await agent.Bus.Bus.Publish(new CreateBackup(full, volumeId, null, RepositoryFixture.Container, null, InUse: false, size, "project", "nova"));
+        Assert.True(await agent.Bus.Published.Any<BackupCompleted>(x => x.Context.Message.BackupId == full));
+        TestFiles.WriteGuestData(volume, seed: 7, offset: 1 << 20, bytes: 100);
+        var incremental = Guid.NewGuid();
+
+        await agent.Bus.Bus.Publish(new CreateBackup(incremental, volumeId, null, RepositoryFixture.Container, full, InUse: true, size, "project", "nova"));
+
+        Assert.True(await agent.Bus.Published.Any<BackupCompleted>(x => x.Context.Message.BackupId == incremental));
+        var completed = agent.PublishedSoFar<BackupCompleted>();
+        Assert.Equal((false, (long)size), completed.Where(c => c.BackupId == full).Select(c => (c.Cbt, c.BytesRead)).Single());
+        Assert.Equal((true, (long)RepositoryFixture.ChunkSize), completed.Where(c => c.BackupId == incremental).Select(c => (c.Cbt, c.BytesRead)).Single());
+        Assert.True(File.Exists(Path.Combine(agent.Pool, $"cbt-base-{volumeId}")));   // the incremental's device, the base of the next one
+    }
+
+    [Fact]
     public async Task A_restore_whose_device_vanished_is_not_reported_until_redone_on_a_fresh_device()
     {
         var backedUp = TestFiles.RandomBytes(4 << 20, seed: 2);

@@ -45,6 +45,27 @@ public sealed class RepositoryStoreTests
     [Theory]
     [InlineData("dir")]
     [InlineData("nfs")]
+    public async Task Read_into_a_buffer_reads_the_files_first_bytes_up_to_its_length(string kind)
+    {
+        await using var target = await Target.OpenAsync(kind);
+        var data = RandomBytes(MiB + 1);
+        await target.Store.WriteAtomicAsync("chunks/ab/file.bin", data, Ct);
+        var exact = new byte[MiB + 1];
+        var larger = new byte[MiB + 100];
+        var smaller = new byte[1000];
+
+        Assert.Equal(MiB + 1, await target.Store.ReadIntoAsync("chunks/ab/file.bin", exact, Ct));
+        Assert.Equal(data, exact);
+        Assert.Equal(MiB + 1, await target.Store.ReadIntoAsync("chunks/ab/file.bin", larger, Ct));
+        Assert.Equal(data, larger[..(MiB + 1)]);
+        Assert.Equal(1000, await target.Store.ReadIntoAsync("chunks/ab/file.bin", smaller, Ct));
+        Assert.Equal(data[..1000], smaller);
+        Assert.Null(await target.Store.ReadIntoAsync("chunks/ab/missing.bin", exact, Ct));
+    }
+
+    [Theory]
+    [InlineData("dir")]
+    [InlineData("nfs")]
     public async Task Missing_file_reads_as_null_and_does_not_exist(string kind)
     {
         await using var target = await Target.OpenAsync(kind);

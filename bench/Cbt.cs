@@ -1,0 +1,95 @@
+extern alias VolumeAgentHost;
+
+using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using VolumeBackup.BackupAgent.Repository;
+using VolumeAgentHost::VolumeBackup.VolumeAgent;
+
+namespace VolumeBackup.Bench;
+
+// Changed-block tracking side by side with a full-read incremental, on a volume of a real VolumePool (the XFS reflink
+// pool), devices taken and committed as the agents do. One process, one size: bench/cbt.sh runs it at 2 and 16 GiB.
+static class Cbt
+{
+    // exportDir: the share's folder on this machine, to copy the full backup's container for the full-read incremental.
+    public static async Task RunAsync(RepositoryOptions settings, string target, string container, string poolFolder, int sizeGiB, int dataGiB,
+        ulong seed, int runKiB, string exportDir)
+    {
+        var pool = new VolumePool(Options.Create(new VolumeOptions { PoolPath = poolFolder }), NullLogger<VolumePool>.Instance);
+        var volumeId = Guid.NewGuid();
+        pool.CreateVolume(volumeId, (long)sizeGiB << 30);
+        var volume = pool.VolumePath(volumeId);
+        File.Delete(volume);
+        Images.Make(volume, sizeGiB, seed, dataGiB);
+        var size = new FileInfo(volume).Length;
+        await using var store = RepositoryStores.Open(target, settings.Connections);
+        var repository = new BackupRepository(store, Options.Create(settings), NullLogger<BackupRepository>.Instance);
+
+        async Task<(Guid Id, BackupSummary Summary, double Seconds)> BackupAsync(string op, string into, Guid? parent, bool useBase)
+        {
+            var id = Guid.NewGuid();
+            var clock = Stopwatch.StartNew();
+            var device = pool.GetBackupDevice(id, volumeId, null, inUse: false, useBase ? parent : null, CancellationToken.None);
+            var deviceSeconds = clock.Elapsed.TotalSeconds;
+            var source = new BackupSource(device.Path, size, device.Generation, device.Changed?.Select(r => (r.Offset, r.Length)).ToList(), device.BaseGeneration);
+            var summary = await repository.BackupAsync(into, id, volumeId, parent, source, null, CancellationToken.None);
+            pool.ReleaseDevice(Path.GetFileName(device.Path), commit: useBase || parent is null);
+            var seconds = clock.Elapsed.TotalSeconds;
+            Console.WriteLine($"RESULT op={op} size_gib={sizeGiB} data_gib={dataGiB} id={id} seconds={seconds:F3} device_seconds={deviceSeconds:F3} cbt={summary.Cbt} " +
+                $"read_mib={summary.BytesRead / 1048576.0:F1} written_mib={summary.BytesWritten / 1048576.0:F1} chunk_kib={settings.ChunkSize / 1024}");
+            return (id, summary, seconds);
+        }
+
+        async Task RestoreAsync(string op, string from, Guid id)
+        {
+            var output = Path.Combine(poolFolder, $"restored-{id}");
+            using (var create = new FileStream(output, FileMode.CreateNew, FileAccess.Write))
+                create.SetLength(size);
+            var clock = Stopwatch.StartNew();
+            await repository.RestoreAsync(from, id, output, null, CancellationToken.None);
+            var seconds = clock.Elapsed.TotalSeconds;
+            var same = Images.Sha256(output) == Images.Sha256(volume);
+            File.Delete(output);
+            Console.WriteLine($"RESULT op={op} size_gib={sizeGiB} id={id} seconds={seconds:F3} checksum_ok={same}");
+            if (!same) throw new InvalidDataException($"the restore of {id} differs from the volume");
+        }
+
+        try
+        {
+            var (full, _, _) = await BackupAsync("full", container, null, useBase: false);
+            // The full-read incremental gets a container of its own, a copy of the full's, so that neither incremental
+            // finds the other's new chunks on the share already.
+            var copy = container + "-fullread";
+            CopyFolder(Path.Combine(exportDir, container), Path.Combine(exportDir, copy));
+            Images.Change(volume, 1.0 * dataGiB / sizeGiB, seed, runKiB);   // 1 % of the data
+            var (fullRead, _, _) = await BackupAsync("fullread", copy, full, useBase: false);
+            var (cbt, _, _) = await BackupAsync("cbt", container, full, useBase: true);
+            var manifest = await repository.ReadManifestAsync(copy, fullRead, CancellationToken.None);
+            Console.WriteLine($"RESULT op=changed size_gib={sizeGiB} changed_chunks={manifest!.Totals.ChangedChunks} " +
+                $"changed_mib={manifest.Totals.ChangedChunks * (double)manifest.ChunkSize / 1048576.0:F1}");
+            await BackupAsync("nochange", container, cbt, useBase: true);
+            // Twice, alternating, and the table takes the second pair: the full-read container is a fresh copy whose
+            // files are still in the page cache, the CBT one's may not be; the first pass puts both there.
+            for (var round = 0; round < 2 && sizeGiB <= 2; round++)
+            {
+                await RestoreAsync("restore_cbt", container, cbt);
+                await RestoreAsync("restore_fullread", copy, fullRead);
+            }
+        }
+        finally
+        {
+            pool.DeleteVolume(volumeId);
+        }
+    }
+
+    static void CopyFolder(string from, string to)
+    {
+        foreach (var file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(to, Path.GetRelativePath(from, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+    }
+}
