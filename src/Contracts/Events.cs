@@ -42,4 +42,4 @@ public record AgentHeartbeat(string Binary, string Host, string Zone, string Ins
 public record BackupNotification(
     string EventType, Guid BackupId, string ProjectId, string UserId, Guid VolumeId, string Status, int Size,
     string AvailabilityZone, string? Host, string? Name, string? FailReason, Guid? RestoreVolumeId, long? BytesDone,
-    DateTimeOffset CreatedAt, DateTimeOffset Timestamp);
+    DateTimeOffset CreatedAt, DateTimeOffset Timestamp, bool? Cbt = null, long? BytesRead = null);

@@ -77,7 +77,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 if (backup.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { } parent)
                     parent.NumDependentBackups++;
                 Metrics.BackupEnded(Metrics.Completed, now - backup.CreatedAt);
-            }).TransitionTo(Available).Then(c => Notify(c, notifications, "backup.create.end", clock.GetUtcNow())),
+            }).TransitionTo(Available).Then(c => Db(c).Outbox.AddRange(Notifications.Backup(c.Saga, "backup.create.end", clock.GetUtcNow(), notifications, completed: c.Message))),
             When(Faulted).ThenAsync(c => FailAsync(c, FailReason(c.Message.Exceptions), clock)).TransitionTo(Error).Then(c => Notify(c, notifications, "backup.create.error", clock.GetUtcNow())),
             When(NotTaken).ThenAsync(c => FailAsync(c, c.Message.Reason, clock)).TransitionTo(Error).Then(c => Notify(c, notifications, "backup.create.error", clock.GetUtcNow())),
             When(ForceDeleteRequested).ThenAsync(c => CancelAsync(c, clock)).Then(c => StartDelete(c, clock, notifications)).TransitionTo(Deleting),

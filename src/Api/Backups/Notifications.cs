@@ -15,7 +15,7 @@ namespace VolumeBackup.Api.Backups;
 public static class Notifications
 {
     public static OutboxMessage[] Backup(Backup b, string eventType, DateTimeOffset now, NotificationOptions options,
-        long? bytesDone = null, string? failReason = null, Guid? restoreVolumeId = null)
+        long? bytesDone = null, string? failReason = null, Guid? restoreVolumeId = null, BackupCompleted? completed = null)
     {
         failReason ??= b.FailReason;
         restoreVolumeId ??= b.RestoreVolumeId;
@@ -23,13 +23,14 @@ public static class Notifications
         [
             OutboxMessage.Create(new BackupNotification(
                 eventType, b.Id, b.ProjectId, b.UserId, b.VolumeId, b.Status, b.Size, b.AvailabilityZone, b.Host, b.Name, failReason,
-                restoreVolumeId, bytesDone, b.CreatedAt, now), now),
-            OutboxMessage.Create(Oslo(b, eventType, now, options.Host, bytesDone, failReason, restoreVolumeId), now),
+                restoreVolumeId, bytesDone, b.CreatedAt, now, completed?.Cbt, completed?.BytesRead), now),
+            OutboxMessage.Create(Oslo(b, eventType, now, options.Host, bytesDone, failReason, restoreVolumeId, completed), now),
         ];
     }
 
     /// <summary>Cinder's payload (volume_utils._usage_from_backup) plus the extras Cinder adds for progress, and ours for restores.</summary>
-    static OsloNotification Oslo(Backup b, string eventType, DateTimeOffset now, string apiHost, long? bytesDone, string? failReason, Guid? restoreVolumeId)
+    static OsloNotification Oslo(Backup b, string eventType, DateTimeOffset now, string apiHost, long? bytesDone, string? failReason, Guid? restoreVolumeId,
+        BackupCompleted? completed)
     {
         var host = b.Host ?? apiHost;
         var payload = new JsonObject
@@ -56,6 +57,11 @@ public static class Notifications
         {
             payload["bytes_done"] = done;
             payload["backup_percent"] = b.Size > 0 ? Math.Min(100.0, done * 100.0 / ((long)b.Size << 30)) : 100.0;
+        }
+        if (completed is not null)                         // ours: whether changed-block tracking spared the full read, and what was read
+        {
+            payload["cbt"] = completed.Cbt;
+            payload["bytes_read"] = completed.BytesRead;
         }
         if (eventType.StartsWith("backup.restore.", StringComparison.Ordinal) && restoreVolumeId is { } target)
             payload["restore_volume_id"] = target.ToString();

@@ -39,13 +39,15 @@ public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarnes
         Assert.Equal(VolumeStatus.InUse, (await saga.VolumeAsync(volume.Id)).Status);
         Assert.Equal("host-a", (await saga.BackupAsync(child.Id)).Host);
 
-        var completed = new BackupCompleted(child.Id, 1 << 30, 3, 100, 300, DateTimeOffset.UtcNow);
+        var completed = new BackupCompleted(child.Id, 1 << 30, 3, 100, 300, DateTimeOffset.UtcNow, Cbt: true, BytesRead: 4 << 20);
         await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => saga.FeedAsync(completed)));   // concurrent duplicates
 
         var done = await saga.BackupAsync(child.Id);
         Assert.Equal((BackupStatus.Available, 3, 300L), (done.Status, done.ObjectCount, done.StoredBytes));
         Assert.Equal(1, (await saga.BackupAsync(parent.Id)).NumDependentBackups);
         Assert.Equal(["backup.create.start", "backup.create.end"], await NotificationsAsync(child.Id));
+        var end = (await saga.OutboxAsync<BackupNotification>(child.Id)).Select(m => JsonSerializer.Deserialize<BackupNotification>(m.Body)!).Last();
+        Assert.Equal((true, 4L << 20), (end.Cbt, end.BytesRead));                // what changed-block tracking spared, said to subscribers
     }
 
     [Fact]
