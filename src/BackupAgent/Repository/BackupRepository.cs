@@ -577,12 +577,17 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         // With changed-block tracking: the chunks no changed range touches, taken from the parent without reading them.
         public bool[]? Reused { get; set; }
 
+        /// <summary>Takes an unchanged chunk from the parent without reading it; counted like any chunk of its kind.</summary>
         public void Reuse(long index)
         {
             if (Parent!.Chunks[index] is not { } chunk)
+            {
+                Metrics.ZeroChunk();
                 return;
+            }
             Hashes[index] = chunk.Sha256;
             Stored.TryAdd(chunk.Sha256, chunk.StoredSize);
+            Metrics.ReusedChunk(Extent(index).Length);
         }
 
         public (long Offset, int Length) Extent(long index) =>
