@@ -39,11 +39,12 @@ public static class MessagingSetup
             x.SetKebabCaseEndpointNameFormatter();
             x.AddBackupSaga();
             x.AddConsumer<HeartbeatConsumer>();
-            // A queue per Api instance, gone with it: every instance's pages see every event.
+            // A queue per Api instance, gone with it: every instance's pages see every event, one at a time in the queue's order.
             x.AddConsumer<DashboardConsumer>().Endpoint(e =>
             {
                 e.Name = $"dashboard-{Environment.MachineName}-{Guid.NewGuid():N}";
                 e.Temporary = true;
+                e.ConcurrentMessageLimit = 1;
             });
             x.UsingRabbitMq((context, bus) =>
             {

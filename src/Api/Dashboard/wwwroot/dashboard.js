@@ -115,7 +115,9 @@
 
   function job(update) {
     const merged = { ...state.jobs.get(update.id) };
+    const before = merged.bytes_done || 0;
     for (const [k, v] of Object.entries(update)) if (v !== null) merged[k] = v;
+    if (merged.bytes_done < before) merged.bytes_done = before;              // a late progress event never moves a bar back
     if (merged.status === 'available' && merged.bytes_total) merged.bytes_done = merged.bytes_total;
     state.jobs.set(update.id, merged);
     if (merged.status === 'error' || merged.status === 'error_deleting')
