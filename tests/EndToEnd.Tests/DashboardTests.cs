@@ -39,10 +39,21 @@ public sealed class DashboardTests
                 })).observe(document.querySelector('#jobs tbody'), { childList: true, subtree: true });
                 """);
 
+            // A backup whose volume's data is gone fails: it is listed with its reason.
+            var lost = await backend.CreateVolumeAsync(1, "lost");
+            File.Delete(backend.VolumeFile(lost));
+            var failed = (string)(await backend.PostAsync("backups", new { backup = new { volume_id = lost, name = "weekly-lost" } }))["backup"]!["id"]!;
+            var reason = Browser.Wait(browser, TimeSpan.FromSeconds(60), "the failed backup under recent failures",
+                b => b.FindElements(By.CssSelector($"#failures li[data-id='{failed}'] .reason")).FirstOrDefault()?.Text);
+            Assert.Equal((string?)(await backend.GetAsync($"backups/{failed}"))["backup"]!["fail_reason"], reason);
+
             var created = await backend.PostAsync("backups", new { backup = new { volume_id = volume, name = "nightly-db" } });
             var id = (string)created["backup"]!["id"]!;
             var row = By.CssSelector($"#jobs tr[data-id='{id}']");
             Browser.Wait(browser, TimeSpan.FromSeconds(20), "the backup's row", b => b.FindElements(row).Count > 0 ? "" : null);
+            Browser.Wait(browser, TimeSpan.FromSeconds(60), "the backup under way",
+                b => b.FindElements(row).FirstOrDefault()?.FindElement(By.CssSelector("[aria-valuenow]")).GetAttribute("aria-valuenow") is "0" or "100" or null ? null : "");
+            Browser.Screenshot(browser, "dashboard-running.png");
             Browser.Wait(browser, TimeSpan.FromSeconds(120), "the row's status to read available",
                 b => b.FindElements(row).FirstOrDefault()?.FindElement(By.CssSelector(".status")).Text == "available" ? "" : null);
 

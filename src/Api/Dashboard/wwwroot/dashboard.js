@@ -198,7 +198,8 @@
     for (const [at, b] of state.throughput) if (at + state.bucket * 1000 > since) recent += b;
     $('#stat-throughput').textContent = `${bytes(recent / 30)}/s`;
     const r = state.repository;
-    $('#stat-logical').textContent = r ? `${bytes(r.logical_bytes)} · ${r.backups} backups` : '–';
+    $('#stat-logical').textContent = r ? bytes(r.logical_bytes) : '–';
+    $('#stat-backups').textContent = r ? r.backups : 0;
     $('#stat-stored').textContent = r ? bytes(r.stored_bytes) : '–';
     $('#stat-ratio').textContent = r && r.ratio ? `${r.ratio.toFixed(2)} : 1` : '–';
   }
