@@ -95,7 +95,7 @@ public sealed record AgentUpdate(string Binary, string Host, string Zone, DateTi
 /// instance loses nothing, since a page reconnecting starts from a snapshot of the database.
 /// </summary>
 public sealed class DashboardConsumer(DashboardFeed feed, AppDbContext db, TimeProvider clock) :
-    IConsumer<BackupNotification>, IConsumer<BackupStarted>, IConsumer<BackupProgressed>, IConsumer<BackupCompleted>,
+    IConsumer<BackupNotification>, IConsumer<BackupTaken>, IConsumer<BackupStarted>, IConsumer<BackupProgressed>, IConsumer<BackupCompleted>,
     IConsumer<RestoreStarted>, IConsumer<BackupRestored>, IConsumer<AgentHeartbeat>
 {
     public async Task Consume(ConsumeContext<BackupNotification> context)
@@ -116,6 +116,13 @@ public sealed class DashboardConsumer(DashboardFeed feed, AppDbContext db, TimeP
         // The repository changes only when a backup ends or goes: one aggregate read then, never on a timer.
         if (n.EventType is "backup.create.end" or "backup.delete.end")
             feed.Publish("repository", await DashboardApi.RepositoryAsync(db, context.CancellationToken));
+    }
+
+    public Task Consume(ConsumeContext<BackupTaken> context)
+    {
+        var m = context.Message;
+        feed.Publish("job", new JobUpdate(m.BackupId, Kinds.Backup, Phase: Phases.Device, Host: m.AgentHost, UpdatedAt: m.TakenAt));
+        return Task.CompletedTask;
     }
 
     public Task Consume(ConsumeContext<BackupStarted> context)
@@ -163,10 +170,10 @@ public sealed class DashboardConsumer(DashboardFeed feed, AppDbContext db, TimeP
     }
 }
 
-/// <summary>What a job is doing, as far as events tell: the agents report taking a job, its progress and its end.</summary>
+/// <summary>What a job is doing, as far as events tell: the agents report taking a job, holding its device, its progress and its end.</summary>
 public static class Phases
 {
-    public const string Queued = "queued", Reading = "reading · writing", Manifest = "manifest", Restoring = "restoring", Deleting = "deleting", Done = "done";
+    public const string Queued = "queued", Device = "device", Reading = "reading · writing", Manifest = "manifest", Restoring = "restoring", Deleting = "deleting", Done = "done";
 
     /// <summary>The phase of a backup read from its row, for the snapshot.</summary>
     public static string Of(Backup b) => b.State switch
