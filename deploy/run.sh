@@ -324,6 +324,7 @@ The service is running:
   Api (Cinder v3)   http://127.0.0.1:$API_PORT/v3/<project>, header X-Auth-Token: <user>:<project>
   VolumeAgent       http://127.0.0.1:$VOLUME_AGENT_PORT (gRPC), volumes in $VB_POOL/demo
   BackupAgents      http://127.0.0.1:${BACKUP_AGENT_PORTS[0]} and :${BACKUP_AGENT_PORTS[1]}, repository $VB_NFS_URL/demo
+  Dashboard         http://127.0.0.1:$API_PORT/dashboard (sign in with an admin's token, e.g. admin:demo)
   Metrics           http://127.0.0.1:$API_PORT/metrics, :${BACKUP_AGENT_PORTS[0]}/metrics, :${BACKUP_AGENT_PORTS[1]}/metrics, :$VOLUME_AGENT_METRICS_PORT/metrics
   Prometheus        http://127.0.0.1:$PROMETHEUS_PORT (try: sum(volumebackup_backups_total) by (volumebackup_outcome))
   Logs              $LOGS/

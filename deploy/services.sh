@@ -42,7 +42,7 @@ PROM_TARGETS=${VB_PROMETHEUS_TARGETS:-127.0.0.1:8776 127.0.0.1:5211 127.0.0.1:52
 # cmd_install adds postgresql-15 only when no initdb can be found).
 PACKAGES=(rabbitmq-server nfs-ganesha nfs-ganesha-vfs rpcbind libnfs13 libnfs-utils
           xfsprogs python3-cinderclient jq curl
-          python3-oslo.messaging prometheus)
+          python3-oslo.messaging prometheus chromium chromium-driver)
 
 say()  { echo "services: $*"; }
 warn() { echo "services: WARNING: $*" >&2; }

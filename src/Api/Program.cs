@@ -5,6 +5,7 @@ using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Backups;
+using VolumeBackup.Api.Dashboard;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Messaging;
 using VolumeBackup.Api.Storage;
@@ -30,6 +31,7 @@ builder.Services.AddCinderAuth();
 builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<VolumeHosts>();
+builder.Services.AddSingleton<DashboardFeed>();
 builder.Services.AddDbContext<AppDbContext>(o => AppDbContext.Configure(o,
     builder.Configuration.GetConnectionString("Postgres") ?? throw new InvalidOperationException("ConnectionStrings:Postgres is required")));
 builder.Services.AddMessaging(builder.Configuration);
@@ -61,6 +63,7 @@ app.MapGroup("/v3/{project_id}")
     .MapQuotas()
     .MapServices()
     .MapAvailabilityZones();
+app.MapDashboard();
 app.MapDefaultEndpoints();
 app.Run();
 

@@ -35,6 +35,7 @@ public sealed class CreateBackupConsumer(
     {
         var m = context.Message;
         var agent = options.Value;
+        await context.Publish(new BackupTaken(m.BackupId, agent.Host, clock.GetUtcNow()), ct);
         var device = await volumes.GetBackupDeviceAsync(new GetBackupDeviceRequest
         {
             BackupId = m.BackupId.ToString(), VolumeId = m.VolumeId.ToString(), SnapshotId = m.SnapshotId?.ToString() ?? "", InUse = m.InUse,

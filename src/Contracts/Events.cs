@@ -1,5 +1,8 @@
 namespace VolumeBackup.Contracts;
 
+/// <summary>An agent took the backup from its zone's queue and asks for the device (a copy of a whole volume may take long).</summary>
+public record BackupTaken(Guid BackupId, string AgentHost, DateTimeOffset TakenAt);
+
 /// <summary>An agent holds the device; when <paramref name="DeviceIsCopy"/> the volume is free again.</summary>
 public record BackupStarted(Guid BackupId, Guid VolumeId, bool DeviceIsCopy, string AgentHost, DateTimeOffset StartedAt);
 

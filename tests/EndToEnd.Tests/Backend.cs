@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -84,6 +85,9 @@ public sealed class Backend : IAsyncLifetime
         return backend;
     }
 
+    /// <summary>The agents' Agent:ProgressEveryBytes, when a test needs progress events of a small volume.</summary>
+    public long? ProgressEveryBytes { get; init; }
+
     public Task<HostProcess> StartBackupAgentAsync(string name, string? repositoryTarget = null) => Start("BackupAgent", new()
     {
         ["ConnectionStrings__RabbitMq"] = broker,
@@ -94,6 +98,7 @@ public sealed class Backend : IAsyncLifetime
         ["Agent__RetryIntervalsMs__1"] = "500",
         ["Repository__Target"] = repositoryTarget ?? this.repositoryTarget,
         ["Repository__ChunkSize"] = (1024 * 1024).ToString(),
+        ["Agent__ProgressEveryBytes"] = (ProgressEveryBytes ?? 256L << 20).ToString(CultureInfo.InvariantCulture),
     }, name);
 
     /// <summary>Kills the VolumeAgent as a crash would and starts it again on the same address, as its supervisor would.</summary>

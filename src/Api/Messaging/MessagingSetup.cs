@@ -2,6 +2,7 @@ using MassTransit;
 using MassTransit.Configuration;
 using MassTransit.Saga;
 using VolumeBackup.Api.Backups;
+using VolumeBackup.Api.Dashboard;
 using VolumeBackup.Api.Services;
 
 namespace VolumeBackup.Api.Messaging;
@@ -26,7 +27,7 @@ public static class MessagingSetup
         });
     }
 
-    /// <summary>RabbitMQ, the backup saga on PostgreSQL, the event consumers and the outbox relay.</summary>
+    /// <summary>RabbitMQ, the backup saga on PostgreSQL, the event consumers (the dashboard's feed among them) and the outbox relay.</summary>
     public static IServiceCollection AddMessaging(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddSingleton<OutboxSignal>();
@@ -38,6 +39,13 @@ public static class MessagingSetup
             x.SetKebabCaseEndpointNameFormatter();
             x.AddBackupSaga();
             x.AddConsumer<HeartbeatConsumer>();
+            // A queue per Api instance, gone with it: every instance's pages see every event, one at a time in the queue's order.
+            x.AddConsumer<DashboardConsumer>().Endpoint(e =>
+            {
+                e.Name = $"dashboard-{Environment.MachineName}-{Guid.NewGuid():N}";
+                e.Temporary = true;
+                e.ConcurrentMessageLimit = 1;
+            });
             x.UsingRabbitMq((context, bus) =>
             {
                 bus.Host(new Uri(configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")));

@@ -1,5 +1,6 @@
 using System.Net;
 using OpenTelemetry;
+using VolumeBackup.Api.Dashboard;
 using VolumeBackup.Api.Storage;
 
 namespace VolumeBackup.Api.Services;
@@ -9,7 +10,7 @@ namespace VolumeBackup.Api.Services;
 /// recorded as a heartbeat of a <c>cinder-volume</c> row, so <c>cinder service-list</c> shows a host going down when its
 /// VolumeAgent stops answering.
 /// </summary>
-public sealed class VolumeHostMonitor(VolumeHosts hosts, IServiceScopeFactory scopes, TimeProvider clock, ILogger<VolumeHostMonitor> logger)
+public sealed class VolumeHostMonitor(VolumeHosts hosts, DashboardFeed dashboard, IServiceScopeFactory scopes, TimeProvider clock, ILogger<VolumeHostMonitor> logger)
     : BackgroundService
 {
     static readonly TimeSpan Every = TimeSpan.FromSeconds(10);
@@ -32,8 +33,10 @@ public sealed class VolumeHostMonitor(VolumeHosts hosts, IServiceScopeFactory sc
                     if (await AnswersAsync(host, stoppingToken))
                     {
                         await using var scope = scopes.CreateAsyncScope();
+                        var now = clock.GetUtcNow();
                         await HeartbeatConsumer.RecordAsync(scope.ServiceProvider.GetRequiredService<AppDbContext>(), AgentService.Volume, host.Name, host.Zone,
-                            clock.GetUtcNow(), stoppingToken);
+                            now, stoppingToken);
+                        dashboard.Publish("agent", new AgentUpdate(AgentService.Volume, host.Name, host.Zone, now));   // recorded: the pages hear it
                     }
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
