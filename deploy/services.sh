@@ -555,9 +555,10 @@ start_keystone() {
     } >"$LOG/keystone-setup.log" 2>&1 || die_log "keystone-manage failed" "$LOG/keystone-setup.log"
     touch "$KEYSTONE_DIR/bootstrapped"
   fi
-  # One thread: SQLite answers "database is locked" to concurrent writers.
+  # Single-threaded workers (SQLite writers lock each other); "Connection: close" because
+  # uwsgi's http-socket closes the connection anyway and a client reusing it gets a reset.
   setsid uwsgi --plugin python3 --http-socket "127.0.0.1:$KEYSTONE_PORT" --wsgi-file /usr/bin/keystone-wsgi-public \
-    --processes 1 --threads 1 --die-on-term >"$LOG/keystone-uwsgi.log" 2>&1 </dev/null &
+    --processes 2 --threads 1 --add-header 'Connection: close' --die-on-term >"$LOG/keystone-uwsgi.log" 2>&1 </dev/null &
   echo $! >"$RUN/keystone.pid"
   wait_up $! 120 keystone_answers || die_log "keystone does not answer on $KEYSTONE_URL" "$LOG/keystone-uwsgi.log"
   provision_keystone
