@@ -40,7 +40,11 @@ public sealed class PasswordCliTests(KeystoneBackend fixture)
         await Member.OpenStackOkAsync("volume", "backup", "set", "--name", "osc-renamed", backupId);
         Assert.Equal("osc-renamed", (string?)(await Member.OpenStackJsonAsync("volume", "backup", "show", backupId))["name"]);
 
-        await Member.OpenStackOkAsync("volume", "backup", "restore", backupId, name + "-restored");   // a name no volume has: a new volume
+        // A name no volume has: a new volume. python3-openstackclient 6.0 sends the restore, gets our 202 and then fails to
+        // print it (its RestoreVolumeBackup returns the raw object: "cannot unpack non-iterable VolumeBackupsRestore object").
+        var restore = await Member.OpenStackAsync("volume", "backup", "restore", backupId, name + "-restored");
+        Assert.True(restore.ExitCode == 0 || restore.Error.Contains("cannot unpack non-iterable VolumeBackupsRestore object", StringComparison.Ordinal),
+            restore.Error + restore.Output);
         var targetId = (string)(await Member.OpenStackJsonAsync("volume", "show", name + "-restored"))["id"]!;
         await Member.WaitForStatusAsync("volume", targetId, "available");
         await Member.WaitForStatusAsync("volume backup", backupId, "available");
