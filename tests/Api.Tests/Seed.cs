@@ -45,4 +45,20 @@ public static class Seed
         return (db.Volumes.Count(), db.Snapshots.Count(), db.Backups.Count(), db.Quotas.Count(), db.Outbox.Count(),
             db.Volumes.Single(v => v.Id == volume.Id).Status, db.Backups.Single(b => b.Id == backup.Id).Status);
     }
+
+    /// <summary>
+    /// What a refused request could have changed about the seeded rows: their states, rows made since, quotas, commands about
+    /// them. Not global counts: an earlier test's allowed call may still be finishing in the background.
+    /// </summary>
+    public static async Task<string> ChangesAboutAsync(ApiFactory api, Volume volume, Backup backup)
+    {
+        await using var db = api.NewDbContext();
+        var v = db.Volumes.Single(x => x.Id == volume.Id);
+        var b = db.Backups.Single(x => x.Id == backup.Id);
+        var (volumeId, backupId) = (volume.Id.ToString(), backup.Id.ToString());
+        return string.Join(" ", v.Status, v.AttachmentId, b.Status, b.Name,
+            db.Volumes.Count(x => x.CreatedAt > volume.CreatedAt), db.Backups.Count(x => x.CreatedAt > volume.CreatedAt), db.Snapshots.Count(x => x.VolumeId == volume.Id),
+            string.Join(",", db.Quotas.OrderBy(q => q.ProjectId).ThenBy(q => q.Resource).Select(q => q.ProjectId + q.Resource + q.HardLimit)),
+            db.Outbox.AsEnumerable().Count(m => m.Body.Contains(volumeId) || m.Body.Contains(backupId)));
+    }
 }

@@ -38,7 +38,7 @@ public sealed class KeystoneAuthTests(KeystoneApiFactory api) : IClassFixture<Ke
     async Task AssertUnauthorizedAsync(string? token, string project = "p")
     {
         var (volume, backup) = await Seed.VolumeWithBackupAsync(api, project);
-        var before = await Seed.StateAsync(api, volume, backup);
+        var before = await Seed.ChangesAboutAsync(api, volume, backup);
         using var client = WithToken(api.CreateClient(), token);
 
         foreach (var response in new[]
@@ -53,7 +53,7 @@ public sealed class KeystoneAuthTests(KeystoneApiFactory api) : IClassFixture<Ke
             var fault = (await response.Content.ReadFromJsonAsync<JsonObject>())!["unauthorized"]!;
             Assert.Equal("The request you have made requires authentication.", (string?)fault["message"]);
         }
-        Assert.Equal(before, await Seed.StateAsync(api, volume, backup));
+        Assert.Equal(before, await Seed.ChangesAboutAsync(api, volume, backup));
     }
 
     [Fact]
@@ -157,7 +157,7 @@ public sealed class KeystoneDownTests(KeystoneDownApiFactory api) : IClassFixtur
     {
         var (token, project, _) = await Keystone.LoginAsync("demo-member");
         var (volume, backup) = await Seed.VolumeWithBackupAsync(api, project);
-        var before = await Seed.StateAsync(api, volume, backup);
+        var before = await Seed.ChangesAboutAsync(api, volume, backup);
         using var client = api.CreateClient();
         client.DefaultRequestHeaders.Add("X-Auth-Token", token);
 
@@ -171,6 +171,6 @@ public sealed class KeystoneDownTests(KeystoneDownApiFactory api) : IClassFixtur
             Assert.Equal(503, (int)response.StatusCode);
             Assert.Equal(503, (int)(await response.Content.ReadFromJsonAsync<JsonObject>())!["serviceUnavailable"]!["code"]!);
         }
-        Assert.Equal(before, await Seed.StateAsync(api, volume, backup));
+        Assert.Equal(before, await Seed.ChangesAboutAsync(api, volume, backup));
     }
 }

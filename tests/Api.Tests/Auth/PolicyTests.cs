@@ -56,7 +56,7 @@ public sealed class PolicyTests(KeystoneApiFactory api) : IClassFixture<Keystone
         foreach (var (role, user) in Users)
         {
             var (volume, backup) = await Seed.VolumeWithBackupAsync(api, demo);
-            var before = await StateAsync(volume.Id, backup.Id, volume.CreatedAt);
+            var before = await Seed.ChangesAboutAsync(api, volume, backup);
             string? Fill(string? text) => text?.Replace("{volume}", volume.Id.ToString()).Replace("{backup}", backup.Id.ToString()).Replace("{project}", demo);
             var (token, _, _) = await Keystone.SharedLoginAsync(user);
             using var client = api.CreateClient();
@@ -74,23 +74,8 @@ public sealed class PolicyTests(KeystoneApiFactory api) : IClassFixture<Keystone
             else
             {
                 Assert.True(status == 403, $"{role} ({user}) {method} {route}: {status}, expected 403");
-                Assert.Equal(before, await StateAsync(volume.Id, backup.Id, volume.CreatedAt));
+                Assert.Equal(before, await Seed.ChangesAboutAsync(api, volume, backup));
             }
         }
-    }
-
-    /// <summary>
-    /// What a refused request could have changed: the seeded rows, rows made since, quotas, commands about the seeded rows.
-    /// (Not global counts: an earlier row's allowed call may still be finishing in the background.)
-    /// </summary>
-    async Task<string> StateAsync(Guid volume, Guid backup, DateTimeOffset seeded)
-    {
-        await using var db = api.NewDbContext();
-        var v = db.Volumes.Single(x => x.Id == volume);
-        var b = db.Backups.Single(x => x.Id == backup);
-        return string.Join(" ", v.Status, v.AttachmentId, b.Status, b.Name,
-            db.Volumes.Count(x => x.CreatedAt > seeded), db.Backups.Count(x => x.CreatedAt > seeded), db.Snapshots.Count(x => x.VolumeId == volume),
-            string.Join(",", db.Quotas.OrderBy(q => q.ProjectId).ThenBy(q => q.Resource).Select(q => q.ProjectId + q.Resource + q.HardLimit)),
-            db.Outbox.AsEnumerable().Count(m => m.Body.Contains(volume.ToString()) || m.Body.Contains(backup.ToString())));
     }
 }
