@@ -16,8 +16,9 @@ public sealed partial class CinderCli(string apiAddress, string project, string 
          "--os-endpoint", $"{apiAddress}/v3/{project}", "--os-volume-api-version", ApiVersion],
         args, new Dictionary<string, string?> { ["OS_AUTH_URL"] = null });
 
-    /// <summary>Runs an OpenStack CLI (bounded: 60 s); <paramref name="environment"/> sets (or, with null, removes) variables.</summary>
-    public static async Task<CliResult> RunProcessAsync(string file, IEnumerable<string> options, string[] args, IReadOnlyDictionary<string, string?> environment)
+    /// <summary>Runs an OpenStack CLI (bounded: 60 s unless told); <paramref name="environment"/> sets (or, with null, removes) variables.</summary>
+    public static async Task<CliResult> RunProcessAsync(string file, IEnumerable<string> options, string[] args, IReadOnlyDictionary<string, string?> environment,
+        TimeSpan? within = null)
     {
         var info = new ProcessStartInfo(file)
         {
@@ -29,7 +30,7 @@ public sealed partial class CinderCli(string apiAddress, string project, string 
         using var process = Process.Start(info)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var timeout = new CancellationTokenSource(within ?? TimeSpan.FromSeconds(60));
         await process.WaitForExitAsync(timeout.Token);
         return new CliResult(process.ExitCode, await output, await error, string.Join(' ', args));
     }

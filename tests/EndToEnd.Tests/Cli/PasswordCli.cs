@@ -38,6 +38,10 @@ public sealed class PasswordCli(string user, string region)
     /// <summary><c>cinder ARGS</c> with the same password authentication.</summary>
     public Task<CliResult> CinderAsync(params string[] args) => CinderCli.RunProcessAsync("cinder", ["--os-volume-api-version", CinderCli.ApiVersion], args, Environment);
 
+    /// <summary>A Python script (tests/EndToEnd.Tests/Sdk, copied to the output) run with Debian's python3 and its openstacksdk.</summary>
+    public Task<CliResult> PythonAsync(string script) =>
+        CinderCli.RunProcessAsync("/usr/bin/python3", [Path.Combine(AppContext.BaseDirectory, "Sdk", script)], [], Environment, TimeSpan.FromMinutes(5));
+
     /// <summary>Polls <c>openstack KIND show ID</c> until its status is one of <paramref name="statuses"/>.</summary>
     public Task<JsonNode> WaitForStatusAsync(string kind, string id, params string[] statuses) => Eventually.UntilAsync(
         () => OpenStackJsonAsync([.. kind.Split(' '), "show", id]), shown => statuses.Contains((string?)shown["status"]),

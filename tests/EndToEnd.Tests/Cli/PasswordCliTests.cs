@@ -90,4 +90,13 @@ public sealed class PasswordCliTests(KeystoneBackend fixture)
         Assert.NotEqual(0, refused.ExitCode);
         Assert.Contains("HTTP 403", refused.Error + refused.Output);
     }
+
+    [Fact]
+    public async Task The_openstacksdk_creates_backs_up_restores_finds_by_name_and_cleans_up()
+    {
+        var result = await Member.PythonAsync("backup_with_sdk.py");
+
+        Assert.True(result.ExitCode == 0, result.Error + result.Output);
+        Assert.Contains("cleaned up", result.Output);
+    }
 }
