@@ -13,7 +13,7 @@ public sealed class PolicyTests(KeystoneApiFactory api) : IClassFixture<Keystone
 {
     const string R = "reader", M = "member", A = "admin";
 
-    // method, path under /v3/{project}/ ({volume} and {backup} are seeded in demo, {project} is demo's id), body, who may
+    // method, path under /v3/{project}/ ({volume} and {backup} are seeded in demo, {attachment} a random id, {project} is demo's id), body, who may
     public static TheoryData<string, string, string?, string> Rows => new()
     {
         { "GET", "volumes", null, $"{R} {M} {A}" },
@@ -37,6 +37,7 @@ public sealed class PolicyTests(KeystoneApiFactory api) : IClassFixture<Keystone
         { "POST", "backups/import_record", """{"backup-record": {"backup_service": "x", "backup_url": "eyJ9"}}""", A },
         { "GET", "attachments", null, $"{R} {M} {A}" },
         { "POST", "attachments", """{"attachment": {"volume_uuid": "{volume}", "instance_uuid": "0b0b0b0b-0000-4000-8000-000000000001"}}""", $"{M} {A}" },
+        { "POST", "attachments/{attachment}/action", """{"os-complete": null}""", $"{M} {A}" },
         { "GET", "os-quota-sets/{project}", null, $"{R} {M} {A}" },
         { "GET", "os-quota-sets/{project}/defaults", null, $"{R} {M} {A}" },
         { "PUT", "os-quota-sets/{project}", """{"quota_set": {"backups": 5}}""", A },
@@ -57,7 +58,7 @@ public sealed class PolicyTests(KeystoneApiFactory api) : IClassFixture<Keystone
         {
             var (volume, backup) = await Seed.VolumeWithBackupAsync(api, demo);
             var before = await Seed.ChangesAboutAsync(api, volume, backup);
-            string? Fill(string? text) => text?.Replace("{volume}", volume.Id.ToString()).Replace("{backup}", backup.Id.ToString()).Replace("{project}", demo);
+            string? Fill(string? text) => text?.Replace("{volume}", volume.Id.ToString()).Replace("{backup}", backup.Id.ToString()).Replace("{project}", demo).Replace("{attachment}", Guid.NewGuid().ToString());
             var (token, _, _) = await Keystone.SharedLoginAsync(user);
             using var client = api.CreateClient();
             client.DefaultRequestHeaders.Add("X-Auth-Token", token);
