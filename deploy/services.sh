@@ -558,7 +558,7 @@ start_keystone() {
   # Single-threaded workers (SQLite writers lock each other); "Connection: close" because
   # uwsgi's http-socket closes the connection anyway and a client reusing it gets a reset.
   setsid uwsgi --plugin python3 --http-socket "127.0.0.1:$KEYSTONE_PORT" --wsgi-file /usr/bin/keystone-wsgi-public \
-    --processes 2 --threads 1 --add-header 'Connection: close' --die-on-term >"$LOG/keystone-uwsgi.log" 2>&1 </dev/null &
+    --master --processes 2 --threads 1 --add-header 'Connection: close' --die-on-term >"$LOG/keystone-uwsgi.log" 2>&1 </dev/null &
   echo $! >"$RUN/keystone.pid"
   wait_up $! 120 keystone_answers || die_log "keystone does not answer on $KEYSTONE_URL" "$LOG/keystone-uwsgi.log"
   provision_keystone
