@@ -134,6 +134,23 @@ public sealed class KeystoneAuthTests(KeystoneApiFactory api) : IClassFixture<Ke
     }
 
     [Fact]
+    public async Task Urls_without_the_project_id_work_in_the_tokens_project()
+    {
+        var (token, project, _) = await Keystone.SharedLoginAsync("demo-reader");
+        var (volume, backup) = await Seed.VolumeWithBackupAsync(api, project);
+        var (_, other) = await Seed.VolumeWithBackupAsync(api, "p");
+        using var client = WithToken(api.CreateClient(), token);
+
+        var listed = await client.GetFromJsonAsync<JsonObject>("/v3/backups/detail");
+        var ids = listed!["backups"]!.AsArray().Select(b => (string?)b!["id"]).ToList();
+        Assert.Contains(backup.Id.ToString(), ids);
+        Assert.DoesNotContain(other.Id.ToString(), ids);
+        Assert.Equal(volume.Id.ToString(), (string?)(await client.GetFromJsonAsync<JsonObject>($"/v3/volumes/{volume.Id}"))!["volume"]!["id"]);
+        Assert.Equal(404, (int)(await client.GetAsync($"/v3/backups/{other.Id}")).StatusCode);
+        Assert.Equal(403, (int)(await client.DeleteAsync($"/v3/backups/{backup.Id}")).StatusCode);   // still a reader
+    }
+
+    [Fact]
     public async Task A_validated_token_is_cached()
     {
         var (token, project, _) = await Keystone.LoginAsync("demo-reader");
