@@ -151,6 +151,20 @@ public sealed class KeystoneAuthTests(KeystoneApiFactory api) : IClassFixture<Ke
     }
 
     [Fact]
+    public async Task An_X_Roles_header_grants_nothing_to_a_Keystone_token()
+    {
+        var (token, project, _) = await Keystone.SharedLoginAsync("demo-reader");
+        var (volume, backup) = await Seed.VolumeWithBackupAsync(api, project);
+        var before = await Seed.ChangesAboutAsync(api, volume, backup);
+        using var client = WithToken(api.CreateClient(), token);
+        client.DefaultRequestHeaders.Add("X-Roles", "admin,member");
+
+        Assert.Equal(403, (int)(await client.GetAsync($"/v3/{project}/os-services")).StatusCode);
+        Assert.Equal(403, (int)(await client.DeleteAsync($"/v3/{project}/backups/{backup.Id}")).StatusCode);
+        Assert.Equal(before, await Seed.ChangesAboutAsync(api, volume, backup));
+    }
+
+    [Fact]
     public async Task A_validated_token_is_cached()
     {
         var (token, project, _) = await Keystone.LoginAsync("demo-reader");
