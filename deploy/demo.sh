@@ -7,18 +7,43 @@
 # Needs a running Api and agents (deploy/run.sh starts them, then runs this).
 #   VB_API           the Api                       (default http://127.0.0.1:8776)
 #   VB_PROJECT       project and user              (default demo: X-Auth-Token demo:demo)
+#   VB_AUTH_MODE     noauth (default) or keystone: log in as demo-member with its password
+#                    (from VB_KEYSTONE_SECRETS) and use the token and project id Keystone gives
 #   VB_VOLUME_DIR    the VolumeAgent's pool folder (default $VB_POOL/demo, from deploy/services.sh env)
 #   VB_DEMO_TIMEOUT  seconds any one wait may take (default 300)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 API=${VB_API:-http://127.0.0.1:8776}
-PROJECT=${VB_PROJECT:-demo}
-TOKEN="$PROJECT:$PROJECT"
 TIMEOUT=${VB_DEMO_TIMEOUT:-300}
-if [[ -z ${VB_VOLUME_DIR:-} ]]; then
-  [[ -n ${VB_POOL:-} ]] || eval "$("$REPO/deploy/services.sh" env)"
-  VB_VOLUME_DIR=$VB_POOL/demo
+if [[ -z ${VB_VOLUME_DIR:-} || ${VB_AUTH_MODE:-noauth} == keystone && -z ${VB_KEYSTONE_URL:-} ]]; then
+  [[ -n ${VB_POOL:-} && -n ${VB_KEYSTONE_URL:-} ]] || eval "$("$REPO/deploy/services.sh" env)"
+  VB_VOLUME_DIR=${VB_VOLUME_DIR:-$VB_POOL/demo}
+fi
+
+# keystone_login USER PROJECT: logs in with USER's password (as a cloud user does) and
+# prints "TOKEN PROJECT_ID".
+keystone_login() {
+  local headers body
+  headers=$(mktemp)
+  body=$(curl -sS --max-time 30 -D "$headers" -H 'Content-Type: application/json' --data "$(jq -nc \
+    --arg u "$1" --arg p "$(cat "$VB_KEYSTONE_SECRETS/$1")" --arg project "$2" \
+    '{auth: {identity: {methods: ["password"], password: {user: {name: $u, domain: {id: "default"}, password: $p}}},
+             scope: {project: {name: $project, domain: {id: "default"}}}}}')" "$VB_KEYSTONE_URL/auth/tokens?nocatalog") \
+    || { rm -f "$headers"; echo "FAILED: Keystone login of $1" >&2; exit 1; }
+  echo "$(awk -F': ' 'tolower($1) == "x-subject-token" { print $2 }' "$headers" | tr -d '\r') $(jq -r .token.project.id <<<"$body")"
+  rm -f "$headers"
+}
+
+if [[ ${VB_AUTH_MODE:-noauth} == keystone ]]; then
+  read -r TOKEN PROJECT < <(keystone_login demo-member demo)
+  read -r ADMIN_TOKEN _ < <(keystone_login admin admin)
+  [[ -n $TOKEN && -n $ADMIN_TOKEN ]] || { echo "FAILED: no token from Keystone at $VB_KEYSTONE_URL" >&2; exit 1; }
+  echo "Logged in to Keystone as demo-member (project demo, $PROJECT) with a password"
+else
+  PROJECT=${VB_PROJECT:-demo}
+  TOKEN="$PROJECT:$PROJECT"
+  ADMIN_TOKEN="admin:$PROJECT"
 fi
 
 for tool in curl jq; do
@@ -101,7 +126,7 @@ wait_backup_service() {
   t0=$(now)
   out=$(mktemp)
   while true; do
-    code=$(curl -sS --max-time 10 -o "$out" -w '%{http_code}' -H "X-Auth-Token: admin:$PROJECT" \
+    code=$(curl -sS --max-time 10 -o "$out" -w '%{http_code}' -H "X-Auth-Token: $ADMIN_TOKEN" \
       "$API/v3/$PROJECT/os-services?binary=cinder-backup") || code=000
     case $code in
       200)

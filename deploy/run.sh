@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole service on this machine and shows it working:
 #   1. installs and starts the real services (deploy/services.sh: PostgreSQL,
-#      RabbitMQ, an NFS server, an XFS reflink pool),
+#      RabbitMQ, an NFS server, an XFS reflink pool, Keystone),
 #   2. builds the three processes (Release),
 #   3. starts a VolumeAgent, two BackupAgents and the Api in the background, and a
 #      Prometheus that scrapes them (deploy/services.sh start-prometheus)
@@ -19,6 +19,8 @@
 # Ports (loopback only): Api 8776 (VB_API_PORT), VolumeAgent 5201 (VB_VOLUME_AGENT_PORT) and its
 # metrics 5202 (VB_VOLUME_AGENT_METRICS_PORT), BackupAgents 5211 and 5212 (VB_BACKUP_AGENT_PORT_1,
 # VB_BACKUP_AGENT_PORT_2), Prometheus 9090 (VB_PROMETHEUS_PORT).
+# Auth: VB_AUTH_MODE=keystone (default: the Api validates Keystone tokens as its service user
+# vb-api; the demo logs in with demo-member's password) or noauth (X-Auth-Token user:project).
 # Telemetry: export Telemetry__Console=true or OTEL_EXPORTER_OTLP_ENDPOINT=... before running;
 # the processes inherit the environment.
 set -euo pipefail
@@ -39,6 +41,8 @@ VOLUME_AGENT_METRICS_PORT=${VB_VOLUME_AGENT_METRICS_PORT:-5202}   # HTTP/1.1 /me
 PROMETHEUS_PORT=${VB_PROMETHEUS_PORT:-9090}
 BACKUP_AGENT_PORTS=("${VB_BACKUP_AGENT_PORT_1:-5211}" "${VB_BACKUP_AGENT_PORT_2:-5212}")
 READY_TIMEOUT=${VB_READY_TIMEOUT:-90}   # seconds each process may take to answer
+AUTH_MODE=${VB_AUTH_MODE:-keystone}
+case $AUTH_MODE in noauth|keystone) ;; *) echo "run: VB_AUTH_MODE must be noauth or keystone, not $AUTH_MODE" >&2; exit 2 ;; esac
 
 # name project port, in start order (stopped in reverse).
 PROCS=(
@@ -206,7 +210,9 @@ start_everything() {
   start_proc api Api "$API_PORT" \
     "ConnectionStrings__Postgres=$ConnectionStrings__Postgres" \
     "ConnectionStrings__RabbitMq=$ConnectionStrings__RabbitMq" \
-    "Auth__Mode=noauth" \
+    "Auth__Mode=$AUTH_MODE" \
+    "Auth__Keystone__Url=$VB_KEYSTONE_URL" "Auth__Keystone__Username=vb-api" \
+    "Auth__Keystone__PasswordFile=$VB_KEYSTONE_SECRETS/vb-api" \
     "Storage__Hosts__0__Name=host-a" "Storage__Hosts__0__Zone=nova" \
     "Storage__Hosts__0__Address=http://127.0.0.1:$VOLUME_AGENT_PORT" \
     "Telemetry__Instance=api"
@@ -314,24 +320,34 @@ VB_STARTED_FILE=$SERVICES_FILE VB_PROMETHEUS_PORT=$PROMETHEUS_PORT \
 
 if [[ $demo == yes ]]; then
   echo
-  VB_API="http://127.0.0.1:$API_PORT" VB_VOLUME_DIR="$VB_POOL/demo" "$REPO/deploy/demo.sh" \
+  VB_API="http://127.0.0.1:$API_PORT" VB_VOLUME_DIR="$VB_POOL/demo" VB_AUTH_MODE=$AUTH_MODE "$REPO/deploy/demo.sh" \
     || die "the demo failed (exit code $?); logs are in $LOGS"
   echo
 fi
 
 cat <<EOF
 The service is running:
-  Api (Cinder v3)   http://127.0.0.1:$API_PORT/v3/<project>, header X-Auth-Token: <user>:<project>
   VolumeAgent       http://127.0.0.1:$VOLUME_AGENT_PORT (gRPC), volumes in $VB_POOL/demo
   BackupAgents      http://127.0.0.1:${BACKUP_AGENT_PORTS[0]} and :${BACKUP_AGENT_PORTS[1]}, repository $VB_NFS_URL/demo
   Dashboard         http://127.0.0.1:$API_PORT/dashboard (sign in with an admin's token, e.g. admin:demo)
   Metrics           http://127.0.0.1:$API_PORT/metrics, :${BACKUP_AGENT_PORTS[0]}/metrics, :${BACKUP_AGENT_PORTS[1]}/metrics, :$VOLUME_AGENT_METRICS_PORT/metrics
   Prometheus        http://127.0.0.1:$PROMETHEUS_PORT (try: sum(volumebackup_backups_total) by (volumebackup_outcome))
   Logs              $LOGS/
+EOF
+if [[ $AUTH_MODE == keystone ]]; then cat <<EOF
+  Api (Cinder v3)   http://127.0.0.1:$API_PORT/v3/<project id>, Keystone tokens from $VB_KEYSTONE_URL
+  Try               export OS_AUTH_URL=$VB_KEYSTONE_URL OS_USERNAME=demo-member OS_PROJECT_NAME=demo \\
+                           OS_USER_DOMAIN_ID=default OS_PROJECT_DOMAIN_ID=default OS_IDENTITY_API_VERSION=3 \\
+                           OS_PASSWORD=\$(cat $VB_KEYSTONE_SECRETS/demo-member)
+                    openstack volume backup list; cinder backup-list
+EOF
+else cat <<EOF
+  Api (Cinder v3)   http://127.0.0.1:$API_PORT/v3/<project>, header X-Auth-Token: <user>:<project>
   Try               curl -s -H 'X-Auth-Token: demo:demo' http://127.0.0.1:$API_PORT/v3/demo/backups/detail | jq
                     cinder --os-auth-type noauth --os-user-id demo --os-project-id demo \\
                            --os-endpoint http://127.0.0.1:$API_PORT/v3/demo backup-list
 EOF
+fi
 
 if [[ $wait_mode == no-wait ]]; then
   echo "Left running. Stop everything with: deploy/run.sh stop"

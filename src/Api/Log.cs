@@ -22,4 +22,7 @@ internal static partial class Log
 
     [LoggerMessage(4007, LogLevel.Error, "Outbox row {MessageId} ({MessageType}) cannot be sent and is parked: {Reason}")]
     public static partial void OutboxRowParked(this ILogger logger, Guid messageId, string messageType, string reason);
+
+    [LoggerMessage(4008, LogLevel.Warning, "Keystone could not validate a token; answering 503: {Reason}")]
+    public static partial void KeystoneUnavailable(this ILogger logger, string reason);
 }

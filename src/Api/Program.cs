@@ -53,16 +53,18 @@ await using (var scope = app.Services.CreateAsyncScope())
     await scope.ServiceProvider.GetRequiredService<AppDbContext>().Database.MigrateAsync();
 
 app.MapVersions();
-app.MapGroup("/v3/{project_id}")
-    .AddEndpointFilter<MicroversionFilter>()
-    .RequireAuthorization(CinderAuth.ProjectPolicy)
-    .MapVolumes()
-    .MapSnapshots()
-    .MapAttachments()
-    .MapBackups()
-    .MapQuotas()
-    .MapServices()
-    .MapAvailabilityZones();
+// With and without the project id (Cinder 3.67: a catalog may hold /v3 or /v3/%(project_id)s); without it, the token's project.
+foreach (var prefix in new[] { "/v3/{project_id}", "/v3" })
+    app.MapGroup(prefix)
+        .AddEndpointFilter<MicroversionFilter>()
+        .RequireAuthorization(CinderAuth.ProjectPolicy)
+        .MapVolumes()
+        .MapSnapshots()
+        .MapAttachments()
+        .MapBackups()
+        .MapQuotas()
+        .MapServices()
+        .MapAvailabilityZones();
 app.MapDashboard();
 app.MapDefaultEndpoints();
 app.Run();

@@ -17,6 +17,11 @@ public sealed class Backend : IAsyncLifetime
     public const string Project = "e2e-project";
     readonly List<HostProcess> hosts = [];
 
+    /// <summary>The Api in keystone mode (validating with the Keystone deploy/services.sh runs) instead of noauth.</summary>
+    public bool Keystone { get; init; }
+    /// <summary>The project the tests work in: <see cref="Project"/> in noauth, Keystone's demo project in keystone mode.</summary>
+    public string ProjectId { get; private set; } = Project;
+
     public HostProcess Api { get; private set; } = null!;
     public HostProcess VolumeAgent { get; private set; } = null!;
     /// <summary>host:port of the VolumeAgent's Prometheus endpoint.</summary>
@@ -50,7 +55,7 @@ public sealed class Backend : IAsyncLifetime
         VolumeAgentMetrics = $"127.0.0.1:{HostProcess.FreePort()}";
         VolumeAgent = await Start("VolumeAgent", VolumeAgentSettings());
         for (var i = 1; i <= 2; i++) await StartBackupAgentAsync($"BackupAgent{i}");
-        Api = await Start("Api", new()
+        Dictionary<string, string> api = new()
         {
             ["ConnectionStrings__Postgres"] = Database,
             ["ConnectionStrings__RabbitMq"] = broker,
@@ -58,14 +63,25 @@ public sealed class Backend : IAsyncLifetime
             ["Storage__Hosts__0__Name"] = "host-a",
             ["Storage__Hosts__0__Zone"] = "nova",
             ["Storage__Hosts__0__Address"] = VolumeAgent.Address,
-        });
+        };
+        string token = $"tester:{Project}", adminToken = $"admin:{Project}";
+        if (Keystone)
+        {
+            api["Auth__Mode"] = "keystone";
+            api["Auth__Keystone__Url"] = TestSupport.Keystone.Url;
+            api["Auth__Keystone__Username"] = "vb-api";
+            api["Auth__Keystone__PasswordFile"] = TestSupport.Keystone.PasswordFile("vb-api");
+            (token, ProjectId, _) = await TestSupport.Keystone.LoginAsync("demo-member");
+            (adminToken, _, _) = await TestSupport.Keystone.LoginAsync("admin");
+        }
+        Api = await Start("Api", api);
         Http = new HttpClient { BaseAddress = new Uri(Api.Address), Timeout = TimeSpan.FromSeconds(60) };
-        Http.DefaultRequestHeaders.Add("X-Auth-Token", $"tester:{Project}");
+        Http.DefaultRequestHeaders.Add("X-Auth-Token", token);
         Admin = new HttpClient { BaseAddress = Http.BaseAddress, Timeout = Http.Timeout };
-        Admin.DefaultRequestHeaders.Add("X-Auth-Token", $"admin:{Project}");
+        Admin.DefaultRequestHeaders.Add("X-Auth-Token", adminToken);
         await WaitForBackupServiceAsync();
         // The tests share one project and make dozens of backups: lift its quota as an operator would.
-        var unlimited = await Admin.PutAsJsonAsync($"/v3/{Project}/os-quota-sets/{Project}", new { quota_set = new { backups = -1, backup_gigabytes = -1, volumes = -1, gigabytes = -1 } });
+        var unlimited = await Admin.PutAsJsonAsync($"/v3/{ProjectId}/os-quota-sets/{ProjectId}", new { quota_set = new { backups = -1, backup_gigabytes = -1, volumes = -1, gigabytes = -1 } });
         unlimited.EnsureSuccessStatusCode();
     }
 
@@ -74,7 +90,7 @@ public sealed class Backend : IAsyncLifetime
 
     /// <summary>Backups are refused until an agent's heartbeat reached the Api, as Cinder refuses them with no cinder-backup up.</summary>
     public Task WaitForBackupServiceAsync() => Eventually.UntilAsync(async () =>
-            JsonNode.Parse(await Admin.GetStringAsync($"/v3/{Project}/os-services?binary=cinder-backup"))!["services"]!.AsArray().Any(s => (string?)s!["state"] == "up"),
+            JsonNode.Parse(await Admin.GetStringAsync($"/v3/{ProjectId}/os-services?binary=cinder-backup"))!["services"]!.AsArray().Any(s => (string?)s!["state"] == "up"),
         TimeSpan.FromSeconds(60), "a cinder-backup service up (an agent's heartbeat reaching the Api)", every: TimeSpan.FromMilliseconds(250));
 
     /// <summary>A second, fresh deployment (its own database, broker and pool) on the same backup repository.</summary>
@@ -138,7 +154,7 @@ public sealed class Backend : IAsyncLifetime
 
     public async Task<JsonObject> PostAsync(string path, object body, int expectedStatus = 202)
     {
-        var response = await Http.PostAsJsonAsync($"/v3/{Project}/{path}", body);
+        var response = await Http.PostAsJsonAsync($"/v3/{ProjectId}/{path}", body);
         var text = await response.Content.ReadAsStringAsync();
         Assert.True((int)response.StatusCode == expectedStatus, $"POST {path}: {(int)response.StatusCode} {text}");
         return text.Length == 0 ? [] : JsonNode.Parse(text)!.AsObject();
@@ -146,7 +162,7 @@ public sealed class Backend : IAsyncLifetime
 
     public async Task<JsonObject> GetAsync(string path)
     {
-        var response = await Http.GetAsync($"/v3/{Project}/{path}");
+        var response = await Http.GetAsync($"/v3/{ProjectId}/{path}");
         var text = await response.Content.ReadAsStringAsync();
         Assert.True(response.IsSuccessStatusCode, $"GET {path}: {(int)response.StatusCode} {text}");
         return JsonNode.Parse(text)!.AsObject();

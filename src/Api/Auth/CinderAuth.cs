@@ -11,16 +11,34 @@ using VolumeBackup.Api.Errors;
 namespace VolumeBackup.Api.Auth;
 
 /// <summary>The "cinder" authentication scheme's settings (section Auth).</summary>
-public sealed class AuthOptions : AuthenticationSchemeOptions
+public sealed class AuthOptions : AuthenticationSchemeOptions, IValidatableObject
 {
     public const string Section = "Auth";
     public const string NoAuth = "noauth";
+    public const string KeystoneMode = "keystone";
 
-    /// <summary>Must be set explicitly: "noauth" trusts <c>X-Auth-Token: user:project</c> as Cinder's noauth mode does.</summary>
-    [Required, AllowedValues(NoAuth)] public string Mode { get; set; } = "";
+    /// <summary>
+    /// Must be set explicitly: "noauth" trusts <c>X-Auth-Token: user:project</c> as Cinder's noauth mode does;
+    /// "keystone" validates the token with Keystone (<see cref="Keystone"/>).
+    /// </summary>
+    [Required, AllowedValues(NoAuth, KeystoneMode)] public string Mode { get; set; } = "";
 
-    /// <summary>Users whose requests carry the admin role (Cinder's noauth makes everyone admin; we do not).</summary>
+    /// <summary>noauth: users whose requests carry the admin role (Cinder's noauth makes everyone admin; we do not).</summary>
     public List<string> AdminUsers { get; set; } = ["admin"];
+
+    public KeystoneOptions Keystone { get; set; } = new();
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (Mode != KeystoneMode) yield break;
+        var results = new List<ValidationResult>();
+        Validator.TryValidateObject(Keystone, new ValidationContext(Keystone), results, validateAllProperties: true);
+        foreach (var result in results) yield return result;
+        if (!Uri.TryCreate(Keystone.Url, UriKind.Absolute, out _)) yield return new("Auth:Keystone:Url is required in keystone mode", [nameof(Keystone)]);
+        if (Keystone.Username.Length == 0) yield return new("Auth:Keystone:Username (the Api's service user) is required in keystone mode", [nameof(Keystone)]);
+        if (Keystone.Password.Length == 0 && !File.Exists(Keystone.PasswordFile))
+            yield return new("Auth:Keystone:Password or an existing Auth:Keystone:PasswordFile is required in keystone mode", [nameof(Keystone)]);
+    }
 }
 
 /// <summary>The scheme, claims and policies every route of a project uses.</summary>
@@ -30,6 +48,8 @@ public static class CinderAuth
     public const string UserClaim = "user_id";
     public const string ProjectClaim = "project_id";
     public const string AdminRole = "admin";
+    public const string MemberRole = "member";
+    public const string ReaderRole = "reader";
     /// <summary>The caller's own project in the path, unless admin.</summary>
     public const string ProjectPolicy = "project";
     public const string AdminPolicy = "admin";
@@ -39,9 +59,11 @@ public static class CinderAuth
         services.AddAuthentication(Scheme).AddScheme<AuthOptions, CinderAuthenticationHandler>(Scheme, null);
         services.AddOptions<AuthOptions>(Scheme).BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddAuthorizationBuilder()
-            .AddPolicy(ProjectPolicy, p => p.RequireAuthenticatedUser().AddRequirements(new OwnProjectRequirement()))
+            .AddPolicy(ProjectPolicy, p => p.RequireAuthenticatedUser().AddRequirements(new OwnProjectRequirement(), new RoleRequirement()))
             .AddPolicy(AdminPolicy, p => p.RequireAuthenticatedUser().RequireRole(AdminRole));
         services.AddSingleton<IAuthorizationMiddlewareResultHandler, CinderAuthorizationResultHandler>();
+        services.AddSingleton<KeystoneTokens>();
+        services.AddHttpClient(KeystoneTokens.HttpClientName);
         return services;
     }
 
@@ -63,29 +85,63 @@ public sealed record PolicyRule(string Name);
 /// Reads the caller from <c>X-Auth-Token</c>. A mode is one branch here: it turns a token into the caller's identity.
 /// No request header other than the token grants a role.
 /// </summary>
-public sealed class CinderAuthenticationHandler(IOptionsMonitor<AuthOptions> options, ILoggerFactory logger, UrlEncoder encoder)
+public sealed class CinderAuthenticationHandler(IOptionsMonitor<AuthOptions> options, ILoggerFactory logger, UrlEncoder encoder, KeystoneTokens keystone)
     : AuthenticationHandler<AuthOptions>(options, logger, encoder)
 {
-    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    const string RequiresAuthentication = "The request you have made requires authentication.";   // keystonemiddleware's words
+
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         var token = Request.Headers["X-Auth-Token"].ToString();
-        if (string.IsNullOrWhiteSpace(token)) return Task.FromResult(AuthenticateResult.Fail("Authentication required: send X-Auth-Token: user:project"));
-        var identity = Options.Mode switch
+        if (string.IsNullOrWhiteSpace(token))
+            return AuthenticateResult.Fail(Options.Mode == AuthOptions.NoAuth ? "Authentication required: send X-Auth-Token: user:project" : RequiresAuthentication);
+        try
         {
-            AuthOptions.NoAuth => NoAuth(token),
-            _ => throw new InvalidOperationException($"Auth mode {Options.Mode} is not supported"),   // validated at start
-        };
-        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme.Name)));
+            var identity = Options.Mode switch
+            {
+                AuthOptions.NoAuth => NoAuth(token),
+                AuthOptions.KeystoneMode => await KeystoneAsync(token),
+                _ => throw new InvalidOperationException($"Auth mode {Options.Mode} is not supported"),   // validated at start
+            };
+            return identity is null ? AuthenticateResult.Fail(RequiresAuthentication)
+                : AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme.Name));
+        }
+        catch (KeystoneUnavailableException e)
+        {
+            Logger.KeystoneUnavailable(e.Message);
+            return AuthenticateResult.Fail(e);
+        }
     }
 
-    /// <summary>Cinder's noauth: the token is <c>user:project</c> (or one name for both); admins are the configured users.</summary>
+    /// <summary>
+    /// keystonemiddleware's answers: 401 with <c>WWW-Authenticate: Keystone uri="..."</c> for a missing or invalid token,
+    /// 503 when Keystone could not tell (never a pass).
+    /// </summary>
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        if ((await HandleAuthenticateOnceSafeAsync()).Failure is KeystoneUnavailableException)
+        {
+            Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            return;
+        }
+        Response.StatusCode = StatusCodes.Status401Unauthorized;
+        if (Options.Mode == AuthOptions.KeystoneMode) Response.Headers.WWWAuthenticate = $"Keystone uri=\"{Options.Keystone.Url}\"";
+    }
+
+    /// <summary>Cinder's noauth: the token is <c>user:project</c> (or one name for both); everyone is a member, admins are the configured users.</summary>
     ClaimsIdentity NoAuth(string token)
     {
         var (user, project) = token.Split(':', 2) is [var u, var p] ? (u, p) : (token, token);
-        List<Claim> claims = [new(CinderAuth.UserClaim, user), new(CinderAuth.ProjectClaim, project)];
-        if (Options.AdminUsers.Contains(user)) claims.Add(new(ClaimTypes.Role, CinderAuth.AdminRole));
-        return new ClaimsIdentity(claims, Scheme.Name, CinderAuth.UserClaim, ClaimTypes.Role);
+        return Identity(user, project, Options.AdminUsers.Contains(user) ? [CinderAuth.AdminRole, CinderAuth.MemberRole] : [CinderAuth.MemberRole]);
     }
+
+    /// <summary>Keystone: user, project and roles as the token carries them; a token scoped to no project is refused.</summary>
+    async Task<ClaimsIdentity?> KeystoneAsync(string token) =>
+        await keystone.ValidateAsync(token, Context.RequestAborted) is { ProjectId: { } project } valid ? Identity(valid.UserId, project, valid.Roles) : null;
+
+    ClaimsIdentity Identity(string user, string project, IEnumerable<string> roles) => new(
+        [new(CinderAuth.UserClaim, user), new(CinderAuth.ProjectClaim, project), .. roles.Select(r => new Claim(ClaimTypes.Role, r))],
+        Scheme.Name, CinderAuth.UserClaim, ClaimTypes.Role);
 }
 
 /// <summary>A project in the path that is not the caller's is refused, unless the caller is admin.</summary>
@@ -98,6 +154,26 @@ public sealed class OwnProjectRequirement : AuthorizationHandler<OwnProjectRequi
             context.Succeed(requirement);
         else
             context.Fail(new AuthorizationFailureReason(this, $"Project {project} is not the caller's project"));
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// Cinder's Zed default policy for a project's routes: a reader may list and show (GET), a member may also create, update,
+/// restore and delete (every other method); admin implies both. Admin-only rules come on top (<see cref="CinderAuth.RequireAdmin"/>).
+/// </summary>
+public sealed class RoleRequirement : AuthorizationHandler<RoleRequirement, HttpContext>, IAuthorizationRequirement
+{
+    static readonly string[] Readers = [CinderAuth.ReaderRole, CinderAuth.MemberRole, CinderAuth.AdminRole];
+    static readonly string[] Members = [CinderAuth.MemberRole, CinderAuth.AdminRole];
+
+    protected override Task HandleRequirementAsync(AuthorizationHandlerContext context, RoleRequirement requirement, HttpContext http)
+    {
+        var reads = HttpMethods.IsGet(http.Request.Method) || HttpMethods.IsHead(http.Request.Method);
+        if ((reads ? Readers : Members).Any(context.User.IsInRole))
+            context.Succeed(requirement);
+        else
+            context.Fail(new AuthorizationFailureReason(this, CinderAuth.Denied(reads ? "a read" : "a change (it needs the member role)")));
         return Task.CompletedTask;
     }
 }

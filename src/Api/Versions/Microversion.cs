@@ -15,6 +15,7 @@ public readonly record struct Microversion(int Major, int Minor) : IComparable<M
     public static readonly Microversion NewAttach = new(3, 27);
     public static readonly Microversion BackupSortName = new(3, 37);
     public static readonly Microversion BackupMetadata = new(3, 43);
+    public static readonly Microversion AttachmentComplete = new(3, 44);
     public static readonly Microversion CountInfo = new(3, 45);
     public static readonly Microversion BackupProjectUserId = new(3, 56);
 

@@ -8,8 +8,8 @@ public static class VersionsApi
     public static IEndpointRouteBuilder MapVersions(this IEndpointRouteBuilder app)
     {
         app.MapGet("/", (HttpRequest http) => TypedResults.Json(new { versions = new[] { V3(http) } }, statusCode: StatusCodes.Status300MultipleChoices));
+        // One route answers both /v3 and /v3/ (routing ignores a trailing slash; two routes made every request ambiguous: 500).
         app.MapGet("/v3", (HttpRequest http) => TypedResults.Ok(new { versions = new[] { V3(http) } }));
-        app.MapGet("/v3/", (HttpRequest http) => TypedResults.Ok(new { versions = new[] { V3(http) } }));
         return app;
     }
 

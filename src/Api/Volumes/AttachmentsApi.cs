@@ -11,7 +11,9 @@ namespace VolumeBackup.Api.Volumes;
 
 /// <summary>
 /// Cinder's attachments API (3.27), as far as backups care: creating one makes the volume in-use, deleting it makes it
-/// available. There is no connector exchange: this service stores volumes, it does not export them to hypervisors.
+/// available. A create with a connector (<c>attachment-create --connect True</c>) gets a <c>local</c> connection_info
+/// naming the volume's storage host: this service stores volumes, it does not export them to hypervisors.
+/// <c>os-complete</c> (3.44), which clients and Nova send once attached, is accepted; the volume is already in-use.
 /// </summary>
 public static class AttachmentsApi
 {
@@ -23,6 +25,7 @@ public static class AttachmentsApi
         attachments.MapGet("/detail", List);
         attachments.MapGet("/{id}", Get);
         attachments.MapDelete("/{id}", Delete);
+        attachments.MapPost("/{id}/action", Action);
         return project;
     }
 
@@ -40,7 +43,17 @@ public static class AttachmentsApi
             return CinderErrors.BadRequest($"Invalid volume: Volume {volume.Id} status must be available or downloading to reserve, but the current status is {volume.Status}.");
         volume.Attach(instance, null, clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
-        return TypedResults.Ok(Wire.Wrap("attachment", View(volume)));
+        var connected = request.TryGetProperty("connector", out var connector) && connector.ValueKind == JsonValueKind.Object;
+        return TypedResults.Ok(Wire.Wrap("attachment", View(volume, connected)));
+    }
+
+    /// <summary><c>{"os-complete": null}</c> (3.44): the attach finished on the host. Anything else is refused.</summary>
+    static async Task<Results<NoContent, ProblemHttpResult>> Action(string id, JsonElement body, Caller caller, AppDbContext db, HttpContext http, CancellationToken ct)
+    {
+        if (Microversion.Of(http) < Microversion.AttachmentComplete) return CinderErrors.NotFound("The resource could not be found.");
+        if (body.ValueKind != JsonValueKind.Object || !body.TryGetProperty("os-complete", out _) || body.EnumerateObject().Count() != 1)
+            return CinderErrors.BadRequest("Invalid input: the only attachment action is os-complete.");
+        return await FindAsync(db, caller, id, ct) is null ? CinderErrors.NotFound($"VolumeAttachment {id} could not be found.") : TypedResults.NoContent();
     }
 
     static async Task<Ok<Dictionary<string, List<Dictionary<string, object?>>>>> List(Caller caller, AppDbContext db, CancellationToken ct)
@@ -67,7 +80,9 @@ public static class AttachmentsApi
     static async Task<Volume?> FindAsync(AppDbContext db, Caller caller, string id, CancellationToken ct) =>
         Guid.TryParse(id, out var attachmentId) && await db.Volumes.FirstOrDefaultAsync(v => v.AttachmentId == attachmentId, ct) is { } v && caller.CanSee(v.ProjectId) ? v : null;
 
-    static Dictionary<string, object?> View(Volume v) => new()
+    static Dictionary<string, object?> View(Volume v) => View(v, connected: false);
+
+    static Dictionary<string, object?> View(Volume v, bool connected) => new()
     {
         ["id"] = v.AttachmentId.ToString(),
         ["status"] = "attached",
@@ -76,6 +91,13 @@ public static class AttachmentsApi
         ["attach_mode"] = "rw",
         ["attached_at"] = Wire.Time(v.UpdatedAt),
         ["detached_at"] = null,
-        ["connection_info"] = new Dictionary<string, object>(),
+        ["connection_info"] = connected
+            ? new Dictionary<string, object?>
+            {
+                ["driver_volume_type"] = "local",
+                ["data"] = new Dictionary<string, object?> { ["volume_id"] = v.Id.ToString(), ["host"] = v.Host, ["access_mode"] = "rw" },
+                ["attachment_id"] = v.AttachmentId.ToString(),
+            }
+            : new Dictionary<string, object?>(),
     };
 }

@@ -11,22 +11,26 @@ public sealed partial class CinderCli(string apiAddress, string project, string 
 
     public CinderCli As(string otherUser) => new(apiAddress, project, otherUser);
 
-    public async Task<CliResult> RunAsync(params string[] args)
+    public Task<CliResult> RunAsync(params string[] args) => RunProcessAsync("cinder",
+        ["--os-auth-type", "noauth", "--os-user-id", user, "--os-project-id", project,
+         "--os-endpoint", $"{apiAddress}/v3/{project}", "--os-volume-api-version", ApiVersion],
+        args, new Dictionary<string, string?> { ["OS_AUTH_URL"] = null });
+
+    /// <summary>Runs an OpenStack CLI (bounded: 60 s unless told); <paramref name="environment"/> sets (or, with null, removes) variables.</summary>
+    public static async Task<CliResult> RunProcessAsync(string file, IEnumerable<string> options, string[] args, IReadOnlyDictionary<string, string?> environment,
+        TimeSpan? within = null)
     {
-        var info = new ProcessStartInfo("cinder")
+        var info = new ProcessStartInfo(file)
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
-        foreach (var arg in new[]
-        {
-            "--os-auth-type", "noauth", "--os-user-id", user, "--os-project-id", project,
-            "--os-endpoint", $"{apiAddress}/v3/{project}", "--os-volume-api-version", ApiVersion,
-        }.Concat(args)) info.ArgumentList.Add(arg);
-        info.Environment.Remove("OS_AUTH_URL");
+        foreach (var arg in options.Concat(args)) info.ArgumentList.Add(arg);
+        foreach (var (name, value) in environment)
+            if (value is null) info.Environment.Remove(name); else info.Environment[name] = value;
         using var process = Process.Start(info)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var timeout = new CancellationTokenSource(within ?? TimeSpan.FromSeconds(60));
         await process.WaitForExitAsync(timeout.Token);
         return new CliResult(process.ExitCode, await output, await error, string.Join(' ', args));
     }

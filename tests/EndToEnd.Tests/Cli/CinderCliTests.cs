@@ -96,6 +96,22 @@ public sealed class CinderCliTests(Backend backend)
     }
 
     [Fact]
+    public async Task An_attachment_with_a_connector_gets_connection_info_and_completes()
+    {
+        var volumeId = await CreateVolumeAsync();
+
+        var attachment = (await Cli.OkAsync("attachment-create", volumeId, Guid.NewGuid().ToString(), "--connect", "True",
+            "--initiator", "iqn.1993-08.org.debian:01:test", "--ip", "127.0.0.1", "--host", "compute-1", "--platform", "x86_64",
+            "--ostype", "linux", "--multipath", "False", "--mountpoint", "/dev/vdb")).Properties();
+        Assert.Equal("local", attachment["driver_volume_type"]);            // cinder prints connection_info as a second table
+        await Cli.OkAsync("attachment-complete", attachment["id"]);
+        Assert.Equal("in-use", (await Cli.OkAsync("show", volumeId)).Properties()["status"]);
+
+        await Cli.OkAsync("attachment-delete", attachment["id"]);
+        Assert.Equal("available", (await Cli.OkAsync("show", volumeId)).Properties()["status"]);
+    }
+
+    [Fact]
     public async Task Quotas_are_shown_updated_and_enforced()
     {
         var project = $"quota-{Guid.NewGuid():N}"[..14];
