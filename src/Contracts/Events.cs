@@ -23,6 +23,9 @@ public record BackupNotTaken(Guid BackupId, string Reason);
 
 public record RestoreStarted(Guid BackupId, Guid RestoreId, Guid VolumeId, string AgentHost);
 
+/// <summary>A restore's progress, every few hundred MiB like a backup's, never per chunk.</summary>
+public record RestoreProgressed(Guid BackupId, Guid RestoreId, long BytesDone, long BytesTotal);
+
 /// <summary>Every chunk was verified and the restored data is in place.</summary>
 public record BackupRestored(Guid BackupId, Guid RestoreId, Guid VolumeId, long BytesRestored);
 

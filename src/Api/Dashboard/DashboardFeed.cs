@@ -96,7 +96,7 @@ public sealed record AgentUpdate(string Binary, string Host, string Zone, DateTi
 /// </summary>
 public sealed class DashboardConsumer(DashboardFeed feed, AppDbContext db, TimeProvider clock) :
     IConsumer<BackupNotification>, IConsumer<BackupTaken>, IConsumer<BackupStarted>, IConsumer<BackupProgressed>, IConsumer<BackupCompleted>,
-    IConsumer<RestoreStarted>, IConsumer<BackupRestored>, IConsumer<AgentHeartbeat>
+    IConsumer<RestoreStarted>, IConsumer<RestoreProgressed>, IConsumer<BackupRestored>, IConsumer<AgentHeartbeat>
 {
     public async Task Consume(ConsumeContext<BackupNotification> context)
     {
@@ -156,9 +156,18 @@ public sealed class DashboardConsumer(DashboardFeed feed, AppDbContext db, TimeP
         return Task.CompletedTask;
     }
 
+    public Task Consume(ConsumeContext<RestoreProgressed> context)
+    {
+        var m = context.Message;
+        feed.Read(m.RestoreId, m.BytesDone, finished: false);
+        feed.Publish("job", new JobUpdate(m.BackupId, Kinds.Restore, Phase: Phases.Restoring, BytesDone: m.BytesDone, BytesTotal: m.BytesTotal,
+            UpdatedAt: clock.GetUtcNow()));
+        return Task.CompletedTask;
+    }
+
     public Task Consume(ConsumeContext<BackupRestored> context)
     {
-        feed.Read(context.Message.RestoreId, context.Message.BytesRestored, finished: true);   // restores report no progress: counted at the end
+        feed.Read(context.Message.RestoreId, context.Message.BytesRestored, finished: true);   // what progress has not counted yet
         return Task.CompletedTask;
     }
 

@@ -59,6 +59,12 @@ public sealed class DashboardTests(ApiFactory api) : IClassFixture<ApiFactory>
         while (type != "job" || (string?)job["id"] != backupId || job["bytes_done"] is null);
         Assert.Equal(3 << 20, (long)job["bytes_done"]!);
         Assert.Equal(1L << 30, (long)job["bytes_total"]!);
+
+        // A restore's progress reaches the page the same way, as a restore job of that backup.
+        await api.Services.GetRequiredService<IBus>().Publish(new RestoreProgressed(Guid.Parse(backupId), Guid.NewGuid(), 5 << 20, 2L << 30), cts.Token);
+        do (type, job) = await NextEventAsync(reader, cts.Token);
+        while (type != "job" || (string?)job["id"] != backupId || (string?)job["kind"] != "restore");
+        Assert.Equal((5L << 20, 2L << 30), ((long)job["bytes_done"]!, (long)job["bytes_total"]!));
     }
 
     static async Task<(string Type, JsonObject Data)> NextEventAsync(StreamReader reader, CancellationToken ct)

@@ -145,7 +145,7 @@
   }
 
   function progress(j) {
-    if (j.kind === 'restore' && IN_FLIGHT.has(j.status))
+    if (j.kind === 'restore' && IN_FLIGHT.has(j.status) && !j.bytes_total)   // until its first progress event
       return el('div', { class: 'bar indeterminate', role: 'progressbar', 'aria-label': 'restore in progress' }, el('span'));
     const pct = j.status === 'available' ? 100 : j.bytes_total ? Math.min(100, Math.floor(100 * (j.bytes_done || 0) / j.bytes_total)) : 0;
     const bar = el('div', { class: 'bar', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': pct, 'aria-label': `${pct} percent` }, el('span'));
