@@ -82,5 +82,9 @@ public class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
 
     public AppDbContext NewDbContext() => new((DbContextOptions<AppDbContext>)AppDbContext.Configure(new DbContextOptionsBuilder<AppDbContext>(), database).Options);
 
-    Task IAsyncLifetime.DisposeAsync() => DisposeAsync().AsTask();
+    async Task IAsyncLifetime.DisposeAsync()
+    {
+        await DisposeAsync();                                   // the host first: its bus lets go of the virtual host
+        if (broker.Length > 0) await TestServices.DeleteVirtualHostAsync(broker);
+    }
 }

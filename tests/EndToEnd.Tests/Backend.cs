@@ -199,6 +199,7 @@ public sealed class Backend : IAsyncLifetime
         Admin?.Dispose();
         foreach (var host in hosts.ToArray()) await host.DisposeAsync();
         if (Directory.Exists(Pool)) Directory.Delete(Pool, recursive: true);
+        if (broker.Length > 0) await TestServices.DeleteVirtualHostAsync(broker);
     }
 
     public static JsonSerializerOptions Json { get; } = new(JsonSerializerDefaults.Web);

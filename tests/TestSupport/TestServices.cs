@@ -48,6 +48,14 @@ public static class TestServices
         return new UriBuilder(broker) { Path = "/" + vhost }.Uri.ToString();
     }
 
+    /// <summary>Removes a virtual host <see cref="CreateVirtualHostAsync"/> made (its queues with it); a Testcontainers broker goes whole.</summary>
+    public static async Task DeleteVirtualHostAsync(string amqpUri)
+    {
+        var vhost = Uri.UnescapeDataString(new Uri(amqpUri).AbsolutePath.TrimStart('/'));
+        if (Environment.GetEnvironmentVariable("VB_SERVICES") is { } script && vhost.Length > 0)
+            await RunAsync(script, "delete-vhost", vhost);
+    }
+
     /// <summary>A new folder on the reflink-capable pool.</summary>
     public static string CreatePoolFolder(string prefix)
     {
