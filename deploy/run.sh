@@ -325,11 +325,16 @@ if [[ $demo == yes ]]; then
   echo
 fi
 
+if [[ $AUTH_MODE == keystone ]]; then
+  DASHBOARD_SIGN_IN="an admin's Keystone token: OS_USERNAME=admin OS_PROJECT_NAME=admin OS_PASSWORD=\$(cat $VB_KEYSTONE_SECRETS/admin) openstack token issue"
+else
+  DASHBOARD_SIGN_IN="an admin's token, e.g. admin:demo"
+fi
 cat <<EOF
 The service is running:
   VolumeAgent       http://127.0.0.1:$VOLUME_AGENT_PORT (gRPC), volumes in $VB_POOL/demo
   BackupAgents      http://127.0.0.1:${BACKUP_AGENT_PORTS[0]} and :${BACKUP_AGENT_PORTS[1]}, repository $VB_NFS_URL/demo
-  Dashboard         http://127.0.0.1:$API_PORT/dashboard (sign in with an admin's token, e.g. admin:demo)
+  Dashboard         http://127.0.0.1:$API_PORT/dashboard (sign in with $DASHBOARD_SIGN_IN)
   Metrics           http://127.0.0.1:$API_PORT/metrics, :${BACKUP_AGENT_PORTS[0]}/metrics, :${BACKUP_AGENT_PORTS[1]}/metrics, :$VOLUME_AGENT_METRICS_PORT/metrics
   Prometheus        http://127.0.0.1:$PROMETHEUS_PORT (try: sum(volumebackup_backups_total) by (volumebackup_outcome))
   Logs              $LOGS/
