@@ -52,6 +52,10 @@ public sealed class Backup : SagaStateMachineInstance
     public int Size { get; set; }                                // GiB of the source volume, as Cinder reports
     public int ObjectCount { get; set; }
     public long StoredBytes { get; set; }
+    /// <summary>Stored bytes this backup added to the share (chunks no earlier backup had), and those its delete freed:
+    /// their sums over every row, deleted ones included, are what the share holds.</summary>
+    public long BytesWritten { get; set; }
+    public long BytesFreed { get; set; }
     public Guid? ParentId { get; init; }
     public int NumDependentBackups { get; set; }
     public required string AvailabilityZone { get; init; }

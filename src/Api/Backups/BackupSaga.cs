@@ -73,6 +73,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 backup.BytesDone = c.Message.SizeBytes;
                 backup.ObjectCount = c.Message.ObjectCount;
                 backup.StoredBytes = c.Message.StoredBytes;
+                backup.BytesWritten = c.Message.BytesWritten;
                 backup.UpdatedAt = now;
                 if (backup.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { } parent)
                     parent.NumDependentBackups++;
@@ -118,6 +119,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
             When(DataDeleted).ThenAsync(async c =>
             {
                 Touch(c, clock);
+                c.Saga.BytesFreed = c.Message.BytesFreed;
                 if (c.Saga.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { NumDependentBackups: > 0 } parent)
                     parent.NumDependentBackups--;
             }).TransitionTo(Deleted).Then(c => Notify(c, notifications, "backup.delete.end", clock.GetUtcNow())),

@@ -64,17 +64,17 @@ public static class DashboardApi
     }
 
     /// <summary>
-    /// What the available backups hold: their data (the bytes of the volumes they cover) against the stored bytes of the
-    /// chunks each references, compressed and without zeros. A chunk shared by two backups counts in both, so the ratio
-    /// shows compression, zero-skipping and reuse within a backup, and the stored figure is an upper bound of the share's use.
+    /// What the available backups cover (the bytes of the volumes they hold) against what the share holds: every byte the
+    /// agents wrote less every byte deletes freed, summed over all rows (a deleted backup keeps its row and its figures).
+    /// So the ratio is the whole saving: compression, zeros skipped and chunks shared within and across backups.
     /// </summary>
     public static async Task<RepositoryStats> RepositoryAsync(AppDbContext db, CancellationToken ct)
     {
-        var totals = await db.Backups.AsNoTracking().Where(b => b.State == nameof(BackupSaga.Available))
-            .GroupBy(_ => 1).Select(g => new { Count = g.Count(), Logical = g.Sum(b => b.BytesDone), Stored = g.Sum(b => b.StoredBytes) })
-            .FirstOrDefaultAsync(ct);
-        return totals is null ? new RepositoryStats(0, 0, 0, null) :
-            new RepositoryStats(totals.Count, totals.Logical, totals.Stored, totals.Stored > 0 ? Math.Round((double)totals.Logical / totals.Stored, 2) : null);
+        var covered = await db.Backups.AsNoTracking().Where(b => b.State == nameof(BackupSaga.Available))
+            .GroupBy(_ => 1).Select(g => new { Count = g.Count(), Logical = g.Sum(b => b.BytesDone) }).FirstOrDefaultAsync(ct);
+        var stored = await db.Backups.IgnoreQueryFilters().AsNoTracking().SumAsync(b => b.BytesWritten - b.BytesFreed, ct);
+        if (covered is null) return new RepositoryStats(0, 0, Math.Max(0, stored), null);
+        return new RepositoryStats(covered.Count, covered.Logical, Math.Max(0, stored), stored > 0 ? Math.Round((double)covered.Logical / stored, 2) : null);
     }
 
     static JobUpdate Job(Backup b)

@@ -39,6 +39,14 @@ namespace VolumeBackup.Api.Migrations
                         .HasColumnType("bigint")
                         .HasColumnName("bytes_done");
 
+                    b.Property<long>("BytesFreed")
+                        .HasColumnType("bigint")
+                        .HasColumnName("bytes_freed");
+
+                    b.Property<long>("BytesWritten")
+                        .HasColumnType("bigint")
+                        .HasColumnName("bytes_written");
+
                     b.Property<string>("Container")
                         .IsRequired()
                         .HasColumnType("text")
