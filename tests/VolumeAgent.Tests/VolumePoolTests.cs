@@ -2,6 +2,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using VolumeBackup.Contracts.Grpc;
+using VolumeBackup.TestSupport;
 
 namespace VolumeBackup.VolumeAgent.Tests;
 
@@ -46,18 +47,16 @@ public sealed class VolumePoolTests : IDisposable
 
         var error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync);
         Assert.Equal(StatusCode.Cancelled, error.StatusCode);
-        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (Directory.EnumerateFiles(folder, "tmp-*").Any())     // the server notices at its next block
-            await Task.Delay(10, wait.Token);
+        await Eventually.UntilAsync(() => !Directory.EnumerateFiles(folder, "tmp-*").Any(), TimeSpan.FromSeconds(30),
+            "the cancelled copy to remove its temporaries (the server notices at its next block)", every: TimeSpan.FromMilliseconds(10));
     }
 
     // Until the copy has written its first block into the temporary snapshot.
     async Task CopyingAsync(Guid backupId)
     {
         var target = Path.Combine(folder, $"tmp-snapshot-{backupId}");
-        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (!(File.Exists(target) && new FileInfo(target).Length > 0))
-            await Task.Delay(1, wait.Token);
+        await Eventually.UntilAsync(() => File.Exists(target) && new FileInfo(target).Length > 0, TimeSpan.FromSeconds(30),
+            "the copy's first block", every: TimeSpan.FromMilliseconds(1));
     }
 
     // Data in every block, so the copy has no holes to skip and takes long enough to be caught mid-way.

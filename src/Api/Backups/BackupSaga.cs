@@ -78,7 +78,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 if (backup.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { } parent)
                     parent.NumDependentBackups++;
                 Metrics.BackupEnded(Metrics.Completed, now - backup.CreatedAt);
-            }).TransitionTo(Available).Then(c => Db(c).Outbox.AddRange(Notifications.Backup(c.Saga, "backup.create.end", clock.GetUtcNow(), notifications, completed: c.Message))),
+            }).TransitionTo(Available).Then(c => Notify(c, notifications, "backup.create.end", clock.GetUtcNow(), c.Message)),
             When(Faulted).ThenAsync(c => FailAsync(c, FailReason(c.Message.Exceptions), clock)).TransitionTo(Error).Then(c => Notify(c, notifications, "backup.create.error", clock.GetUtcNow())),
             When(NotTaken).ThenAsync(c => FailAsync(c, c.Message.Reason, clock)).TransitionTo(Error).Then(c => Notify(c, notifications, "backup.create.error", clock.GetUtcNow())),
             When(ForceDeleteRequested).ThenAsync(c => CancelAsync(c, clock)).Then(c => StartDelete(c, clock, notifications)).TransitionTo(Deleting),
@@ -172,8 +172,8 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
     static DateTimeOffset Touch(BehaviorContext<Backup> c, TimeProvider clock) => (c.Saga.UpdatedAt = clock.GetUtcNow()).Value;
 
     // After the transition, so the notification carries the new status.
-    static void Notify(BehaviorContext<Backup> c, NotificationOptions notifications, string eventType, DateTimeOffset now) =>
-        Db(c).Outbox.AddRange(Notifications.Backup(c.Saga, eventType, now, notifications));
+    static void Notify(BehaviorContext<Backup> c, NotificationOptions notifications, string eventType, DateTimeOffset now, BackupCompleted? completed = null) =>
+        Db(c).Outbox.AddRange(Notifications.Backup(c.Saga, eventType, now, notifications, completed: completed));
 
     /// <summary>Returns the volume (or the snapshot backed up) to its status before the backup; repeated calls change nothing.</summary>
     static async Task ReleaseSourceAsync(BehaviorContext<Backup> c, DateTimeOffset now)

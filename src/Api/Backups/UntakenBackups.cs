@@ -29,7 +29,7 @@ public sealed class UntakenBackupsWatchdog(
     readonly BackupOptions settings = options.Value;
     long passes;
 
-    /// <summary>Checks completed since start: lets an operator (and a test) see the watchdog has looked, not just waited.</summary>
+    /// <summary>Checks completed since start, so a test can tell the watchdog looked (and left a backup alone), not just waited.</summary>
     public long Passes => Interlocked.Read(ref passes);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

@@ -26,7 +26,10 @@ public sealed class PostgresSagaRepositoryContextFactory<TSaga>(AppDbContext db,
     public async Task SendQuery<T>(ConsumeContext<T> context, ISagaQuery<TSaga> query, IPipe<SagaRepositoryQueryContext<TSaga, T>> next) where T : class
     {
         await using var tx = await db.Database.BeginTransactionAsync(context.CancellationToken);
-        var ids = (await db.Set<TSaga>().IgnoreQueryFilters().Where(query.FilterExpression).ToListAsync(context.CancellationToken)).Select(s => s.CorrelationId).ToList();
+        // Only the keys (the key may be mapped under another name than CorrelationId); each instance is then loaded under its lock.
+        var key = db.Model.FindEntityType(typeof(TSaga))!.FindPrimaryKey()!.Properties.Single().Name;
+        var ids = await db.Set<TSaga>().IgnoreQueryFilters().AsNoTracking().Where(query.FilterExpression)
+            .Select(s => EF.Property<Guid>(s, key)).ToListAsync(context.CancellationToken);
         var repository = new PostgresSagaRepositoryContext<TSaga, T>(db, context, factory);
         var instances = new List<TSaga>();
         foreach (var id in ids)

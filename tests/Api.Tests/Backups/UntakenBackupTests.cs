@@ -65,9 +65,12 @@ public sealed class UntakenBackupTests(ImpatientApiFactory api) : IClassFixture<
     {
         var (project, volumeId, backupId) = await BackupWithOneLiveAgentAsync();
 
-        // The agent's heartbeat is fresh for a minute; the watchdog must look at least twice after the backup is overdue.
+        // The agent's heartbeat is fresh for a minute; the backup is made overdue at once (accepted a minute ago), and the
+        // watchdog must look at least twice after that.
+        await api.WaitUntilAsync(async db => (await db.Backups.SingleAsync(b => b.Id == backupId)).State == nameof(BackupSaga.Creating), "the backup creating");
+        await using (var db = api.NewDbContext())
+            await db.Backups.Where(b => b.Id == backupId).ExecuteUpdateAsync(u => u.SetProperty(b => b.CreatedAt, DateTimeOffset.UtcNow.AddMinutes(-1)));
         var watchdog = api.Services.GetServices<IHostedService>().OfType<UntakenBackupsWatchdog>().Single();
-        await Task.Delay(TimeSpan.FromSeconds(2.1));               // Backups:UntakenAfter: from now on it is overdue
         var overdueFrom = watchdog.Passes;
         await Eventually.UntilAsync(() => watchdog.Passes >= overdueFrom + 2, TimeSpan.FromSeconds(30), "two watchdog passes over the overdue backup");
 
