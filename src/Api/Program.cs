@@ -45,6 +45,7 @@ app.UseExceptionHandler(new ExceptionHandlerOptions
     StatusCodeSelector = e => e is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
 });
 app.UseStatusCodePages();
+app.UseRequestBodyLimit();                                                  // before authentication, as Cinder's sizelimit filter
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseBodyValidation();

@@ -36,6 +36,19 @@ public sealed record BackupRecord(
         catch (Exception e) when (e is FormatException or JsonException) { return null; }
     }
 
+    /// <summary>
+    /// Why a decoded record cannot become a row, or null: a record is input like any body, so it gets the limits the create
+    /// schema gives these fields (names, zone and container of at most 255 characters, Cinder's metadata) and sane numbers.
+    /// </summary>
+    public string? Problem()
+    {
+        if (Container is null || AvailabilityZone is null) return "container and availability_zone are required";
+        foreach (var (field, value) in new[] { ("name", Name), ("description", Description), ("availability_zone", AvailabilityZone) })
+            if (value?.EnumerateRunes().Count() > 255) return $"{field} has more than 255 characters";
+        if (Size < 0 || ObjectCount < 0 || StoredBytes < 0) return "size, object_count and stored_bytes must not be negative";
+        return Validation.Schemas.Metadata.Check(JsonSerializer.SerializeToElement(Metadata));
+    }
+
     /// <summary>An imported backup's row, made available by the saga; an incremental's parent need not exist here (its manifest is complete).</summary>
     public Backup ToBackup(string projectId, string userId, DateTimeOffset now) => new()
     {

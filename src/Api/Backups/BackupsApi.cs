@@ -204,6 +204,7 @@ public static class BackupsApi
         if (body.BackupRecord is not { BackupService: { } service, BackupUrl: { } url }) return CinderErrors.BadRequest("Incorrect request body format.");
         if (service != BackupRecord.Service) return CinderErrors.BadRequest($"Invalid input received: Backup service {service} is not supported; this service imports {BackupRecord.Service}.");
         if (BackupRecord.Decode(url) is not { } record) return CinderErrors.BadRequest("Invalid input received: Can't parse backup record.");
+        if (record.Problem() is { } problem) return CinderErrors.BadRequest($"Invalid input received: Can't parse backup record: {problem}");
         try { ContainerName.Validate(record.Container); }
         catch (ArgumentException e) { return CinderErrors.BadRequest($"Invalid container: {e.Message}"); }
         if (await db.Backups.AnyAsync(b => b.Id == record.Id, ct)) return CinderErrors.BadRequest("Invalid backup: Backup already exists in database.");
@@ -265,8 +266,13 @@ public static class BackupsApi
                 AvailabilityZone = backup.AvailabilityZone, Name = request.Name ?? $"restore_backup_{backup.Id}",
                 Description = $"auto-created_from_restore_from_backup", CreatedAt = now,
             };
-            db.Volumes.Add(volume);
-            await db.SaveChangesAsync(ct);
+            await using (var tx = await db.Database.BeginTransactionAsync(ct))
+            {
+                if (await QuotasApi.CheckVolumeAsync(db, volume.ProjectId, volume.Size, ct) is { } overQuota) return CinderErrors.OverLimit(overQuota);
+                db.Volumes.Add(volume);
+                await db.SaveChangesAsync(ct);
+                await tx.CommitAsync(ct);
+            }
             await VolumesApi.CreateOnHostAsync(volume, hosts, db, clock, ct);
             if (volume.Status != VolumeStatus.Available) return CinderErrors.ServerError($"The volume for the restore of backup {backup.Id} could not be created.");
         }

@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Linq.Expressions;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -57,13 +59,19 @@ public static class Listing
             var name = parts[0].Trim();
             if (parts.Length > 2 || parts.Length == 2 && parts[1].Trim() is not ("asc" or "desc")) return CinderErrors.BadRequest($"Invalid sort direction: {sort}");
             if (keys.Find(name, version) is not { } key) return CinderErrors.BadRequest($"Invalid input received: Invalid sort key {name}.");
-            order.Add((key, parts.Length < 2 || parts[1].Trim() == "desc"));
+            // A key repeated orders nothing more; kept, thousands of them would nest the paging expression thousands deep.
+            if (order.All(o => o.Key != key)) order.Add((key, parts.Length < 2 || parts[1].Trim() == "desc"));
         }
         order.Add((keys.Id, false));
         var limit = MaxLimit;
-        if (q["limit"] is [var limitText] && (!int.TryParse(limitText, out limit) || limit < 0))
-            return CinderErrors.BadRequest("limit param must be an integer");
-        limit = Math.Min(limit, MaxLimit);
+        if (q["limit"] is [var limitText])
+        {
+            // Python's int(): any size and surrounding spaces, so a huge limit is clamped as Cinder clamps it, not refused.
+            if (!BigInteger.TryParse(limitText?.Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var asked))
+                return CinderErrors.BadRequest("limit param must be an integer");
+            if (asked < 0) return CinderErrors.BadRequest("limit param must be positive");
+            limit = (int)BigInteger.Min(asked, MaxLimit);
+        }
 
         var from = rows;
         if (q["marker"] is [var marker])

@@ -26,6 +26,8 @@ public sealed class CinderProblemDetailsWriter : IProblemDetailsWriter
 
     static string Message(ProblemDetailsContext context, int code)
     {
+        if (context.Exception is BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge })
+            return Validation.RequestBodyLimit.Message;                     // Kestrel's own words name its option, not Cinder's
         if (context.Exception is BadHttpRequestException bad)
             return bad.InnerException is JsonException ? "Malformed request body" : bad.Message;
         if (context.ProblemDetails is HttpValidationProblemDetails validation && validation.Errors.Count > 0)

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Numerics;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -46,7 +48,7 @@ public static class QuotasApi
     {
         var limits = await LimitsAsync(db, caller.ProjectId, ct);
         var used = await UsageAsync(db, caller.ProjectId, ct);
-        var absolute = new Dictionary<string, int>
+        var absolute = new Dictionary<string, long>
         {
             ["maxTotalVolumes"] = limits["volumes"], ["maxTotalSnapshots"] = limits["snapshots"], ["maxTotalVolumeGigabytes"] = limits["gigabytes"],
             ["maxTotalBackups"] = limits["backups"], ["maxTotalBackupGigabytes"] = limits["backup_gigabytes"],
@@ -60,23 +62,27 @@ public static class QuotasApi
         string target, Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
     {
         if (!caller.CanSee(target)) return CinderErrors.Forbidden($"Project {target} is not the caller's project");
+        // utils.get_bool_param: a word that is no boolean is refused, not read as false.
+        if (http.Query["usage"] is [var usageText] && !BoolWords.Contains(usageText ?? ""))
+            return CinderErrors.BadRequest($"Value '{usageText}' for 'usage' is not a boolean.");
         var limits = await LimitsAsync(db, target, ct);
         var set = new Dictionary<string, object> { ["id"] = target };
-        if (Wire.Flag(http.Query, "usage"))
+        if (http.Query["usage"] is [var word] && TrueWords.Contains(word ?? ""))
         {
             var used = await UsageAsync(db, target, ct);
             foreach (var (resource, limit) in limits)
             {
                 var (inUse, reserved) = used.GetValueOrDefault(resource);
-                set[resource] = new Dictionary<string, int> { ["limit"] = limit, ["in_use"] = inUse, ["reserved"] = reserved, ["allocated"] = 0 };
+                set[resource] = new Dictionary<string, long> { ["limit"] = limit, ["in_use"] = inUse, ["reserved"] = reserved, ["allocated"] = 0 };
             }
         }
         else foreach (var (resource, limit) in limits) set[resource] = limit;
         return TypedResults.Ok(Wire.Wrap("quota_set", set));
     }
 
-    static Ok<Dictionary<string, Dictionary<string, object>>> GetDefaults(string target)
+    static Results<Ok<Dictionary<string, Dictionary<string, object>>>, ProblemHttpResult> GetDefaults(string target, Caller caller)
     {
+        if (!caller.CanSee(target)) return CinderErrors.Forbidden($"Project {target} is not the caller's project");   // Cinder's show policy, on the target
         var set = new Dictionary<string, object> { ["id"] = target };
         foreach (var (resource, limit) in Defaults) set[resource] = limit;
         return TypedResults.Ok(Wire.Wrap("quota_set", set));
@@ -85,16 +91,19 @@ public static class QuotasApi
     static async Task<Results<Ok<Dictionary<string, Dictionary<string, object>>>, ProblemHttpResult>> Update(
         string target, JsonElement body, Caller caller, AppDbContext db, CancellationToken ct)
     {
-        if (body.ValueKind != JsonValueKind.Object || !body.TryGetProperty("quota_set", out var set) || set.ValueKind != JsonValueKind.Object)
-            return CinderErrors.BadRequest("Missing required element 'quota_set' in request body.");
-        var changes = new Dictionary<string, int>();
-        foreach (var item in set.EnumerateObject())
+        if (target.Length > 255) return CinderErrors.BadRequest($"Invalid input received: quota_set_name has {target.Length} characters, more than 255.");
+        // The schema (format quota_set) has checked every key and value; these are the values it let through.
+        var changes = body.GetProperty("quota_set").EnumerateObject().Where(p => Defaults.ContainsKey(p.Name))
+            .ToDictionary(p => p.Name, p => (int)ParseLimit(p.Value)!);
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        await LockAsync(db, target, ct);                           // a limit below the usage must not slip past a create in flight
+        var used = await UsageAsync(db, target, ct);
+        foreach (var (resource, limit) in changes)
         {
-            if (item.Name is "tenant_id" or "id") continue;
-            if (!Defaults.ContainsKey(item.Name)) return CinderErrors.BadRequest($"Bad key(s) in quota set: {item.Name}");
-            if (!TryLimit(item.Value, out var limit) || limit < -1)
-                return CinderErrors.BadRequest($"Invalid input for field/attribute {item.Name}. Value: {item.Value}. must be an integer of at least -1");
-            changes[item.Name] = limit;
+            if (resource == "per_volume_gigabytes" || limit == -1 || !used.TryGetValue(resource, out var usage)) continue;
+            var consumed = usage.InUse + usage.Reserved;
+            if (limit < consumed)
+                return CinderErrors.BadRequest($"Quota {resource} limit must be equal or greater than existing resources. Current usage is {consumed} and the requested limit is {limit}.");
         }
         foreach (var (resource, limit) in changes)
         {
@@ -103,20 +112,25 @@ public static class QuotasApi
             else row.HardLimit = limit;
         }
         await db.SaveChangesAsync(ct);
+        await tx.CommitAsync(ct);
         var result = new Dictionary<string, object>();
         foreach (var (resource, limit) in await LimitsAsync(db, target, ct)) result[resource] = limit;
         return TypedResults.Ok(Wire.Wrap("quota_set", result));
     }
 
-    static bool TryLimit(JsonElement value, out int limit)
+    /// <summary>The largest limit Cinder stores (db.MAX_INT).</summary>
+    public const int MaxLimit = int.MaxValue;
+
+    /// <summary>A limit as oslo's validate_integer reads it, <c>int(str(value))</c>: any size, so that range errors can be told apart; null when no integer.</summary>
+    public static BigInteger? ParseLimit(JsonElement value)
     {
-        limit = 0;
-        return value.ValueKind switch
+        var text = value.ValueKind switch
         {
-            JsonValueKind.Number => value.TryGetInt32(out limit),
-            JsonValueKind.String => int.TryParse(value.GetString(), out limit),
-            _ => false,
+            JsonValueKind.Number => value.GetRawText(),                // 5 reads, 5.0 and 1e3 do not, as in Python
+            JsonValueKind.String => value.GetString()!.Trim(),
+            _ => null,
         };
+        return BigInteger.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n) ? n : null;
     }
 
     public static async Task<Dictionary<string, int>> LimitsAsync(AppDbContext db, string projectId, CancellationToken ct)
@@ -127,39 +141,74 @@ public static class QuotasApi
         return limits;
     }
 
-    static async Task<Dictionary<string, (int InUse, int Reserved)>> UsageAsync(AppDbContext db, string projectId, CancellationToken ct)
+    /// <summary>
+    /// What a project uses, counted in SQL from the rows: a backup being created is reserved, a failed one counts nothing;
+    /// every volume and snapshot row counts (an errored one too, until deleted, as in Cinder), and <c>gigabytes</c> holds
+    /// volumes and snapshots both (Cinder's no_snapshot_gb_quota is false by default). Sums are 64-bit: sizes of up to
+    /// 2^31-1 GiB each cannot overflow them.
+    /// </summary>
+    public static async Task<Dictionary<string, (long InUse, long Reserved)>> UsageAsync(AppDbContext db, string projectId, CancellationToken ct)
     {
         var backups = await db.Backups.AsNoTracking().Where(b => b.ProjectId == projectId && b.State != nameof(BackupSaga.Error))
-            .Select(b => new { b.State, b.Size }).ToListAsync(ct);
-        var volumes = await db.Volumes.AsNoTracking().Where(v => v.ProjectId == projectId).Select(v => v.Size).ToListAsync(ct);
-        var snapshots = await db.Snapshots.AsNoTracking().CountAsync(s => s.ProjectId == projectId, ct);
+            .GroupBy(b => b.State).Select(g => new { State = g.Key, Count = g.LongCount(), Size = g.Sum(b => (long)b.Size) }).ToListAsync(ct);
+        var volumes = await db.Volumes.AsNoTracking().Where(v => v.ProjectId == projectId)
+            .GroupBy(_ => 1).Select(g => new { Count = g.LongCount(), Size = g.Sum(v => (long)v.Size) }).FirstOrDefaultAsync(ct);
+        var snapshots = await db.Snapshots.AsNoTracking().Where(s => s.ProjectId == projectId)
+            .GroupBy(_ => 1).Select(g => new { Count = g.LongCount(), Size = g.Sum(s => (long)s.Size) }).FirstOrDefaultAsync(ct);
         var creating = backups.Where(b => BackupStatus.Of(b.State) == BackupStatus.Creating).ToList();
-        var done = backups.Where(b => BackupStatus.Of(b.State) != BackupStatus.Creating).ToList();
+        var done = backups.Except(creating).ToList();
         return new()
         {
-            ["backups"] = (done.Count, creating.Count),
+            ["backups"] = (done.Sum(b => b.Count), creating.Sum(b => b.Count)),
             ["backup_gigabytes"] = (done.Sum(b => b.Size), creating.Sum(b => b.Size)),
-            ["volumes"] = (volumes.Count, 0),
-            ["gigabytes"] = (volumes.Sum(), 0),
-            ["snapshots"] = (snapshots, 0),
+            ["volumes"] = (volumes?.Count ?? 0, 0),
+            ["gigabytes"] = (checked((volumes?.Size ?? 0) + (snapshots?.Size ?? 0)), 0),
+            ["snapshots"] = (snapshots?.Count ?? 0, 0),
         };
     }
 
+    /// <summary>Serializes quota decisions of one project to the end of the caller's transaction, so two requests racing for the last slot cannot both pass.</summary>
+    static Task LockAsync(AppDbContext db, string projectId, CancellationToken ct) =>
+        db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtext({"quota:" + projectId}))", ct);
+
     /// <summary>
-    /// Checks that one more backup of <paramref name="sizeGb"/> fits the project's quota, under a per-project lock held to the
-    /// end of the caller's transaction, so two requests racing for the last slot cannot both pass. Null when it fits.
+    /// Checks that one more backup of <paramref name="sizeGb"/> fits the project's quota, under the project's quota lock held
+    /// to the end of the caller's transaction (in which the caller then writes the row that uses it). Null when it fits.
     /// </summary>
-    public static async Task<string?> CheckBackupAsync(AppDbContext db, string projectId, int sizeGb, CancellationToken ct)
+    public static Task<string?> CheckBackupAsync(AppDbContext db, string projectId, int sizeGb, CancellationToken ct) =>
+        CheckAsync(db, projectId, "backups", "backup_gigabytes", sizeGb, ct);
+
+    /// <summary>Likewise for a new volume (create, or restore into a new one): per_volume_gigabytes, gigabytes, volumes.</summary>
+    public static Task<string?> CheckVolumeAsync(AppDbContext db, string projectId, int sizeGb, CancellationToken ct) =>
+        CheckAsync(db, projectId, "volumes", "gigabytes", sizeGb, ct);
+
+    /// <summary>Likewise for a new snapshot of a volume of <paramref name="sizeGb"/>: gigabytes, snapshots.</summary>
+    public static Task<string?> CheckSnapshotAsync(AppDbContext db, string projectId, int sizeGb, CancellationToken ct) =>
+        CheckAsync(db, projectId, "snapshots", "gigabytes", sizeGb, ct);
+
+    /// <summary>Cinder's reserve: over-quota resources in sorted order (so gigabytes before the count), each with its exception's message.</summary>
+    static async Task<string?> CheckAsync(AppDbContext db, string projectId, string count, string gigabytes, int sizeGb, CancellationToken ct)
     {
-        await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtext({"quota:" + projectId}))", ct);
+        await LockAsync(db, projectId, ct);
         var limits = await LimitsAsync(db, projectId, ct);
-        var counted = db.Backups.Where(b => b.ProjectId == projectId && b.State != nameof(BackupSaga.Error));
-        var count = await counted.CountAsync(ct);
-        var gigabytes = await counted.SumAsync(b => b.Size, ct);
-        if (limits["backups"] >= 0 && count + 1 > limits["backups"])
-            return $"Maximum number of backups allowed ({limits["backups"]}) exceeded";
-        if (limits["backup_gigabytes"] >= 0 && gigabytes + sizeGb > limits["backup_gigabytes"])
-            return $"Requested backup exceeds allowed Backup gigabytes quota. Requested {sizeGb}G, quota is {limits["backup_gigabytes"]}G and {gigabytes}G has been consumed.";
+        if (count == "volumes" && limits["per_volume_gigabytes"] is >= 0 and var perVolume && sizeGb > perVolume)
+            return $"Requested volume size {sizeGb}G is larger than maximum allowed limit {perVolume}G.";
+        var used = await UsageAsync(db, projectId, ct);
+        long Consumed(string resource) => checked(used[resource].InUse + used[resource].Reserved);
+        if (limits[gigabytes] >= 0 && checked(Consumed(gigabytes) + sizeGb) > limits[gigabytes])
+            return count == "backups"
+                ? $"Requested backup exceeds allowed Backup gigabytes quota. Requested {sizeGb}G, quota is {limits[gigabytes]}G and {Consumed(gigabytes)}G has been consumed."
+                : $"Requested volume or snapshot exceeds allowed gigabytes quota. Requested {sizeGb}G, quota is {limits[gigabytes]}G and {Consumed(gigabytes)}G has been consumed.";
+        if (limits[count] >= 0 && Consumed(count) + 1 > limits[count])
+            return count switch
+            {
+                "volumes" => $"Maximum number of volumes allowed ({limits[count]}) exceeded for quota 'volumes'.",
+                "snapshots" => $"Maximum number of snapshots allowed ({limits[count]}) exceeded",
+                _ => $"Maximum number of backups allowed ({limits[count]}) exceeded",
+            };
         return null;
     }
+
+    static readonly HashSet<string> TrueWords = new(["1", "t", "true", "on", "y", "yes"], StringComparer.OrdinalIgnoreCase);
+    static readonly HashSet<string> BoolWords = new([.. TrueWords, "0", "f", "false", "off", "n", "no"], StringComparer.OrdinalIgnoreCase);
 }

@@ -101,15 +101,11 @@ public sealed class CinderSchema(string json)
         var bad = set.EnumerateObject().Select(p => p.Name).Where(k => !Quotas.QuotasApi.Defaults.ContainsKey(k) && k is not ("tenant_id" or "id")).ToList();
         foreach (var item in set.EnumerateObject().Where(p => Quotas.QuotasApi.Defaults.ContainsKey(p.Name)))
         {
-            // oslo strutils.validate_integer, as Cinder calls it before it looks at the bad keys.
-            var limit = item.Value.ValueKind switch
-            {
-                JsonValueKind.Number when item.Value.TryGetInt32(out var n) => n,
-                JsonValueKind.String when int.TryParse(item.Value.GetString(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n) => n,
-                _ => (int?)null,
-            };
+            // oslo strutils.validate_integer(value, key, -1, db.MAX_INT), as Cinder calls it before it looks at the bad keys.
+            var limit = Quotas.QuotasApi.ParseLimit(item.Value);
             if (limit is null) return [new(path, set, $"{item.Name} must be an integer.", Raw: true)];
             if (limit < -1) return [new(path, set, $"{item.Name} must be >= -1", Raw: true)];
+            if (limit > Quotas.QuotasApi.MaxLimit) return [new(path, set, $"{item.Name} must be <= {Quotas.QuotasApi.MaxLimit}", Raw: true)];
         }
         return bad.Count > 0 ? [new(path, set, $"Invalid input received: Bad key(s) in quota set: {string.Join(", ", bad)}", Raw: true)] : [];
     }

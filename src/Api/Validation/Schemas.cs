@@ -21,6 +21,9 @@ public static class Schemas
     const string MetadataAllowsNull = """{"type": ["object", "null"], "patternProperties": {"^[a-zA-Z0-9-_:. /]{1,255}$": {"type": "string", "maxLength": 255}}, "additionalProperties": false}""";
     const string NullableString = """{"type": ["string", "null"], "minLength": 0, "maxLength": 255}""";
 
+    /// <summary>Metadata as a create takes it, for metadata that arrives another way (an imported record).</summary>
+    public static readonly CinderSchema Metadata = new(MetadataAllowsNull);
+
     /// <summary>{"key": {properties}}, the key required and nothing else beside it.</summary>
     static CinderSchema Wrapped(string key, string inner) => new($$"""
         {"type": "object", "properties": {"{{key}}": {{inner}}}, "required": ["{{key}}"], "additionalProperties": false}

@@ -4,6 +4,7 @@ using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Quotas;
 using VolumeBackup.Api.Storage;
 using VolumeBackup.Api.Validation;
 using Host = VolumeBackup.Contracts.Grpc;
@@ -36,8 +37,13 @@ public static class SnapshotsApi
             Id = Guid.NewGuid(), ProjectId = volume.ProjectId, UserId = caller.UserId, VolumeId = volume.Id, Name = request.Name,
             Description = request.Description, Size = volume.Size, Metadata = request.Metadata ?? [], CreatedAt = clock.GetUtcNow(),
         };
-        db.Snapshots.Add(snapshot);
-        await db.SaveChangesAsync(ct);
+        await using (var tx = await db.Database.BeginTransactionAsync(ct))
+        {
+            if (await QuotasApi.CheckSnapshotAsync(db, snapshot.ProjectId, snapshot.Size, ct) is { } overQuota) return CinderErrors.OverLimit(overQuota);
+            db.Snapshots.Add(snapshot);
+            await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
+        }
         try
         {
             await hosts.Client(volume.Host).CreateSnapshotAsync(new Host.CreateSnapshotRequest { SnapshotId = snapshot.Id.ToString(), VolumeId = volume.Id.ToString() }, deadline: hosts.Deadline, cancellationToken: ct);

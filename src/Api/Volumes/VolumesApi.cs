@@ -7,6 +7,7 @@ using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Quotas;
 using VolumeBackup.Api.Storage;
 using VolumeBackup.Api.Validation;
 using Host = VolumeBackup.Contracts.Grpc;
@@ -52,8 +53,13 @@ public static class VolumesApi
             Size = size, AvailabilityZone = zone, Host = host.Name, SnapshotId = snapshotId, Metadata = request.Metadata ?? [],
             CreatedAt = clock.GetUtcNow(),
         };
-        db.Volumes.Add(volume);
-        await db.SaveChangesAsync(ct);
+        await using (var tx = await db.Database.BeginTransactionAsync(ct))
+        {
+            if (await QuotasApi.CheckVolumeAsync(db, volume.ProjectId, size, ct) is { } overQuota) return CinderErrors.OverLimit(overQuota);
+            db.Volumes.Add(volume);                         // the row is the reservation: usage is counted from the rows
+            await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
+        }
         await CreateOnHostAsync(volume, hosts, db, clock, ct);
         return TypedResults.Accepted($"{Wire.BaseUrl(http)}/v3/{volume.ProjectId}/volumes/{volume.Id}", Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))));
     }
