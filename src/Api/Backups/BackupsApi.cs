@@ -47,7 +47,7 @@ public static class BackupsApi
         Snapshot? snapshot = null;
         if (request.SnapshotId is not null)
         {
-            if (!Guid.TryParse(request.SnapshotId, out var sid) || await db.Snapshots.FindAsync([sid], ct) is not { } s || !caller.CanSee(s.ProjectId))
+            if (!Wire.TryParseId(request.SnapshotId, out var sid) || await db.Snapshots.FindAsync([sid], ct) is not { } s || !caller.CanSee(s.ProjectId))
                 return CinderErrors.NotFound($"Snapshot {request.SnapshotId} could not be found.");
             if (s.VolumeId != volume.Id) return CinderErrors.BadRequest($"Invalid snapshot: Snapshot {s.Id} is not a snapshot of volume {volume.Id}.");
             if (s.Status != "available") return CinderErrors.BadRequest($"Invalid snapshot: Snapshot to be backed up must be available, but the current status is \"{s.Status}\".");
@@ -290,7 +290,7 @@ public static class BackupsApi
         await ServicesApi.BackupServiceUpAsync(db, zone, now, ct) ? null : CinderErrors.ServerError("Service cinder-backup could not be found.");
 
     static async Task<Backup?> FindAsync(AppDbContext db, Caller caller, string id, CancellationToken ct) =>
-        Guid.TryParse(id, out var bid) && await db.Backups.FindAsync([bid], ct) is { } b && caller.CanSee(b.ProjectId) ? b : null;
+        Wire.TryParseId(id, out var bid) && await db.Backups.FindAsync([bid], ct) is { } b && caller.CanSee(b.ProjectId) ? b : null;
 
     static ProblemHttpResult BackupNotFound(string id) => CinderErrors.NotFound($"Backup {id} could not be found.");
 }

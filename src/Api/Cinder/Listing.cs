@@ -77,7 +77,7 @@ public static class Listing
         if (q["marker"] is [var marker])
         {
             // Keyset paging: the rows after the marker row's values, so the database reads from the marker on, not from the start.
-            if (!Guid.TryParse(marker, out var markerId) || await ValuesAsync(rows, keys.Id, order, markerId, ct) is not { } at)
+            if (!Wire.TryParseId(marker, out var markerId) || await ValuesAsync(rows, keys.Id, order, markerId, ct) is not { } at)
                 return CinderErrors.NotFound($"Marker {marker} could not be found.");
             from = rows.Where(After(order, at));
         }

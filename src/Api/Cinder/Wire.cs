@@ -20,5 +20,11 @@ public static class Wire
         new($"{baseUrl}/{projectId}/{collection}/{id}", "bookmark"),
     ];
 
+    /// <summary>
+    /// An id as Cinder's database finds it: the canonical 8-4-4-4-12 form only. Guid.TryParse also reads braces and 32 bare digits,
+    /// which would make a second name for every resource where Cinder finds none.
+    /// </summary>
+    public static bool TryParseId(string? text, out Guid id) => Guid.TryParseExact(text, "D", out id);
+
     public static string BaseUrl(HttpRequest request) => $"{request.Scheme}://{request.Host}";
 }

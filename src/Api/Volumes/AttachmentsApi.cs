@@ -56,20 +56,28 @@ public static class AttachmentsApi
         return await FindAsync(db, caller, id, ct) is null ? CinderErrors.NotFound($"VolumeAttachment {id} could not be found.") : TypedResults.NoContent();
     }
 
-    static async Task<Ok<Dictionary<string, List<Dictionary<string, object?>>>>> List(Caller caller, AppDbContext db, CancellationToken ct)
+    /// <summary>Cinder's listing grammar (limit, marker, sort) over the project's attached volumes; the attachment's id is the marker.</summary>
+    static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> List(Caller caller, AppDbContext db, HttpContext http, CancellationToken ct)
     {
-        var attached = await db.Volumes.AsNoTracking().Where(v => v.ProjectId == caller.ProjectId && v.AttachmentId != null).ToListAsync(ct);
-        return TypedResults.Ok(Wire.Wrap("attachments", attached.Select(View).ToList()));
+        if (Microversion.Of(http) < Microversion.NewAttach) return CinderErrors.NotFound("The resource could not be found.");
+        var path = http.Request.Path.Value!.EndsWith("/detail", StringComparison.Ordinal) ? "attachments/detail" : "attachments";
+        var attached = db.Volumes.AsNoTracking().Where(v => v.ProjectId == caller.ProjectId && v.AttachmentId != null);
+        return await Listing.PageAsync(attached, SortKeys, View, path, caller.ProjectId, http, ct);
     }
 
-    static async Task<Results<Ok<Dictionary<string, Dictionary<string, object?>>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, CancellationToken ct) =>
-        await FindAsync(db, caller, id, ct) is { } volume
-            ? TypedResults.Ok(Wire.Wrap("attachment", View(volume)))
+    // An attachment's row is its volume's: created_at is when it was attached (the volume's last change).
+    static readonly SortKeys<Volume> SortKeys = new SortKeys<Volume>(v => v.AttachmentId!.Value)
+        .Add("created_at", v => v.UpdatedAt).Add("id", v => v.AttachmentId!.Value).Add("volume_id", v => v.Id).Add("instance_uuid", v => v.AttachedInstance);
+
+    static async Task<Results<Ok<Dictionary<string, Dictionary<string, object?>>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, HttpContext http, CancellationToken ct) =>
+        Microversion.Of(http) >= Microversion.NewAttach && await FindAsync(db, caller, id, ct) is { } volume
+            ? TypedResults.Ok(Wire.Wrap("attachment", View(volume, connected: false)))
             : CinderErrors.NotFound($"VolumeAttachment {id} could not be found.");
 
-    static async Task<Results<Ok<Dictionary<string, List<object>>>, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, TimeProvider clock, CancellationToken ct)
+    static async Task<Results<Ok<Dictionary<string, List<object>>>, ProblemHttpResult>> Delete(
+        string id, Caller caller, AppDbContext db, HttpContext http, TimeProvider clock, CancellationToken ct)
     {
-        if (await FindAsync(db, caller, id, ct) is not { } volume) return CinderErrors.NotFound($"VolumeAttachment {id} could not be found.");
+        if (Microversion.Of(http) < Microversion.NewAttach || await FindAsync(db, caller, id, ct) is not { } volume) return CinderErrors.NotFound($"VolumeAttachment {id} could not be found.");
         if (volume.Status != VolumeStatus.InUse)
             return CinderErrors.BadRequest($"Invalid volume: Volume {volume.Id} is {volume.Status}; detach it when the backup or restore ends.");
         volume.Detach(clock.GetUtcNow());
@@ -78,9 +86,9 @@ public static class AttachmentsApi
     }
 
     static async Task<Volume?> FindAsync(AppDbContext db, Caller caller, string id, CancellationToken ct) =>
-        Guid.TryParse(id, out var attachmentId) && await db.Volumes.FirstOrDefaultAsync(v => v.AttachmentId == attachmentId, ct) is { } v && caller.CanSee(v.ProjectId) ? v : null;
+        Wire.TryParseId(id, out var attachmentId) && await db.Volumes.FirstOrDefaultAsync(v => v.AttachmentId == attachmentId, ct) is { } v && caller.CanSee(v.ProjectId) ? v : null;
 
-    static Dictionary<string, object?> View(Volume v) => View(v, connected: false);
+    static object View(Volume v) => View(v, connected: false);
 
     static Dictionary<string, object?> View(Volume v, bool connected) => new()
     {

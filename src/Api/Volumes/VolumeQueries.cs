@@ -1,4 +1,5 @@
 using VolumeBackup.Api.Auth;
+using VolumeBackup.Api.Cinder;
 
 namespace VolumeBackup.Api.Volumes;
 
@@ -6,8 +7,8 @@ namespace VolumeBackup.Api.Volumes;
 public static class VolumeQueries
 {
     public static async Task<Volume?> FindVolumeAsync(this AppDbContext db, Caller caller, string id, CancellationToken ct) =>
-        Guid.TryParse(id, out var vid) && await db.Volumes.FindAsync([vid], ct) is { } v && caller.CanSee(v.ProjectId) ? v : null;
+        Wire.TryParseId(id, out var vid) && await db.Volumes.FindAsync([vid], ct) is { } v && caller.CanSee(v.ProjectId) ? v : null;
 
     public static async Task<Snapshot?> FindSnapshotAsync(this AppDbContext db, Caller caller, string id, CancellationToken ct) =>
-        Guid.TryParse(id, out var sid) && await db.Snapshots.FindAsync([sid], ct) is { } s && caller.CanSee(s.ProjectId) ? s : null;
+        Wire.TryParseId(id, out var sid) && await db.Snapshots.FindAsync([sid], ct) is { } s && caller.CanSee(s.ProjectId) ? s : null;
 }

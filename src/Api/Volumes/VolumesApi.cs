@@ -40,7 +40,7 @@ public static class VolumesApi
         Guid? snapshotId = null;
         if (request.SnapshotId is not null)
         {
-            if (!Guid.TryParse(request.SnapshotId, out var sid) || await db.Snapshots.FindAsync([sid], ct) is not { } snap || !caller.CanSee(snap.ProjectId))
+            if (!Wire.TryParseId(request.SnapshotId, out var sid) || await db.Snapshots.FindAsync([sid], ct) is not { } snap || !caller.CanSee(snap.ProjectId))
                 return CinderErrors.NotFound($"Snapshot {request.SnapshotId} could not be found.");
             if (snap.Status != "available") return CinderErrors.BadRequest($"Invalid snapshot: Originating snapshot status must be one of 'available' values");
             if (size < snap.Size) return CinderErrors.BadRequest($"Volume size '{size}'GB cannot be smaller than the snapshot size {snap.Size}GB.");
