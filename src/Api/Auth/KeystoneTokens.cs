@@ -46,6 +46,7 @@ public sealed class KeystoneTokens(IHttpClientFactory http, IOptionsMonitor<Auth
 {
     public const string HttpClientName = "keystone";
     const string ServiceTokenKey = "\0service";
+    const int MaxTokenLength = 2048;
 
     readonly MemoryCache cache = new(new MemoryCacheOptions { SizeLimit = options.Get(CinderAuth.Scheme).Keystone.CacheSize + 1 });
     readonly SemaphoreSlim serviceLogin = new(1, 1);
@@ -55,6 +56,9 @@ public sealed class KeystoneTokens(IHttpClientFactory http, IOptionsMonitor<Auth
     /// <summary>The caller's token, or null when Keystone says it is not valid (unknown, expired, revoked, malformed).</summary>
     public async Task<KeystoneToken?> ValidateAsync(string token, CancellationToken ct)
     {
+        // Keystone's tokens (Fernet, JWS) are well under this; a longer one cannot be valid, and Keystone's server drops a request
+        // with a header that long, which would read as Keystone being down (503) instead of a bad token (401).
+        if (token.Length > MaxTokenLength) return null;
         var key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
         var now = clock.GetUtcNow();
         if (cache.TryGetValue(key, out KeystoneToken? cached) && cached!.ExpiresAt > now) return cached;
