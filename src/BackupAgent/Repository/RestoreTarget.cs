@@ -9,7 +9,7 @@ namespace VolumeBackup.BackupAgent.Repository;
 // buffered restore), no memory pressure, and leaves almost nothing for the final fsync. File systems without
 // O_DIRECT (tmpfs) and unaligned pieces (a last block shorter than 4 KiB, a chunk size that is not a multiple of
 // 4 KiB) go through the ordinary handle. Writes may come from several threads at once.
-sealed unsafe partial class RestoreTarget : IDisposable
+public sealed unsafe partial class RestoreTarget : IDisposable
 {
     // Covers the logical block size of every disk and file system O_DIRECT is used on (512 or 4096).
     public const int Alignment = 4096;
@@ -68,16 +68,17 @@ sealed unsafe partial class RestoreTarget : IDisposable
         return array.AsMemory(skip, length);
     }
 
-    // Writes data (from an AlignedBuffer) at offset, leaving its all-zero 4 KiB blocks as holes, so that a restored
-    // image is no less sparse than its source, and punching them where the target held old data.
+    // Writes data (from an AlignedBuffer) at offset, leaving its all-zero 4 KiB blocks (of the file, whatever the chunk
+    // size) as holes, so that a restored image is no less sparse than its source, and punching them where the target
+    // held old data.
     public void Write(ReadOnlySpan<byte> data, long offset)
     {
         for (var start = 0; start < data.Length;)
         {
-            var zero = IsZero(data, start);
+            var zero = IsZero(data, offset, start);
             var end = start;
-            while (end < data.Length && IsZero(data, end) == zero)
-                end = Math.Min(end + Alignment, data.Length);
+            while (end < data.Length && IsZero(data, offset, end) == zero)
+                end = BlockEnd(data, offset, end);
             if (zero)
                 Zero(offset + start, end - start);
             else
@@ -124,8 +125,11 @@ sealed unsafe partial class RestoreTarget : IDisposable
     static bool IsAligned(ReadOnlySpan<byte> data) =>
         (long)Unsafe.AsPointer(ref MemoryMarshal.GetReference(data)) % Alignment == 0;
 
-    static bool IsZero(ReadOnlySpan<byte> data, int start) =>
-        !data.Slice(start, Math.Min(Alignment, data.Length - start)).ContainsAnyExcept((byte)0);
+    static bool IsZero(ReadOnlySpan<byte> data, long offset, int start) => !data[start..BlockEnd(data, offset, start)].ContainsAnyExcept((byte)0);
+
+    // Where the file's 4 KiB block holding data[start] ends in data.
+    static int BlockEnd(ReadOnlySpan<byte> data, long offset, int start) =>
+        (int)Math.Min(data.Length, ((offset + start) / Alignment + 1) * Alignment - offset);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fcntl(SafeFileHandle fd, int command);
