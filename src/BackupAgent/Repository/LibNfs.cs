@@ -270,9 +270,12 @@ internal sealed unsafe class NfsContext : IDisposable
         var (folder, name) = (path[..Math.Max(slash, 0)], path[(slash + 1)..]);
         for (var attempt = 1; ; attempt++)
         {
+            var file = Array.Empty<byte>();
             var rc = DirectoryHandle(folder, path, out var directory);
             if (rc >= 0)
-                rc = Lookup(directory, name, path, out var file) is var found && found < 0 ? found : ReadAll(file, buffer, path);
+                rc = Lookup(directory, name, path, out file);
+            if (rc >= 0)
+                rc = ReadAll(file, buffer, path);
             // A folder removed and made again since it was looked up: look it up afresh, once.
             if (rc != -NfsException.ESTALE || attempt > 1)
                 return rc;
