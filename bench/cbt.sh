@@ -7,13 +7,14 @@
 # made on the XFS reflink pool as real volumes of a VolumePool: a full backup, 1 % of the data changed (runs of 256 KiB
 # spread over the volume), a full-read incremental (into a copy of the full's container) and the CBT incremental of the
 # same state, a CBT incremental with no change at all, and at 2 GiB the restores of both incrementals (checksums
-# checked). Prints the times, the bytes read and the targets. Uses the NFS server and pool already running (ENV_FROM, default /work/main's
-# deploy/services.sh env; it starts and stops nothing) and removes what it wrote.
+# checked). Prints the times, the bytes read and the targets. Uses the NFS server and pool already running (the `env` of ENV_FROM,
+# default this checkout's deploy/services.sh; another checkout's when its services are the ones running, for example
+# ENV_FROM=../other-checkout/deploy/services.sh); it starts and stops nothing, and removes what it wrote.
 #
 # Environment: BENCH_SEED=42  BENCH_CHANGE_RUN_KIB=256  BENCH_SIZES="2:2 16:8" (GiB:dataGiB)  BENCH_NO_BUILD=1
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ENV_FROM=${ENV_FROM:-/work/main/deploy/services.sh}
+ENV_FROM=${ENV_FROM:-deploy/services.sh}   # relative to the checkout (the line above cds there)
 eval "$($ENV_FROM env)"
 SEED=${BENCH_SEED:-42}
 RUN_KIB=${BENCH_CHANGE_RUN_KIB:-256}

@@ -2,8 +2,10 @@ using VolumeBackup.Contracts;
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 using System.Text;
 using System.Text.Json;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.Win32.SafeHandles;
@@ -140,57 +142,102 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     }
 
     // Writes every chunk into an existing file or device of at least the backup's size, holes as holes, each chunk
-    // checked against its SHA-256 first. Throws BackupDataException at the first missing or corrupt chunk.
+    // checked against its SHA-256 before its data is written. Throws BackupDataException at the first missing or corrupt
+    // chunk, once every read and write under way has stopped.
     public async Task<RestoreSummary> RestoreAsync(string container, Guid backupId, string targetPath, Func<long, Task>? progress, CancellationToken ct)
     {
         container = ContainerName.Validate(container);
         var manifest = await ReadManifestAsync(container, backupId, ct)
             ?? throw new FileNotFoundException($"Backup {backupId} has no manifest in container '{container}' on {store.Describe}.");
         var clock = Stopwatch.StartNew();
-        using var target = File.OpenHandle(targetPath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite, FileOptions.Asynchronous);
-        var targetLength = SparseFile.Length(target);
+        using var target = RestoreTarget.Open(targetPath);
+        var targetLength = target.Length;
         if (targetLength < manifest.SizeBytes)
             throw new InvalidOperationException($"The restore target {targetPath} holds {targetLength} bytes, less than the {manifest.SizeBytes} of backup {backupId}.");
 
-        var gate = new ProgressGate(progress);
-        var chunkSize = manifest.ChunkSize;
-        var next = -1L;
-        var chunksRead = 0;
-        var bytesRead = 0L;
+        var run = new RestoreRun(container, manifest, target, new ProgressGate(progress));
+        // Two stages: Connections chunks are fetched from the share (read-ahead, in chunk order) while Workers chunks are
+        // decoded, verified and written. A fetched chunk waits in one of Connections + Workers pooled buffers, which
+        // bounds memory whatever the speed of either side.
+        var buffers = Channel.CreateUnbounded<byte[]>();
+        for (var i = 0; i < settings.Connections + settings.Workers; i++)
+            buffers.Writer.TryWrite(new byte[manifest.ChunkSize + 1]);   // a stored chunk is at most one codec byte more
+        var fetched = Channel.CreateUnbounded<FetchedChunk>();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var fetching = StopOnFailureAsync(FetchChunksAsync(run, buffers.Reader, fetched.Writer, stop.Token), stop);
+        var writing = StopOnFailureAsync(WriteChunksAsync(run, fetched.Reader, buffers.Writer, stop.Token), stop);
+        try
+        {
+            await Task.WhenAll(fetching, writing);
+        }
+        catch when (new[] { fetching, writing }.SelectMany(t => t.Exception?.InnerExceptions ?? []).FirstOrDefault(e => e is not OperationCanceledException) is { } cause)
+        {
+            // The failure that stopped the restore, not the cancellation it caused in the other stage.
+            ExceptionDispatchInfo.Throw(cause);
+        }
+        target.Flush();
+        logger.RestoreCompleted(backupId, container, targetPath, clock.ElapsedMilliseconds, manifest.SizeBytes, run.ChunksRead);
+        return new RestoreSummary(manifest.SizeBytes, run.ChunksRead, run.BytesRead);
+    }
+
+    static async Task StopOnFailureAsync(Task stage, CancellationTokenSource stop)
+    {
+        try
+        {
+            await stage;
+        }
+        catch
+        {
+            await stop.CancelAsync();
+            throw;
+        }
+    }
+
+    // Stage 1: every chunk in order, Connections at a time; zeros need no fetch and are made here.
+    async Task FetchChunksAsync(RestoreRun run, ChannelReader<byte[]> buffers, ChannelWriter<FetchedChunk> fetched, CancellationToken ct)
+    {
+        try
+        {
+            var fetchers = new ParallelOptions { MaxDegreeOfParallelism = settings.Connections, CancellationToken = ct };
+            await Parallel.ForEachAsync(Enumerable.Range(0, run.Manifest.Chunks.Length), fetchers, async (i, token) =>
+            {
+                var (offset, length) = run.Extent(i);
+                if (run.Manifest.Chunks[i] is not { } chunk)
+                {
+                    run.Target.Zero(offset, length);
+                    await run.Gate.AddAsync(length, token);
+                    return;
+                }
+                var buffer = await buffers.ReadAsync(token);
+                var stored = await FetchChunkAsync(run.Container, run.Manifest, i, chunk, buffer, token);
+                fetched.TryWrite(new FetchedChunk(i, chunk, buffer, stored));   // unbounded: never waits, never fails before Complete
+            });
+        }
+        finally
+        {
+            fetched.Complete();
+        }
+    }
+
+    // Stage 2: Workers at a time, each with its own decompressor and aligned buffer, write chunks in any order.
+    async Task WriteChunksAsync(RestoreRun run, ChannelReader<FetchedChunk> fetched, ChannelWriter<byte[]> buffers, CancellationToken ct)
+    {
+        var chunkSize = run.Manifest.ChunkSize;
         await Parallel.ForEachAsync(Enumerable.Range(0, settings.Workers), InParallel(ct), async (_, token) =>
         {
-            var plain = ArrayPool<byte>.Shared.Rent(chunkSize);
-            var packed = ArrayPool<byte>.Shared.Rent(chunkSize + 1);   // a stored chunk is at most one codec byte more
-            try
+            using var decompressor = new Decompressor();
+            var plain = RestoreTarget.AlignedBuffer(chunkSize);
+            await foreach (var (index, chunk, buffer, stored) in fetched.ReadAllAsync(token))
             {
-                using var decompressor = new Decompressor();
-                for (long i; (i = Interlocked.Increment(ref next)) < manifest.Chunks.Length;)
-                {
-                    var offset = i * chunkSize;
-                    var length = (int)Math.Min(chunkSize, manifest.SizeBytes - offset);
-                    if (manifest.Chunks[i] is { } chunk)
-                    {
-                        var stored = await ReadChunkAsync(container, manifest, i, chunk, decompressor, packed, plain.AsMemory(0, length), token);
-                        await SparseFile.WriteAsync(target, plain.AsMemory(0, length), offset, token);
-                        Interlocked.Increment(ref chunksRead);
-                        Interlocked.Add(ref bytesRead, stored);
-                    }
-                    else
-                    {
-                        await SparseFile.ZeroAsync(target, offset, length, token);
-                    }
-                    await gate.AddAsync(length, token);
-                }
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(plain);
-                ArrayPool<byte>.Shared.Return(packed);
+                var (offset, length) = run.Extent(index);
+                DecodeChunk(run.Container, run.Manifest, index, chunk, decompressor, buffer.AsSpan(0, stored), plain.Span[..length]);
+                buffers.TryWrite(buffer);
+                run.Target.Write(plain.Span[..length], offset);
+                Interlocked.Increment(ref run.ChunksRead);
+                Interlocked.Add(ref run.BytesRead, stored);
+                await run.Gate.AddAsync(length, token);
             }
         });
-        SparseFile.Flush(target);
-        logger.RestoreCompleted(backupId, container, targetPath, clock.ElapsedMilliseconds, manifest.SizeBytes, chunksRead);
-        return new RestoreSummary(manifest.SizeBytes, chunksRead, bytesRead);
     }
 
     // Idempotent: a missing manifest means already deleted (and still collects what earlier deletes left).
@@ -385,31 +432,35 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         }
     }
 
-    // Returns the stored size, after checking that the chunk decodes to exactly the data its hash names.
-    // Reads into the worker's own buffer: a fresh array per chunk would be a large-object allocation each time.
-    async Task<int> ReadChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, byte[] packed,
-        Memory<byte> plain, CancellationToken ct)
+    // Reads a chunk's stored form into buffer; returns its size, which must be exactly the size the manifest gives.
+    // Reads into a pooled buffer: a fresh array per chunk would be a large-object allocation each time.
+    async Task<int> FetchChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, byte[] buffer, CancellationToken ct)
     {
-        if (chunk.StoredSize > packed.Length)
-            throw ChunkError(container, manifest, index, chunk, $"cannot be read: the manifest gives it {chunk.StoredSize} bytes, more than a chunk of {plain.Length}");
-        // Exactly the size the manifest gives: a longer file is still checked by its hash, a shorter one is corrupt.
-        var storedLength = await store.ReadIntoAsync(ChunkStore.PathOf(container, chunk.Sha256), packed.AsMemory(0, chunk.StoredSize), ct)
+        if (chunk.StoredSize > buffer.Length)
+            throw ChunkError(container, manifest, index, chunk, $"cannot be read: the manifest gives it {chunk.StoredSize} bytes, more than a chunk of {manifest.ChunkSize}");
+        // Exactly the size the manifest gives, with no size query: a longer file is still checked by its hash, a shorter one is corrupt.
+        var storedLength = await store.ReadIntoAsync(ChunkStore.PathOf(container, chunk.Sha256), buffer.AsMemory(0, chunk.StoredSize), ct)
             ?? throw ChunkError(container, manifest, index, chunk, "is missing");
         if (storedLength != chunk.StoredSize)
             throw ChunkError(container, manifest, index, chunk, $"is corrupt: it holds {storedLength} bytes, the manifest says {chunk.StoredSize}");
-        var stored = packed.AsSpan(0, storedLength);
+        return storedLength;
+    }
+
+    // Decodes a chunk's stored form into plain (exactly the chunk's length) and checks that it is exactly the data its
+    // hash names: nothing is written before this returns.
+    void DecodeChunk(string container, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, ReadOnlySpan<byte> stored, Span<byte> plain)
+    {
         int length;
         try
         {
-            length = ChunkStore.Decode(decompressor, stored, plain.Span);
+            length = ChunkStore.Decode(decompressor, stored, plain);
         }
         catch (InvalidDataException e)
         {
             throw ChunkError(container, manifest, index, chunk, $"is corrupt: {e.Message}", e);
         }
-        if (length != plain.Length || ChunkStore.Hash(plain.Span) != chunk.Sha256)
+        if (length != plain.Length || ChunkStore.Hash(plain) != chunk.Sha256)
             throw ChunkError(container, manifest, index, chunk, "is corrupt: its data does not match its SHA-256");
-        return stored.Length;
     }
 
     BackupDataException ChunkError(string container, Manifest manifest, long index, ChunkRef chunk, string what, Exception? inner = null) =>
@@ -612,6 +663,23 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 deviceGeneration);
         }
     }
+
+    // One restore in progress: what both stages share.
+    sealed class RestoreRun(string container, Manifest manifest, RestoreTarget target, ProgressGate gate)
+    {
+        public string Container { get; } = container;
+        public Manifest Manifest { get; } = manifest;
+        public RestoreTarget Target { get; } = target;
+        public ProgressGate Gate { get; } = gate;
+        public int ChunksRead;
+        public long BytesRead;
+
+        public (long Offset, int Length) Extent(long index) =>
+            (index * Manifest.ChunkSize, (int)Math.Min(Manifest.ChunkSize, Manifest.SizeBytes - index * Manifest.ChunkSize));
+    }
+
+    // A chunk's stored form, fetched into one of the restore's pooled buffers.
+    readonly record struct FetchedChunk(long Index, ChunkRef Chunk, byte[] Buffer, int Stored);
 
     // Reports progress when another ProgressStep bytes are done, never per chunk and never out of order.
     sealed class ProgressGate(Func<long, Task>? report)

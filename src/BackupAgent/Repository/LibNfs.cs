@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Text;
 
 namespace VolumeBackup.BackupAgent.Repository;
 
@@ -41,6 +42,69 @@ internal static unsafe partial class LibNfs
     [LibraryImport(Lib)] public static partial NfsDirent* nfs_readdir(nint nfs, nint dir);
     [LibraryImport(Lib)] public static partial void nfs_closedir(nint nfs, nint dir);
 
+    // The raw NFSv3 calls (libnfs-raw-nfs.h) and the event loop that drives them on a context's own connection.
+    [LibraryImport(Lib)] public static partial nint nfs_get_rpc_context(nint nfs);
+    [LibraryImport(Lib)] public static partial NfsFh3* nfs_get_rootfh(nint nfs);
+    [LibraryImport(Lib)] public static partial int nfs_get_fd(nint nfs);
+    [LibraryImport(Lib)] public static partial int nfs_which_events(nint nfs);
+    [LibraryImport(Lib)] public static partial int nfs_service(nint nfs, int revents);
+    [LibraryImport(Lib)] public static partial int rpc_nfs3_lookup_async(nint rpc, delegate* unmanaged<nint, int, void*, void*, void> callback, Lookup3Args* args, void* state);
+    [LibraryImport(Lib)] public static partial int rpc_nfs3_read_async(nint rpc, delegate* unmanaged<nint, int, void*, void*, void> callback, Read3Args* args, void* state);
+    [LibraryImport("libc", SetLastError = true)] public static partial int poll(PollFd* fds, ulong count, int timeoutMs);
+
+    public const int RpcStatusSuccess = 0;
+    public const int Nfs3Ok = 0, Nfs3ErrNoEnt = 2, Nfs3ErrNotDir = 20, Nfs3ErrStale = 70, Nfs3ErrBadHandle = 10001;
+
+    /// <summary><c>nfs_fh3</c>, and libnfs's <c>struct nfs_fh</c> (the same layout).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct NfsFh3
+    {
+        public uint Length;
+        public byte* Value;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Lookup3Args
+    {
+        public NfsFh3 Directory;
+        public byte* Name;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Read3Args
+    {
+        public NfsFh3 File;
+        public ulong Offset;
+        public uint Count;
+    }
+
+    // The heads of LOOKUP3res and READ3res: the status, then resok. fattr3 is 88 bytes (8-aligned), so post_op_attr is
+    // 96: LOOKUP3resok's object handle comes first; READ3resok's count, eof and data follow its file_attributes.
+    [StructLayout(LayoutKind.Explicit)]
+    public struct Lookup3Res
+    {
+        [FieldOffset(0)] public int Status;
+        [FieldOffset(8)] public NfsFh3 Object;
+    }
+
+    [StructLayout(LayoutKind.Explicit)]
+    public struct Read3Res
+    {
+        [FieldOffset(0)] public int Status;
+        [FieldOffset(8 + 96)] public uint Count;
+        [FieldOffset(8 + 100)] public uint Eof;
+        [FieldOffset(8 + 104)] public uint DataLength;
+        [FieldOffset(8 + 112)] public byte* Data;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     public struct NfsUrl
     {
@@ -73,7 +137,7 @@ internal static unsafe partial class LibNfs
 public sealed class NfsException(string operation, string path, int errno, string detail)
     : IOException($"NFS {operation} '{path}' failed: {detail} (errno {errno})")
 {
-    public const int ENOENT = 2, EIO = 5, EACCES = 13, EEXIST = 17, ENOTDIR = 20, EISDIR = 21, ENOTEMPTY = 39;
+    public const int ENOENT = 2, EIO = 5, EACCES = 13, EEXIST = 17, ENOTDIR = 20, EISDIR = 21, ENOTEMPTY = 39, ESTALE = 116;
 
     public string Operation { get; } = operation;
     public string Path { get; } = path;
@@ -192,6 +256,202 @@ internal sealed unsafe class NfsContext : IDisposable
         }
         finally { LibNfs.nfs_closedir(handle, dir); }
         return 0;
+    }
+
+    /// <summary>
+    /// Reads the first <c>buffer.Length</c> bytes of <paramref name="path"/> (fewer at its end) in two round trips: a
+    /// LOOKUP of the name in its folder, whose handle this context keeps, then every READ at once. nfs_open walks the
+    /// path from the export's root on each call, one LOOKUP per folder, and the READs follow one by one: about six
+    /// round trips for a chunk. Returns the bytes read, or -errno (-ENOENT when the file or a folder is missing).
+    /// </summary>
+    public int ReadByHandle(string path, Span<byte> buffer)
+    {
+        var slash = path.LastIndexOf('/');
+        var (folder, name) = (path[..Math.Max(slash, 0)], path[(slash + 1)..]);
+        for (var attempt = 1; ; attempt++)
+        {
+            var file = Array.Empty<byte>();
+            var rc = DirectoryHandle(folder, path, out var directory);
+            if (rc >= 0)
+                rc = Lookup(directory, name, path, out file);
+            if (rc >= 0)
+                rc = ReadAll(file, buffer, path);
+            // A folder removed and made again since it was looked up: look it up afresh, once.
+            if (rc != -NfsException.ESTALE || attempt > 1)
+                return rc;
+            directories.Clear();
+        }
+    }
+
+    // Folder (absolute in the mount, "" for the root) to handle, for ReadByHandle: chunk folders are never renamed, and
+    // a folder removed meanwhile answers STALE, which clears this.
+    readonly Dictionary<string, byte[]> directories = new(StringComparer.Ordinal);
+
+    int DirectoryHandle(string folder, string path, out byte[] found)
+    {
+        if (directories.TryGetValue(folder, out found!))
+            return 0;
+        if (folder.Length == 0)
+        {
+            var root = LibNfs.nfs_get_rootfh(handle);
+            found = new ReadOnlySpan<byte>(root->Value, (int)root->Length).ToArray();
+        }
+        else
+        {
+            var slash = folder.LastIndexOf('/');
+            var rc = DirectoryHandle(folder[..slash], path, out var parent);
+            if (rc >= 0)
+                rc = Lookup(parent, folder[(slash + 1)..], path, out found);
+            if (rc < 0)
+                return rc;
+        }
+        directories[folder] = found;
+        return 0;
+    }
+
+    int Lookup(byte[] directory, string name, string path, out byte[] handle)
+    {
+        handle = [];
+        var reply = new RawReply();
+        var encoded = Encoding.UTF8.GetBytes(name + "\0");
+        fixed (byte* dir = directory)
+        fixed (byte* text = encoded)
+        {
+            var args = new LibNfs.Lookup3Args { Directory = new LibNfs.NfsFh3 { Length = (uint)directory.Length, Value = dir }, Name = text };
+            if (LibNfs.rpc_nfs3_lookup_async(Rpc, &OnLookup, &args, &reply) != 0)
+                throw Broken("lookup", path, null);
+        }
+        Wait(&reply, 1, "lookup", path);
+        if (reply.NfsStatus != LibNfs.Nfs3Ok)
+            return -Errno(reply.NfsStatus);
+        handle = new ReadOnlySpan<byte>(reply.Handle, (int)reply.HandleLength).ToArray();
+        return 0;
+    }
+
+    int ReadAll(byte[] file, Span<byte> buffer, string path)
+    {
+        var max = (int)Math.Clamp(ReadMax, 4096, 1 << 30);
+        const int Batch = 64;
+        var replies = stackalloc RawReply[Batch];
+        var done = 0;
+        fixed (byte* fh = file)
+        fixed (byte* start = buffer)
+        {
+            while (done < buffer.Length)
+            {
+                var sent = 0;
+                for (var at = done; at < buffer.Length && sent < Batch; at += max, sent++)
+                {
+                    replies[sent] = new RawReply { Destination = start + at, Capacity = (uint)Math.Min(max, buffer.Length - at) };
+                    var args = new LibNfs.Read3Args { File = new LibNfs.NfsFh3 { Length = (uint)file.Length, Value = fh }, Offset = (ulong)at, Count = replies[sent].Capacity };
+                    if (LibNfs.rpc_nfs3_read_async(Rpc, &OnRead, &args, &replies[sent]) != 0)
+                    {
+                        Wait(replies, sent, "read", path);   // what was sent still writes into buffer: let it finish first
+                        throw Broken("read", path, null);
+                    }
+                }
+                Wait(replies, sent, "read", path);
+                for (var i = 0; i < sent; i++)
+                {
+                    if (replies[i].NfsStatus != LibNfs.Nfs3Ok)
+                        return -Errno(replies[i].NfsStatus);
+                    done += (int)replies[i].Count;
+                    if (replies[i].Count < replies[i].Capacity)
+                    {
+                        if (replies[i].Eof != 0 || replies[i].Count == 0)
+                            return done;   // the file ends here
+                        break;             // a short READ: ask again from where it stopped
+                    }
+                }
+            }
+        }
+        return done;
+    }
+
+    // Runs the context's event loop until every reply has come. When the connection fails, the context is destroyed here,
+    // while the replies still exist: libnfs completes the calls still pending (cancelled) into live memory.
+    void Wait(RawReply* replies, int count, string operation, string path)
+    {
+        var fd = new LibNfs.PollFd();
+        for (var i = 0; i < count;)
+        {
+            if (replies[i].Done != 0)
+            {
+                i++;
+                continue;
+            }
+            fd.Fd = LibNfs.nfs_get_fd(handle);
+            fd.Events = (short)LibNfs.nfs_which_events(handle);
+            fd.Revents = 0;
+            if (LibNfs.poll(&fd, 1, 100) < 0 && Marshal.GetLastPInvokeError() != 4 /* EINTR */)
+                throw Broken(operation, path, $"poll failed: errno {Marshal.GetLastPInvokeError()}");
+            if (LibNfs.nfs_service(handle, fd.Revents) < 0)
+                throw Broken(operation, path, null);
+        }
+        for (var i = 0; i < count; i++)
+            if (replies[i].RpcStatus != LibNfs.RpcStatusSuccess)
+                throw Broken(operation, path, $"RPC status {replies[i].RpcStatus} (error, timeout or cancelled)");
+    }
+
+    // A connection-level failure: not a file system answer, so the store's worker replaces this context and retries.
+    NfsException Broken(string operation, string path, string? detail)
+    {
+        var text = detail ?? ErrorText();
+        Dispose();
+        return new NfsException(operation, path, NfsException.EIO, $"{text} (connection reset)");
+    }
+
+    // NFSv3 status numbers are the errno values for everything a read can meet; STALE and BADHANDLE are ESTALE.
+    static int Errno(int status) => status is LibNfs.Nfs3ErrStale or LibNfs.Nfs3ErrBadHandle ? NfsException.ESTALE : status is > 0 and < 100 ? status : NfsException.EIO;
+
+    nint Rpc => rpc != 0 ? rpc : rpc = LibNfs.nfs_get_rpc_context(handle);
+    nint rpc;
+
+    [UnmanagedCallersOnly]
+    static void OnLookup(nint context, int status, void* data, void* state)
+    {
+        var reply = (RawReply*)state;
+        reply->RpcStatus = status;
+        if (status == LibNfs.RpcStatusSuccess)
+        {
+            var result = (LibNfs.Lookup3Res*)data;
+            reply->NfsStatus = result->Status;
+            if (result->Status == LibNfs.Nfs3Ok)
+            {
+                reply->HandleLength = Math.Min(result->Object.Length, RawReply.MaxHandle);
+                Buffer.MemoryCopy(result->Object.Value, reply->Handle, RawReply.MaxHandle, reply->HandleLength);
+            }
+        }
+        reply->Done = 1;
+    }
+
+    [UnmanagedCallersOnly]
+    static void OnRead(nint context, int status, void* data, void* state)
+    {
+        var reply = (RawReply*)state;
+        reply->RpcStatus = status;
+        if (status == LibNfs.RpcStatusSuccess)
+        {
+            var result = (LibNfs.Read3Res*)data;
+            reply->NfsStatus = result->Status;
+            if (result->Status == LibNfs.Nfs3Ok)
+            {
+                reply->Count = Math.Min(result->DataLength, reply->Capacity);
+                reply->Eof = result->Eof;
+                Buffer.MemoryCopy(result->Data, reply->Destination, reply->Capacity, reply->Count);
+            }
+        }
+        reply->Done = 1;
+    }
+
+    // One raw call's outcome, on the caller's stack while the event loop runs.
+    struct RawReply
+    {
+        public const int MaxHandle = 64;   // NFS3_FHSIZE
+        public int Done, RpcStatus, NfsStatus;
+        public uint Count, Eof, Capacity, HandleLength;
+        public byte* Destination;
+        public fixed byte Handle[MaxHandle];
     }
 
     public NfsException Error(string operation, string path, int rc) => new(operation, path, -rc, ErrorText());

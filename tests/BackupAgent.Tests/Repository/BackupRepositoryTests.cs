@@ -204,6 +204,52 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         Assert.Contains($"chunk 3 (sha256 {hash}) is missing", error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("missing")]   // fails in the fetch stage
+    [InlineData("corrupt")]   // fails in the decode stage, after the read-ahead went on
+    public async Task Chunk_failing_mid_way_stops_the_read_ahead_and_nothing_unverified_reaches_the_target(string damage)
+    {
+        const int chunks = 64, failing = 10, connections = 8, workers = 2;
+        var data = RandomBytes(chunks * ChunkSize, 21);
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+        var hash = (await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct))!.Chunks[failing]!.Sha256;
+        if (damage == "missing")
+            File.Delete(fx.ChunkFile(hash));
+        else
+            File.WriteAllBytes(fx.ChunkFile(hash), [.. File.ReadAllBytes(fx.ChunkFile(hash)).Select(b => (byte)(b ^ 0x5a))]);
+        // Every other chunk is slow to arrive, so the failing one is found while the read-ahead has reads under way.
+        var store = new InterceptingStore(fx.Store) { BeforeRead = path => path.EndsWith(hash, StringComparison.Ordinal) ? Task.CompletedTask : Task.Delay(20) };
+        var target = fx.EmptyTarget(data.Length);
+
+        var error = await Assert.ThrowsAsync<BackupDataException>(() =>
+            fx.Repository(store, workers: workers, connections: connections).RestoreAsync(Container, summary.Id, target, null, Ct));
+
+        Assert.Equal((summary.Id, (long)failing, hash), (error.BackupId, error.ChunkIndex, error.ChunkSha256));
+        Assert.Equal(0, store.ReadsInFlight);   // no read still filling a pooled buffer once the restore has failed
+        var started = store.Reads.Count(path => path.Contains("/chunks/", StringComparison.Ordinal));
+        // Fetched chunks wait in Connections + Workers buffers: the read-ahead can run that far past the chunks written.
+        Assert.InRange(started, failing + 1, failing + 1 + 2 * (connections + workers));
+        var restored = File.ReadAllBytes(target);
+        Assert.All(restored.AsSpan(failing * ChunkSize, ChunkSize).ToArray(), b => Assert.Equal(0, b));
+    }
+
+    [Theory]
+    [InlineData(64 * 1024 + 1000)]   // chunks that start off the 4 KiB grid: those writes go through the page cache
+    [InlineData(128 * 1024)]
+    public async Task Restore_with_any_chunk_size_gives_identical_bytes_holes_included(int chunkSize)
+    {
+        const long size = 20L * 64 * 1024 + 333;
+        var source = fx.SparseVolume(size, (5, RandomBytes(70_000, 24)), (300_000, RandomBytes(200_000, 25)), (size - 5000, RandomBytes(5000, 26)));
+        var id = Guid.NewGuid();
+        await fx.Repository(chunkSize: chunkSize).BackupAsync(Container, id, Guid.Empty, null, source, size, null, Ct);
+        var target = fx.EmptyTarget(size);
+
+        await fx.Repository(chunkSize: chunkSize).RestoreAsync(Container, id, target, null, Ct);
+
+        Assert.Equal(File.ReadAllBytes(source), File.ReadAllBytes(target));
+        Assert.True(AllocatedBytes(target) <= AllocatedBytes(source), $"restored {AllocatedBytes(target)} bytes allocated, source {AllocatedBytes(source)}");
+    }
+
     [Fact]
     public async Task Manifest_whose_body_does_not_match_its_digest_is_refused()
     {

@@ -18,8 +18,11 @@ public sealed class RepositoryFixture : IDisposable
 
     public string ContainerPath => Path.Join(root, "share", Container);
 
-    public BackupRepository Repository(IRepositoryStore? store = null, int workers = 4, TimeSpan? sweepEvery = null) =>
-        new(store ?? Store, Options.Create(new RepositoryOptions { Target = root, ChunkSize = ChunkSize, Workers = workers, SweepEvery = sweepEvery ?? TimeSpan.FromDays(1) }),
+    public BackupRepository Repository(IRepositoryStore? store = null, int workers = 4, TimeSpan? sweepEvery = null, int chunkSize = ChunkSize, int connections = 8) =>
+        new(store ?? Store, Options.Create(new RepositoryOptions
+            {
+                Target = root, ChunkSize = chunkSize, Workers = workers, Connections = connections, SweepEvery = sweepEvery ?? TimeSpan.FromDays(1),
+            }),
             NullLogger<BackupRepository>.Instance);
 
     public string Volume(byte[] data)
@@ -76,12 +79,24 @@ public sealed class InterceptingStore(IRepositoryStore inner) : IRepositoryStore
 
     public async Task<byte[]?> ReadAllAsync(string path, CancellationToken ct)
     {
-        await JitterAsync();
-        lock (Reads) Reads.Add(path);
-        if (BeforeRead is { } hook)
-            await hook(path);
-        return await inner.ReadAllAsync(MapPath(path), ct);
+        Interlocked.Increment(ref readsInFlight);
+        try
+        {
+            await JitterAsync();
+            lock (Reads) Reads.Add(path);
+            if (BeforeRead is { } hook)
+                await hook(path);
+            return await inner.ReadAllAsync(MapPath(path), ct);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref readsInFlight);
+        }
     }
+
+    // Reads started and not yet returned (ReadIntoAsync included: its default goes through ReadAllAsync).
+    public int ReadsInFlight => Volatile.Read(ref readsInFlight);
+    int readsInFlight;
 
     public async Task WriteAtomicAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct)
     {

@@ -64,6 +64,52 @@ public sealed class RepositoryStoreTests
     }
 
     [Theory]
+    [InlineData("dir", 0)]
+    [InlineData("dir", 5 * MiB + 17)]
+    [InlineData("nfs", 0)]
+    [InlineData("nfs", 5 * MiB + 17)]   // several READs, sent at once
+    public async Task Read_into_a_buffer_reads_whole_files_of_any_size_and_null_in_a_missing_folder(string kind, int size)
+    {
+        await using var target = await Target.OpenAsync(kind);
+        var data = RandomBytes(size);
+        await target.Store.WriteAtomicAsync("chunks/cd/file.bin", data, Ct);
+        var buffer = new byte[size];
+
+        Assert.Equal(size, await target.Store.ReadIntoAsync("chunks/cd/file.bin", buffer, Ct));
+        Assert.Equal(data, buffer);
+        Assert.Null(await target.Store.ReadIntoAsync("chunks/ef/file.bin", buffer, Ct));
+        Assert.Null(await target.Store.ReadIntoAsync("nowhere/cd/file.bin", buffer, Ct));
+    }
+
+    [Theory]
+    [InlineData("dir")]
+    [InlineData("nfs")]
+    public async Task Read_into_a_buffer_follows_a_folder_removed_and_made_again(string kind)
+    {
+        await using var target = await Target.OpenAsync(kind);
+        var first = RandomBytes(1000);
+        var second = RandomBytes(2000);
+        await target.Store.WriteAtomicAsync("chunks/cd/file.bin", first, Ct);
+        // On every connection, so that each has looked the folder up.
+        await Task.WhenAll(Enumerable.Range(0, 16).Select(_ => target.Store.ReadIntoAsync("chunks/cd/file.bin", new byte[1000], Ct)));
+
+        Assert.True(await target.Store.DeleteAsync("chunks/cd/file.bin", Ct));
+        Assert.True(await target.Store.DeleteDirectoryAsync("chunks/cd", Ct));
+        await target.Store.WriteAtomicAsync("chunks/cd/file.bin", second, Ct);
+
+        var reads = await Task.WhenAll(Enumerable.Range(0, 16).Select(async _ =>
+        {
+            var buffer = new byte[2000];
+            return (Length: await target.Store.ReadIntoAsync("chunks/cd/file.bin", buffer, Ct), Data: buffer);
+        }));
+        Assert.All(reads, read =>
+        {
+            Assert.Equal(2000, read.Length);
+            Assert.Equal(second, read.Data);
+        });
+    }
+
+    [Theory]
     [InlineData("dir")]
     [InlineData("nfs")]
     public async Task Missing_file_reads_as_null_and_does_not_exist(string kind)
