@@ -79,6 +79,19 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
         return true;
     }
 
+    public Task<bool> RenameAsync(string from, string to, CancellationToken ct)
+    {
+        try
+        {
+            File.Move(FilePath(from), FilePath(to), overwrite: true);
+            return Task.FromResult(true);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return Task.FromResult(false);
+        }
+    }
+
     public Task<bool> DeleteAsync(string path, CancellationToken ct)
     {
         // File.Delete does not say whether the file was there; a rename does, and only one of two racing

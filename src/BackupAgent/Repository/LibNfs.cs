@@ -12,6 +12,10 @@ internal static unsafe partial class LibNfs
     // Linux x86-64/arm64 values; libnfs takes the host's open(2) flags and maps them to NFS itself.
     public const int O_RDONLY = 0x0, O_WRONLY = 0x1, O_CREAT = 0x40, O_EXCL = 0x80, O_TRUNC = 0x200;
 
+    // libnfs marks a file opened or created with O_SYNC and sends its WRITEs as FILE_SYNC (NFSv3 stable_how 2): the
+    // server answers only once the data and the file's metadata are on stable storage.
+    public const int O_SYNC = 0x101000;
+
     [LibraryImport(Lib)] public static partial nint nfs_init_context();
     [LibraryImport(Lib)] public static partial void nfs_destroy_context(nint nfs);
     [LibraryImport(Lib)] public static partial nint nfs_get_error(nint nfs);

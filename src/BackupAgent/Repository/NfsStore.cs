@@ -107,10 +107,11 @@ public sealed class NfsStore : IRepositoryStore
             {
                 using (file)
                 {
-                    file.WriteAll(0, data.Span, ct);
-                    file.Fsync();
+                    file.WriteAll(0, data.Span, ct);   // FILE_SYNC: stable when each WRITE returns (see StableWrite)
+                    if (CommitMode) file.Fsync();
                     file.Close();
                 }
+                // Only now does the name appear: a chunk or manifest present under its name is whole and stable.
                 nfs.Check(nfs.Rename(temp, full), "rename", Label(full));
             }
             catch
@@ -136,7 +137,7 @@ public sealed class NfsStore : IRepositoryStore
                 using (file)
                 {
                     file.WriteAll(0, data.Span, ct);
-                    file.Fsync();
+                    if (CommitMode) file.Fsync();
                     file.Close();
                 }
             }
@@ -146,6 +147,16 @@ public sealed class NfsStore : IRepositoryStore
                 throw;
             }
             return true;
+        }, retry: false, ct);
+    }
+
+    public Task<bool> RenameAsync(string from, string to, CancellationToken ct)
+    {
+        var (source, target) = (RepositoryStores.CheckFilePath(from), RepositoryStores.CheckFilePath(to));
+        return Run((nfs, _) =>
+        {
+            var rc = nfs.Rename(Full(source), Full(target));
+            return rc >= 0 || (IsNotFound(rc) ? false : throw nfs.Error("rename", Label(Full(source)), rc));
         }, retry: false, ct);
     }
 
@@ -232,11 +243,14 @@ public sealed class NfsStore : IRepositoryStore
     /// (the common case costs one call).</summary>
     int CreateWithParents(NfsContext nfs, string full, out NfsFile file)
     {
-        var rc = nfs.Create(full, O_WRONLY | O_CREAT | O_EXCL, FileMode, out file);
+        var rc = nfs.Create(full, CreateFlags, FileMode, out file);
         if (rc != -NfsException.ENOENT) return rc;
         MakeDirectories(nfs, full[..full.LastIndexOf('/')]);
-        return nfs.Create(full, O_WRONLY | O_CREAT | O_EXCL, FileMode, out file);
+        return nfs.Create(full, CreateFlags, FileMode, out file);
     }
+
+    static readonly bool CommitMode = Environment.GetEnvironmentVariable("VB_NFS_STABLE") == "commit";
+    static readonly int CreateFlags = O_WRONLY | O_CREAT | O_EXCL | (CommitMode ? 0 : O_SYNC);
 
     /// <summary>mkdir -p from the deepest folder up: EEXIST is success, since agents race to create the same folders.</summary>
     void MakeDirectories(NfsContext nfs, string directory)
