@@ -35,7 +35,6 @@ internal static unsafe partial class LibNfs
     [LibraryImport(Lib)] public static partial int nfs_close(nint nfs, nint fh);
     [LibraryImport(Lib)] public static partial int nfs_pread(nint nfs, nint fh, ulong offset, ulong count, byte* buf);
     [LibraryImport(Lib)] public static partial int nfs_pwrite(nint nfs, nint fh, ulong offset, ulong count, byte* buf);
-    [LibraryImport(Lib)] public static partial int nfs_fsync(nint nfs, nint fh);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial int nfs_rename(nint nfs, string oldpath, string newpath);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial int nfs_unlink(nint nfs, string path);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial int nfs_mkdir2(nint nfs, string path, int mode);
@@ -260,8 +259,6 @@ internal sealed unsafe class NfsFile(NfsContext context, string path, nint fh) :
             return done;
         }
     }
-
-    public void Fsync() => context.Check(LibNfs.nfs_fsync(context.Handle, fh), "fsync", path);
 
     public void Close()
     {

@@ -107,8 +107,7 @@ public sealed class NfsStore : IRepositoryStore
             {
                 using (file)
                 {
-                    file.WriteAll(0, data.Span, ct);   // FILE_SYNC: stable when each WRITE returns (see StableWrite)
-                    if (CommitMode) file.Fsync();
+                    file.WriteAll(0, data.Span, ct);   // FILE_SYNC: stable when each WRITE returns (see CreateFlags)
                     file.Close();
                 }
                 // Only now does the name appear: a chunk or manifest present under its name is whole and stable.
@@ -137,7 +136,6 @@ public sealed class NfsStore : IRepositoryStore
                 using (file)
                 {
                     file.WriteAll(0, data.Span, ct);
-                    if (CommitMode) file.Fsync();
                     file.Close();
                 }
             }
@@ -249,8 +247,14 @@ public sealed class NfsStore : IRepositoryStore
         return nfs.Create(full, CreateFlags, FileMode, out file);
     }
 
-    static readonly bool CommitMode = Environment.GetEnvironmentVariable("VB_NFS_STABLE") == "commit";
-    static readonly int CreateFlags = O_WRONLY | O_CREAT | O_EXCL | (CommitMode ? 0 : O_SYNC);
+    // Stable writes: every file is created O_SYNC, so libnfs sends its WRITEs FILE_SYNC and the server answers each only
+    // once the data is on its stable storage; a chunk is durable before its rename, and so before any manifest or later
+    // backup can rely on it. Not UNSTABLE + COMMIT (nfs_fsync): libnfs 4.0 keeps no write verifier, neither the WRITE
+    // replies' nor COMMIT's (nfs_fsync_cb looks at the status only), so a server that restarted between the WRITEs and
+    // the COMMIT (and lost them) would answer the COMMIT with a new verifier and libnfs would report success. Cost,
+    // measured (bench/README.md): one RPC fewer per file (no COMMIT), and one more server fsync for a file larger than the
+    // server's WRITE size (an incompressible 1 MiB chunk is two WRITEs).
+    const int CreateFlags = O_WRONLY | O_CREAT | O_EXCL | O_SYNC;
 
     /// <summary>mkdir -p from the deepest folder up: EEXIST is success, since agents race to create the same folders.</summary>
     void MakeDirectories(NfsContext nfs, string directory)
