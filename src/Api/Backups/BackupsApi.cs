@@ -204,13 +204,14 @@ public static class BackupsApi
     /// <summary>Ours: verifies every available backup of a container of the project, each through its own saga (one
     /// VerifyBackup command per backup, so chunks shared by several backups are read once per backup).</summary>
     static async Task<Results<Accepted<Dictionary<string, VerifyView>>, ProblemHttpResult>> VerifyContainer(
-        VerifyContainerBody body, Caller caller, AppDbContext db, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
+        VerifyContainerBody body, Caller caller, HttpContext http, AppDbContext db, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
     {
+        var project = http.GetRouteValue("project_id") as string ?? caller.ProjectId;   // an admin names any project in the URL
         string container;
         try { container = ContainerName.Validate(body.Verify?.Container); }
         catch (ArgumentException e) { return CinderErrors.BadRequest($"Invalid container: {e.Message}"); }
         var available = await db.Backups
-            .Where(b => b.ProjectId == caller.ProjectId && b.Container == container && b.State == nameof(BackupSaga.Available))
+            .Where(b => b.ProjectId == project && b.Container == container && b.State == nameof(BackupSaga.Available))
             .OrderBy(b => b.CreatedAt).ToListAsync(ct);
         var now = clock.GetUtcNow();
         foreach (var zone in available.Select(b => b.AvailabilityZone).Distinct())

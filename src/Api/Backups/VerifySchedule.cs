@@ -58,7 +58,7 @@ public sealed class VerifySchedule(
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         var backups = await db.Backups
             .FromSql($"""
-                SELECT * FROM backups
+                SELECT *, xmin FROM backups
                 WHERE state = 'Available' AND COALESCE(verify_requested_at, created_at) < {due}
                 ORDER BY COALESCE(verify_requested_at, created_at) LIMIT {settings.Batch}
                 FOR UPDATE SKIP LOCKED
