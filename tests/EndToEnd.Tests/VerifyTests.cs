@@ -12,10 +12,10 @@ public sealed partial class VerifyTests(Backend backend)
     public async Task Verify_finds_a_chunk_damaged_on_the_share_and_marks_that_backup_error_naming_it()
     {
         var damagedVolume = await backend.CreateVolumeAsync();
-        TestFiles.WriteGuestData(backend.VolumeFile(damagedVolume), seed: 70, offset: 0, bytes: 3 << 20);
+        TestFiles.WriteGuestData(backend.VolumeFile(damagedVolume), seed: 1070, offset: 0, bytes: 3 << 20);
         var damaged = await BackupAsync(damagedVolume);
         var cleanVolume = await backend.CreateVolumeAsync();
-        TestFiles.WriteGuestData(backend.VolumeFile(cleanVolume), seed: 71, offset: 0, bytes: 2 << 20);
+        TestFiles.WriteGuestData(backend.VolumeFile(cleanVolume), seed: 1071, offset: 0, bytes: 2 << 20);
         var clean = await BackupAsync(cleanVolume);
 
         // The second of its three chunks (their order in the manifest is the volume's): one bit flipped, size unchanged.
