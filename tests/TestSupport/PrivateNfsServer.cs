@@ -42,7 +42,7 @@ public sealed class PrivateNfsServer : IAsyncDisposable
     {
         var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3));
         var name = $"vbnfs-{id}";
-        var subnet = RandomNumberGenerator.GetInt32(1, 250);   // 10.231.<subnet>.0/30; a clash with a parallel run fails at "ip addr add"
+        var subnet = await FreeSubnetAsync();                      // 10.231.<subnet>.0/30
         var (hostAddress, serverAddress) = ($"10.231.{subnet}.1", $"10.231.{subnet}.2");
         var folder = Path.Combine(Path.GetTempPath(), name);
         Directory.CreateDirectory(Path.Combine(folder, "export"));
@@ -165,6 +165,20 @@ public sealed class PrivateNfsServer : IAsyncDisposable
         NFS_KRB5 { Active_krb5 = false; }
         LOG { Default_Log_Level = WARN; }
         """;
+
+    // One no interface of this machine uses yet (another test run may have its own server up).
+    static async Task<int> FreeSubnetAsync()
+    {
+        var info = new ProcessStartInfo("ip", ["-o", "-4", "addr", "show"]) { RedirectStandardOutput = true };
+        using var ip = Process.Start(info)!;
+        var used = await ip.StandardOutput.ReadToEndAsync();
+        await ip.WaitForExitAsync();
+        while (true)
+        {
+            var subnet = RandomNumberGenerator.GetInt32(1, 250);
+            if (!used.Contains($" 10.231.{subnet}.", StringComparison.Ordinal)) return subnet;
+        }
+    }
 
     static Process Start(string file, params string[] args) =>
         Process.Start(new ProcessStartInfo(file, args) { RedirectStandardOutput = false, RedirectStandardError = false, UseShellExecute = false })
