@@ -178,6 +178,8 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
     static async Task WriteAndFlushAsync(FileStream file, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         await file.WriteAsync(data, ct);
+        // fsync before the rename that names it: on a share the kernel mounted, its NFS client sends COMMIT and writes
+        // again whatever a server restart lost (it checks the write verifier), so the file is stable before it is named.
         file.Flush(flushToDisk: true);
     }
 }
