@@ -43,6 +43,8 @@ sealed class TimingStore(IRepositoryStore inner) : IRepositoryStore
     public Task<bool> TryCreateExclusiveAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct) =>
         Time("create excl", data.Length, () => inner.TryCreateExclusiveAsync(path, data, ct));
 
+    public Task<bool> RenameAsync(string from, string to, CancellationToken ct) => Time("rename", 0, () => inner.RenameAsync(from, to, ct));
+
     public Task<bool> DeleteAsync(string path, CancellationToken ct) => Time("delete", 0, () => inner.DeleteAsync(path, ct));
 
     public Task<bool> TouchAsync(string path, CancellationToken ct) =>

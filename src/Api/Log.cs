@@ -23,6 +23,12 @@ internal static partial class Log
     [LoggerMessage(4007, LogLevel.Error, "Outbox row {MessageId} ({MessageType}) cannot be sent and is parked: {Reason}")]
     public static partial void OutboxRowParked(this ILogger logger, Guid messageId, string messageType, string reason);
 
+    [LoggerMessage(4009, LogLevel.Warning, "Periodic verify job failed; retrying at the next tick")]
+    public static partial void VerifyScheduleFailed(this ILogger logger, Exception exception);
+
+    [LoggerMessage(4010, LogLevel.Information, "Periodic verify job: {Count} backups due, verifies requested")]
+    public static partial void VerifiesScheduled(this ILogger logger, int count);
+
     [LoggerMessage(4008, LogLevel.Warning, "Keystone could not validate a token; answering 503: {Reason}")]
     public static partial void KeystoneUnavailable(this ILogger logger, string reason);
 }

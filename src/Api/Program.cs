@@ -37,6 +37,8 @@ builder.Services.AddDbContext<AppDbContext>(o => AppDbContext.Configure(o,
 builder.Services.AddMessaging(builder.Configuration);
 builder.Services.AddOptions<BackupOptions>().BindConfiguration(BackupOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddHostedService<UntakenBackupsWatchdog>();
+builder.Services.AddOptions<VerifyOptions>().BindConfiguration(VerifyOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddHostedService<VerifySchedule>();
 builder.Services.AddHostedService<VolumeHostMonitor>();
 
 var app = builder.Build();

@@ -29,6 +29,9 @@ internal static partial class Log
     [LoggerMessage(2010, LogLevel.Warning, "Backup {BackupId} deleted, but its changed-block-tracking base could not be dropped; the next backup of the volume replaces it")]
     public static partial void BaseNotDropped(this ILogger logger, Guid backupId, Exception exception);
 
+    [LoggerMessage(2011, LogLevel.Information, "Backup {BackupId} verified: {Chunks} chunks, {Bytes} stored bytes read back and checked")]
+    public static partial void BackupVerified(this ILogger logger, Guid backupId, int chunks, long bytes);
+
     [LoggerMessage(2008, LogLevel.Information, "Backup {BackupId} is already on the share (a redelivered command): reported from its manifest")]
     public static partial void BackupAlreadyWritten(this ILogger logger, Guid backupId);
 

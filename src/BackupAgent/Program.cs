@@ -25,6 +25,7 @@ builder.Services.AddMassTransit(x =>
     x.AddConsumer<CreateBackupConsumer, CreateBackupConsumerDefinition>();
     x.AddConsumer<RestoreBackupConsumer, RestoreBackupConsumerDefinition>();
     x.AddConsumer<DeleteBackupConsumer, DeleteBackupConsumerDefinition>();
+    x.AddConsumer<VerifyBackupConsumer, VerifyBackupConsumerDefinition>();
     // Every agent hears every cancel: a temporary queue of its own, named for this process.
     x.AddConsumer<CancelBackupConsumer>().Endpoint(e => { e.Temporary = true; e.InstanceId = $"-{Environment.MachineName}-{Environment.ProcessId}"; });
     x.UsingRabbitMq((context, bus) =>

@@ -15,3 +15,6 @@ public record DeleteBackup(Guid BackupId, string Container, string AvailabilityZ
 
 /// <summary>Stop a running backup at once (an admin force-deleted it); every agent hears it, the one running it stops.</summary>
 public record CancelBackup(Guid BackupId);
+
+/// <summary>Read and check every chunk of a backup (decode and SHA-256), as Proxmox Backup Server's verify jobs do.</summary>
+public record VerifyBackup(Guid BackupId, string Container, string AvailabilityZone);

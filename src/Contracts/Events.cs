@@ -31,6 +31,13 @@ public record BackupRestored(Guid BackupId, Guid RestoreId, Guid VolumeId, long 
 
 public record BackupDeleted(Guid BackupId, int ChunksFreed, long BytesFreed);
 
+/// <summary>Every chunk of the backup was read back and matched its SHA-256.</summary>
+public record BackupVerified(Guid BackupId, int ChunksChecked, long BytesChecked, DateTimeOffset VerifiedAt);
+
+/// <summary>The backup cannot be restored whole: a chunk (the first failing, by position) is missing or corrupt, or the
+/// manifest is (then <paramref name="ChunkIndex"/> is null). <paramref name="Reason"/> names backup, chunk index and hash.</summary>
+public record BackupVerifyFailed(Guid BackupId, long? ChunkIndex, string? ChunkSha256, int ChunksFailed, string Reason);
+
 /// <summary>An agent is alive and serving a zone; sent every few seconds, so a silent agent is seen as down.</summary>
 /// <param name="Binary">The Cinder service it stands for, e.g. "cinder-backup".</param>
 public record AgentHeartbeat(string Binary, string Host, string Zone, string Instance, DateTimeOffset At)

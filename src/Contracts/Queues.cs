@@ -6,4 +6,5 @@ public static class Queues
     public static string CreateBackup(string zone) => $"create-backup-{zone}";
     public static string RestoreBackup(string zone) => $"restore-backup-{zone}";
     public static string DeleteBackup(string zone) => $"delete-backup-{zone}";
+    public static string VerifyBackup(string zone) => $"verify-backup-{zone}";
 }

@@ -71,6 +71,9 @@ public sealed class Backup : SagaStateMachineInstance
     /// <summary>The running restore: its id (late events of an earlier one are ignored) and the volume it writes into.</summary>
     public Guid? RestoreId { get; set; }
     public Guid? RestoreVolumeId { get; set; }
+    /// <summary>When a verify was last asked for it (an admin's os-verify or the periodic job, in the transaction of the
+    /// request): the periodic job takes the backups asked longest ago first.</summary>
+    public DateTimeOffset? VerifyRequestedAt { get; set; }
 
     public bool IsIncremental => ParentId is not null;
     public bool HasDependentBackups => NumDependentBackups > 0;

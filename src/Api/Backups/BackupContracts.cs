@@ -14,6 +14,10 @@ public sealed record RestoreBody(RestoreRequest? Restore);
 public sealed record RestoreRequest(string? VolumeId, string? Name);
 public sealed record RestoreView(string BackupId, string VolumeId, string? VolumeName);
 
+public sealed record VerifyContainerBody(VerifyContainerRequest? Verify);
+public sealed record VerifyContainerRequest(string? Container);
+public sealed record VerifyView(string Container, IReadOnlyList<string> Backups);
+
 public sealed record BackupSummary(string Id, string? Name, IReadOnlyList<Link> Links)
 {
     public static BackupSummary From(Backup b, string baseUrl) => new(b.Id.ToString(), b.Name, Wire.Links(baseUrl, b.ProjectId, "backups", b.Id));

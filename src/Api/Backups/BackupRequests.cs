@@ -19,3 +19,6 @@ public record BackupForceDeleteRequested(Guid BackupId);
 
 /// <summary>An admin's os-reset_status, to <paramref name="Status"/> (available or error).</summary>
 public record BackupResetRequested(Guid BackupId, string Status);
+
+/// <summary>Read and check every chunk of an available backup (an admin's os-verify, or the periodic verify job).</summary>
+public record BackupVerifyRequested(Guid BackupId);

@@ -33,6 +33,10 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
         Event(() => RestoreFaulted, e => ById(e, m => m.Message.BackupId));
         Event(() => DataDeleted, e => ById(e, m => m.BackupId));
         Event(() => DeleteFaulted, e => ById(e, m => m.Message.BackupId));
+        Event(() => VerifyRequested, e => ById(e, m => m.BackupId));
+        Event(() => Verified, e => ById(e, m => m.BackupId));
+        Event(() => VerifyFailed, e => ById(e, m => m.BackupId));
+        Event(() => VerifyFaulted, e => ById(e, m => m.Message.BackupId));
         ConnectEventObserver(new EventCounter());
         OnUnhandledEvent(c =>
         {
@@ -96,7 +100,29 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 Db(c).Outbox.Add(OutboxMessage.Create(new RestoreBackup(c.Saga.Id, c.Message.RestoreId, c.Message.VolumeId, c.Saga.Container, c.Saga.AvailabilityZone),
                     now, Queues.RestoreBackup(c.Saga.AvailabilityZone)));
             }).TransitionTo(Restoring).Then(c => Notify(c, notifications, "backup.restore.start", clock.GetUtcNow())),
+            // A verify reads the share only: the backup stays available (and restorable) while it runs.
+            When(VerifyRequested).Then(c =>
+            {
+                var now = Touch(c, clock);
+                Db(c).Outbox.Add(OutboxMessage.Create(new VerifyBackup(c.Saga.Id, c.Saga.Container, c.Saga.AvailabilityZone), now,
+                    Queues.VerifyBackup(c.Saga.AvailabilityZone)));
+                Notify(c, notifications, "backup.verify.start", now);
+            }),
             Ignore(CreateRequested), Ignore(ImportRequested));
+
+        // A chunk that fails its check makes the backup error, named in fail_reason; a restore running meanwhile goes on
+        // (it checks every chunk itself) and still ends its volume's restoring-backup from Error.
+        During(Available, Restoring,
+            When(Verified).Then(c => Notify(c, notifications, "backup.verify.end", clock.GetUtcNow())),
+            When(VerifyFailed).Then(c =>
+            {
+                Touch(c, clock);
+                c.Saga.FailReason = Truncate($"Verify failed: {c.Message.Reason}");
+            }).TransitionTo(Error).Then(c => Notify(c, notifications, "backup.verify.error", clock.GetUtcNow())));
+        During(Available, Restoring, Error,
+            // The share could not be read at all: that says nothing about the backup, whose status stays.
+            When(VerifyFaulted).Then(c => Db(c).Outbox.AddRange(Notifications.Backup(c.Saga, "backup.verify.error", clock.GetUtcNow(), notifications,
+                failReason: Truncate($"Verify could not run: {FailReason(c.Message.Exceptions)}")))));
 
         // Cinder deletes an available or error backup, and retries a delete that failed on the share.
         During(Available, Error, ErrorDeleting,
@@ -106,6 +132,13 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
         During(Error,
             // An agent that comes back and takes a backup already given up is told to stop; its volume is no longer held.
             When(Started).Then(c => Db(c).Outbox.Add(OutboxMessage.Create(new CancelBackup(c.Message.BackupId), clock.GetUtcNow()))),
+            // A verify found a bad chunk while this restore ran: the restore still frees its volume.
+            When(Restored, c => c.Message.RestoreId == c.Saga.RestoreId).ThenAsync(c => EndRestoreAsync(c, c.Message.VolumeId, failed: false, clock))
+                .Then(c => Notify(c, notifications, "backup.restore.end", clock.GetUtcNow())),
+            When(RestoreFaulted, c => c.Message.Message.RestoreId == c.Saga.RestoreId).ThenAsync(c => EndRestoreAsync(c, c.Message.Message.VolumeId, failed: true, clock))
+                .Then(c => Notify(c, notifications, "backup.restore.error", clock.GetUtcNow())),
+            When(VerifyFailed).Then(c => Db(c).Outbox.AddRange(Notifications.Backup(c.Saga, "backup.verify.error", clock.GetUtcNow(), notifications,
+                failReason: Truncate($"Verify failed: {c.Message.Reason}")))),
             When(RestoreRequested).ThenAsync(c => RejectRestoreAsync(c, clock, notifications)));
 
         During(Restoring,
@@ -159,6 +192,10 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
     public Event<Fault<RestoreBackup>> RestoreFaulted { get; private set; } = null!;
     public Event<BackupDeleted> DataDeleted { get; private set; } = null!;
     public Event<Fault<DeleteBackup>> DeleteFaulted { get; private set; } = null!;
+    public Event<BackupVerifyRequested> VerifyRequested { get; private set; } = null!;
+    public Event<BackupVerified> Verified { get; private set; } = null!;
+    public Event<BackupVerifyFailed> VerifyFailed { get; private set; } = null!;
+    public Event<Fault<VerifyBackup>> VerifyFaulted { get; private set; } = null!;
 
     // Every row is written by the Api before any event about it can exist: an event without one is not ours.
     static void ById<T>(IEventCorrelationConfigurator<Backup, T> e, Func<T, Guid> id) where T : class

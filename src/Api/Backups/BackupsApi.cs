@@ -31,6 +31,7 @@ public static class BackupsApi
         backups.MapPost("/{id}/action", Action).Validate(BodyValidation.ByAction(Schemas.BackupActions));
         backups.MapGet("/{id}/export_record", ExportRecord).RequireAdmin("backup:export-import");
         backups.MapPost("/import_record", ImportRecord).RequireAdmin("backup:export-import").Validate(Schemas.BackupImportRecord);
+        backups.MapPost("/verify", VerifyContainer).RequireAdmin("backup:backup-verify").Validate(Schemas.BackupVerifyContainer);
         return project;
     }
 
@@ -160,14 +161,14 @@ public static class BackupsApi
         return TypedResults.Ok(Wire.Wrap("backup", BackupSummary.From(backup, Wire.BaseUrl(http.Request))));
     }
 
-    /// <summary>Admin actions: os-reset_status and os-force_delete.</summary>
+    /// <summary>Admin actions: os-reset_status, os-force_delete and (ours) os-verify.</summary>
     static async Task<Results<Accepted, ProblemHttpResult>> Action(
         string id, System.Text.Json.JsonElement body, Caller caller, ClaimsPrincipal user, IAuthorizationService authorization, AppDbContext db,
         OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
     {
         if (body.ValueKind != System.Text.Json.JsonValueKind.Object || body.EnumerateObject().FirstOrDefault() is not { Name: not null } action)
             return CinderErrors.BadRequest("Malformed request body");
-        if (action.Name is not ("os-reset_status" or "os-force_delete")) return CinderErrors.BadRequest($"There is no such action: {action.Name}");
+        if (action.Name is not ("os-reset_status" or "os-force_delete" or "os-verify")) return CinderErrors.BadRequest($"There is no such action: {action.Name}");
         if (await authorization.AuthorizeAdminAsync(user, $"backup:backup-{action.Name[3..]}") is { } denied) return denied;
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         var now = clock.GetUtcNow();
@@ -181,6 +182,16 @@ public static class BackupsApi
             outbox.Notify();
             return TypedResults.Accepted((string?)null);
         }
+        if (action.Name == "os-verify")
+        {
+            if (backup.Status != BackupStatus.Available)
+                return CinderErrors.BadRequest($"Invalid backup: Backup status must be available but is {backup.Status}.");
+            if (await NoBackupServiceAsync(db, backup.AvailabilityZone, now, ct) is { } noService) return noService;
+            RequestVerify(db, backup, now);
+            await db.SaveChangesAsync(ct);
+            outbox.Notify();
+            return TypedResults.Accepted((string?)null);
+        }
         if (backup.HasDependentBackups) return CinderErrors.BadRequest("Invalid backup: Incremental backups exist for this backup.");
         if (backup.Status == BackupStatus.Restoring) return CinderErrors.BadRequest("Invalid backup: Backup is being restored; wait for the restore to end.");
         // A running backup is stopped by the cancel every agent hears; the delete waits until its writer is gone.
@@ -188,6 +199,35 @@ public static class BackupsApi
         await db.SaveChangesAsync(ct);
         outbox.Notify();
         return TypedResults.Accepted((string?)null);
+    }
+
+    /// <summary>Ours: verifies every available backup of a container of the project, each through its own saga (one
+    /// VerifyBackup command per backup, so chunks shared by several backups are read once per backup).</summary>
+    static async Task<Results<Accepted<Dictionary<string, VerifyView>>, ProblemHttpResult>> VerifyContainer(
+        VerifyContainerBody body, Caller caller, HttpContext http, AppDbContext db, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
+    {
+        var project = http.GetRouteValue("project_id") as string ?? caller.ProjectId;   // an admin names any project in the URL
+        string container;
+        try { container = ContainerName.Validate(body.Verify?.Container); }
+        catch (ArgumentException e) { return CinderErrors.BadRequest($"Invalid container: {e.Message}"); }
+        var available = await db.Backups
+            .Where(b => b.ProjectId == project && b.Container == container && b.State == nameof(BackupSaga.Available))
+            .OrderBy(b => b.CreatedAt).ToListAsync(ct);
+        var now = clock.GetUtcNow();
+        foreach (var zone in available.Select(b => b.AvailabilityZone).Distinct())
+            if (await NoBackupServiceAsync(db, zone, now, ct) is { } noService) return noService;
+        foreach (var backup in available)
+            RequestVerify(db, backup, now);
+        await db.SaveChangesAsync(ct);
+        outbox.Notify();
+        return TypedResults.Accepted((string?)null, Wire.Wrap("verify", new VerifyView(container, [.. available.Select(b => b.Id.ToString())])));
+    }
+
+    /// <summary>Asks the saga to verify; the same transaction stamps the request, which the periodic job orders by.</summary>
+    internal static void RequestVerify(AppDbContext db, Backup backup, DateTimeOffset now)
+    {
+        backup.VerifyRequestedAt = now;
+        db.Outbox.Add(OutboxMessage.Create(new BackupVerifyRequested(backup.Id), now));
     }
 
     /// <summary>The record that lets another deployment on the same share import and restore this backup.</summary>

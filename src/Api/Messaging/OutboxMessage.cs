@@ -40,6 +40,6 @@ public sealed class OutboxMessage
     {
         typeof(CreateBackup), typeof(RestoreBackup), typeof(DeleteBackup), typeof(CancelBackup), typeof(BackupNotification), typeof(BackupNotTaken),
         typeof(BackupCreateRequested), typeof(BackupImportRequested), typeof(BackupRestoreRequested), typeof(BackupDeleteRequested),
-        typeof(BackupForceDeleteRequested), typeof(BackupResetRequested), typeof(OsloNotification),
+        typeof(BackupForceDeleteRequested), typeof(BackupResetRequested), typeof(OsloNotification), typeof(VerifyBackup), typeof(BackupVerifyRequested),
     }.ToDictionary(t => t.Name);
 }

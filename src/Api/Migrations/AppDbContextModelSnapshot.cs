@@ -137,6 +137,10 @@ namespace VolumeBackup.Api.Migrations
                         .HasColumnType("text")
                         .HasColumnName("user_id");
 
+                    b.Property<DateTimeOffset?>("VerifyRequestedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("verify_requested_at");
+
                     b.Property<Guid>("VolumeId")
                         .HasColumnType("uuid")
                         .HasColumnName("volume_id");

@@ -71,7 +71,14 @@ public static class Schemas
             """),
         // Cinder gives os-force_delete no schema; its body is {"os-force_delete": {}}, so anything beside it is refused.
         ["os-force_delete"] = Wrapped("os-force_delete", """{"type": ["object", "null"]}"""),
+        // Ours (Cinder has no verify): {"os-verify": null} or {"os-verify": {}}.
+        ["os-verify"] = Wrapped("os-verify", """{"type": ["object", "null"], "additionalProperties": false}"""),
     };
+
+    /// <summary>Ours: verify every available backup of a container, {"verify": {"container": "backups"}}.</summary>
+    public static readonly CinderSchema BackupVerifyContainer = Wrapped("verify", $$"""
+        {"type": "object", "properties": {"container": {{NullableString}}}, "additionalProperties": false}
+        """);
 
     static string VolumeCreate(string more, bool additional) => $$"""
         {"type": "object", "properties": {"volume": {"type": "object", "properties": {

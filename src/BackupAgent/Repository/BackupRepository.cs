@@ -23,6 +23,8 @@ public sealed record BackupSource(string Path, long SizeBytes, string? Generatio
 
 public sealed record RestoreSummary(long SizeBytes, int ChunksRead, long BytesRead);
 
+public sealed record VerifySummary(int ChunksChecked, long BytesChecked);
+
 public sealed record DeleteSummary(bool ManifestFound, int ChunksDeleted, long BytesFreed, int ChunksDeferred);
 
 // A container on the share:
@@ -95,6 +97,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                     await RestoreCollectedChunksAsync(run, ct);
                 manifest = run.ToManifest(volumeId, parentId, createdAt, device.Generation);
                 var bytes = manifest.ToBytes(out var sha256);
+                await gcLock.EnsureHeldAsync(ct);   // a holder that stalled past its lease writes nothing a collection did not see
                 await store.WriteAtomicAsync(ManifestPath(container, backupId), bytes, ct);
                 manifest = manifest with { Sha256 = sha256 };
             }
@@ -240,6 +243,53 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         });
     }
 
+    // Reads every chunk the backup references with the restore's own check (ReadChunkAsync: size, decode, SHA-256), each
+    // distinct chunk once. Throws BackupDataException naming the first failing chunk by position, and how many failed;
+    // a missing or damaged manifest fails too. PBS's verify jobs are the model.
+    public async Task<VerifySummary> VerifyAsync(string container, Guid backupId, CancellationToken ct)
+    {
+        container = ContainerName.Validate(container);
+        var manifest = await ReadManifestAsync(container, backupId, ct)
+            ?? throw new BackupDataException($"Backup {backupId} cannot be restored: it has no manifest in container '{container}' on {store.Describe}.", backupId);
+        var clock = Stopwatch.StartNew();
+        var firstIndex = new Dictionary<string, long>();
+        for (long i = 0; i < manifest.Chunks.Length; i++)
+            if (manifest.Chunks[i] is { } chunk)
+                firstIndex.TryAdd(chunk.Sha256, i);
+        var failures = new ConcurrentBag<BackupDataException>();
+        var bytes = 0L;
+        var chunkSize = manifest.ChunkSize;
+        await Parallel.ForEachAsync(firstIndex, InParallel(ct), async (entry, token) =>
+        {
+            var index = entry.Value;
+            var plain = ArrayPool<byte>.Shared.Rent(chunkSize);
+            var packed = ArrayPool<byte>.Shared.Rent(chunkSize + 1);
+            try
+            {
+                using var decompressor = new Decompressor();
+                var length = (int)Math.Min(chunkSize, manifest.SizeBytes - index * chunkSize);
+                Interlocked.Add(ref bytes, await ReadChunkAsync(container, manifest, index, manifest.Chunks[index]!, decompressor, packed, plain.AsMemory(0, length), token));
+            }
+            catch (BackupDataException e)
+            {
+                failures.Add(e);                            // every chunk is read: the report says how many failed
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(plain);
+                ArrayPool<byte>.Shared.Return(packed);
+            }
+        });
+        if (failures.MinBy(e => e.ChunkIndex) is { } first)
+        {
+            logger.VerifyFailed(backupId, container, failures.Count, firstIndex.Count, first.ChunkIndex, first.ChunkSha256);
+            throw new BackupDataException($"{first.Message} ({failures.Count} of {firstIndex.Count} chunks failed)", backupId, first.ChunkIndex, first.ChunkSha256, first)
+                { ChunksFailed = failures.Count };
+        }
+        logger.VerifyPassed(backupId, container, clock.ElapsedMilliseconds, firstIndex.Count, bytes);
+        return new VerifySummary(firstIndex.Count, bytes);
+    }
+
     // Idempotent: a missing manifest means already deleted (and still collects what earlier deletes left).
     public async Task<DeleteSummary> DeleteAsync(string container, Guid backupId, CancellationToken ct)
     {
@@ -256,10 +306,10 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             // The tombstone first: after a crash the next collection still knows which chunks to look at.
             var tombstone = new Tombstone(backupId, ChunksOf(file, container, backupId));
             await store.WriteAtomicAsync(TombstonePath(container, backupId), JsonSerializer.SerializeToUtf8Bytes(tombstone, RepositoryJson.Default.Tombstone), ct);
-            await store.DeleteAsync(manifestPath, ct);
+            await FencedDeleteAsync(gcLock, manifestPath, ct);
         }
         var sweep = await SweepDueAsync(container, gcLock.AcquiredAt, ct);
-        var (deleted, freed, deferred) = await CollectAsync(container, gcLock.AcquiredAt, sweep, ct);
+        var (deleted, freed, deferred) = await CollectAsync(container, gcLock, sweep, ct);
         if (sweep)
             await store.WriteAtomicAsync(SweptPath(container), Encoding.UTF8.GetBytes($"{gcLock.AcquiredAt:O}\n"), ct);
         logger.BackupDeleted(backupId, container, file is not null, deleted, freed, deferred);
@@ -484,8 +534,9 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
 
     // Holding gc.lock: frees the chunks of every tombstone that no manifest references and no running backup may
     // rely on; with sweep, every other chunk of the container too (see SweepAsync). Returns (deleted, bytes freed, deferred).
-    async Task<(int, long, int)> CollectAsync(string container, DateTimeOffset startedAt, bool sweep, CancellationToken ct)
+    async Task<(int, long, int)> CollectAsync(string container, RepositoryLock gcLock, bool sweep, CancellationToken ct)
     {
+        var startedAt = gcLock.AcquiredAt;
         var tombstones = new List<(string Path, Tombstone Tombstone)>();
         await foreach (var name in store.ListAsync($"{container}/deleting", ct))
         {
@@ -495,7 +546,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         }
         var candidates = tombstones.SelectMany(t => t.Tombstone.Chunks).Where(ChunkStore.IsHash).ToHashSet();
         if (sweep)
-            candidates.UnionWith(await SweepAsync(container, startedAt, ct));
+            candidates.UnionWith(await SweepAsync(container, gcLock, ct));
         if (candidates.Count == 0 && tombstones.Count == 0)
             return (0, 0, 0);
 
@@ -509,7 +560,10 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
 
         var cutoff = await OldestWriterAsync(container, startedAt, ct);
         if (candidates.Count > 0)
+        {
+            await gcLock.EnsureHeldAsync(ct);
             await store.WriteAtomicAsync($"{container}/gc.generation", Encoding.UTF8.GetBytes(Guid.NewGuid().ToString()), ct);
+        }
         var deferred = new ConcurrentDictionary<string, byte>();
         var deleted = 0;
         var freed = 0L;
@@ -521,7 +575,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                     return;
                 if (entry.Modified >= cutoff)
                     deferred.TryAdd(hash, 0);
-                else if (await store.DeleteAsync(path, token))
+                else if (await FencedDeleteAsync(gcLock, path, token))
                 {
                     Interlocked.Increment(ref deleted);
                     Interlocked.Add(ref freed, entry.Size);
@@ -531,7 +585,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         {
             var left = tombstone.Chunks.Where(deferred.ContainsKey).ToArray();
             if (left.Length == 0)
-                await store.DeleteAsync(path, ct);
+                await FencedDeleteAsync(gcLock, path, ct);
             else if (left.Length < tombstone.Chunks.Length)
                 await store.WriteAtomicAsync(path, JsonSerializer.SerializeToUtf8Bytes(tombstone with { Chunks = left }, RepositoryJson.Default.Tombstone), ct);
         }
@@ -542,8 +596,9 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     // also looks at every chunk of the container, for what an agent killed outright left: every chunk becomes a candidate
     // (collected under the same rules: referenced or recent ones stay), and temporary files of atomic writes that have
     // not changed for StaleAfter are removed.
-    async Task<List<string>> SweepAsync(string container, DateTimeOffset startedAt, CancellationToken ct)
+    async Task<List<string>> SweepAsync(string container, RepositoryLock gcLock, CancellationToken ct)
     {
+        var startedAt = gcLock.AcquiredAt;
         var chunks = new List<string>();
         var temporaries = 0;
         await foreach (var prefix in store.ListAsync($"{container}/chunks", ct))
@@ -554,7 +609,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                     chunks.Add(name);
                 else if (RepositoryStores.IsTemporary(name)
                          && await store.StatAsync($"{container}/chunks/{prefix}/{name}", ct) is { } entry && entry.Modified < startedAt - settings.StaleAfter
-                         && await store.DeleteAsync($"{container}/chunks/{prefix}/{name}", ct))
+                         && await FencedDeleteAsync(gcLock, $"{container}/chunks/{prefix}/{name}", ct))
                     temporaries++;
             }
         }
@@ -593,6 +648,13 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
 
     // Each worker reads, hashes, compresses and writes one chunk at a time, with its own buffers.
     ParallelOptions InParallel(CancellationToken ct) => new() { MaxDegreeOfParallelism = settings.Workers, CancellationToken = ct };
+
+    // Every removal under gc.lock: checked right before it, so a holder that lost the lock frees nothing.
+    async Task<bool> FencedDeleteAsync(RepositoryLock gcLock, string path, CancellationToken ct)
+    {
+        await gcLock.EnsureHeldAsync(ct);
+        return await store.DeleteAsync(path, ct);
+    }
 
     Task<RepositoryLock> LockAsync(string container, CancellationToken ct) =>
         RepositoryLock.AcquireAsync(store, $"{container}/gc.lock", settings.StaleAfter, logger, ct);

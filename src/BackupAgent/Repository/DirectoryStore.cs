@@ -79,6 +79,19 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
         return true;
     }
 
+    public Task<bool> RenameAsync(string from, string to, CancellationToken ct)
+    {
+        try
+        {
+            File.Move(FilePath(from), FilePath(to), overwrite: true);
+            return Task.FromResult(true);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return Task.FromResult(false);
+        }
+    }
+
     public Task<bool> DeleteAsync(string path, CancellationToken ct)
     {
         // File.Delete does not say whether the file was there; a rename does, and only one of two racing
@@ -165,6 +178,8 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
     static async Task WriteAndFlushAsync(FileStream file, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         await file.WriteAsync(data, ct);
+        // fsync before the rename that names it: on a share the kernel mounted, its NFS client sends COMMIT and writes
+        // again whatever a server restart lost (it checks the write verifier), so the file is stable before it is named.
         file.Flush(flushToDisk: true);
     }
 }

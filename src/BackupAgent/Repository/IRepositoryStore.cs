@@ -38,6 +38,10 @@ public interface IRepositoryStore : IAsyncDisposable
     /// <summary>Creates <paramref name="path"/> only if it does not exist (O_EXCL); false when it did.</summary>
     Task<bool> TryCreateExclusiveAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct);
 
+    /// <summary>Renames a file, replacing <paramref name="to"/> if it exists (one atomic step on the server); false when
+    /// <paramref name="from"/> was not there.</summary>
+    Task<bool> RenameAsync(string from, string to, CancellationToken ct);
+
     /// <summary>Removes a file; false when it was not there.</summary>
     Task<bool> DeleteAsync(string path, CancellationToken ct);
 

@@ -13,6 +13,10 @@ internal static unsafe partial class LibNfs
     // Linux x86-64/arm64 values; libnfs takes the host's open(2) flags and maps them to NFS itself.
     public const int O_RDONLY = 0x0, O_WRONLY = 0x1, O_CREAT = 0x40, O_EXCL = 0x80, O_TRUNC = 0x200;
 
+    // libnfs marks a file opened or created with O_SYNC and sends its WRITEs as FILE_SYNC (NFSv3 stable_how 2): the
+    // server answers only once the data and the file's metadata are on stable storage.
+    public const int O_SYNC = 0x101000;
+
     [LibraryImport(Lib)] public static partial nint nfs_init_context();
     [LibraryImport(Lib)] public static partial void nfs_destroy_context(nint nfs);
     [LibraryImport(Lib)] public static partial nint nfs_get_error(nint nfs);
@@ -32,7 +36,6 @@ internal static unsafe partial class LibNfs
     [LibraryImport(Lib)] public static partial int nfs_close(nint nfs, nint fh);
     [LibraryImport(Lib)] public static partial int nfs_pread(nint nfs, nint fh, ulong offset, ulong count, byte* buf);
     [LibraryImport(Lib)] public static partial int nfs_pwrite(nint nfs, nint fh, ulong offset, ulong count, byte* buf);
-    [LibraryImport(Lib)] public static partial int nfs_fsync(nint nfs, nint fh);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial int nfs_rename(nint nfs, string oldpath, string newpath);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial int nfs_unlink(nint nfs, string path);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial int nfs_mkdir2(nint nfs, string path, int mode);
@@ -516,8 +519,6 @@ internal sealed unsafe class NfsFile(NfsContext context, string path, nint fh) :
             return done;
         }
     }
-
-    public void Fsync() => context.Check(LibNfs.nfs_fsync(context.Handle, fh), "fsync", path);
 
     public void Close()
     {

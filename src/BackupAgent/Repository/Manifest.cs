@@ -109,6 +109,8 @@ public sealed class BackupDataException(string message, Guid backupId, long? chu
     public Guid BackupId { get; } = backupId;
     public long? ChunkIndex { get; } = chunkIndex;
     public string? ChunkSha256 { get; } = chunkSha256;
+    /// <summary>How many chunks failed, when a verify read them all (1 otherwise).</summary>
+    public int ChunksFailed { get; init; } = 1;
 }
 
 sealed record ManifestHeader(string Format, string Sha256);

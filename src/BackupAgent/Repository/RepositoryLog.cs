@@ -23,6 +23,12 @@ static partial class RepositoryLog
     [LoggerMessage(3010, LogLevel.Information, "Backup {BackupId} restored from {Container} to {TargetPath} in {ElapsedMs} ms: {SizeBytes} bytes, {ChunksRead} chunks read")]
     public static partial void RestoreCompleted(this ILogger logger, Guid backupId, string container, string targetPath, long elapsedMs, long sizeBytes, int chunksRead);
 
+    [LoggerMessage(3011, LogLevel.Information, "Backup {BackupId} in {Container} verified in {ElapsedMs} ms: {Chunks} chunks, {Bytes} stored bytes read and checked")]
+    public static partial void VerifyPassed(this ILogger logger, Guid backupId, string container, long elapsedMs, int chunks, long bytes);
+
+    [LoggerMessage(3012, LogLevel.Warning, "Backup {BackupId} in {Container} failed verification: {Failed} of {Chunks} chunks missing or corrupt, the first at index {ChunkIndex} (sha256 {ChunkSha256})")]
+    public static partial void VerifyFailed(this ILogger logger, Guid backupId, string container, int failed, int chunks, long? chunkIndex, string? chunkSha256);
+
     [LoggerMessage(3020, LogLevel.Information, "Backup {BackupId} deleted from {Container} (manifest found: {Existed}): {ChunksDeleted} chunks freed ({BytesFreed} bytes), {ChunksDeferred} kept for running backups")]
     public static partial void BackupDeleted(this ILogger logger, Guid backupId, string container, bool existed, int chunksDeleted, long bytesFreed, int chunksDeferred);
 
@@ -43,6 +49,9 @@ static partial class RepositoryLog
 
     [LoggerMessage(3033, LogLevel.Warning, "Lock {Path} was held by process {ProcessId} of this host, which is gone: the lock is broken")]
     public static partial void DeadHolderLockBroken(this ILogger logger, string path, int processId);
+
+    [LoggerMessage(3035, LogLevel.Warning, "Lock {Path} with token {Token} is no longer this process's: it is held by {Holder}")]
+    public static partial void LockLost(this ILogger logger, string path, string token, string holder);
 
     [LoggerMessage(3034, LogLevel.Debug, "Waiting for lock {Path}, held by {Holder}")]
     public static partial void LockWaiting(this ILogger logger, string path, string holder);

@@ -33,6 +33,8 @@ public sealed class PolicyTests(KeystoneApiFactory api) : IClassFixture<Keystone
         { "DELETE", "backups/{backup}", null, $"{M} {A}" },
         { "POST", "backups/{backup}/action", """{"os-reset_status": {"status": "error"}}""", A },
         { "POST", "backups/{backup}/action", """{"os-force_delete": {}}""", A },
+        { "POST", "backups/{backup}/action", """{"os-verify": null}""", A },
+        { "POST", "backups/verify", """{"verify": {"container": "backups"}}""", A },
         { "GET", "backups/{backup}/export_record", null, A },
         { "POST", "backups/import_record", """{"backup-record": {"backup_service": "x", "backup_url": "eyJ9"}}""", A },
         { "GET", "attachments", null, $"{R} {M} {A}" },

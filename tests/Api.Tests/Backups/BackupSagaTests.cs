@@ -216,6 +216,88 @@ public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarnes
     }
 
     [Fact]
+    public async Task A_verify_sends_the_command_to_the_zone_queue_and_a_pass_keeps_the_backup_available()
+    {
+        var (_, backup) = await AvailableAsync();
+
+        await saga.FeedAsync(new BackupVerifyRequested(backup.Id));
+        var row = Assert.Single(await saga.OutboxAsync<VerifyBackup>(backup.Id));
+        Assert.Equal("queue:verify-backup-nova", row.Destination);
+        Assert.Equal(new VerifyBackup(backup.Id, "c", "nova"), JsonSerializer.Deserialize<VerifyBackup>(row.Body));
+        Assert.Equal(BackupStatus.Available, (await saga.BackupAsync(backup.Id)).Status);
+
+        await saga.FeedAsync(new BackupVerified(backup.Id, 3, 3000, DateTimeOffset.UtcNow));
+        var after = await saga.BackupAsync(backup.Id);
+        Assert.Equal(BackupStatus.Available, after.Status);
+        Assert.Null(after.FailReason);
+        Assert.Equal(["backup.create.start", "backup.create.end", "backup.verify.start", "backup.verify.end"], await NotificationsAsync(backup.Id));
+    }
+
+    [Fact]
+    public async Task A_failed_verify_makes_the_backup_error_naming_the_chunk()
+    {
+        var (_, backup) = await AvailableAsync();
+        await saga.FeedAsync(new BackupVerifyRequested(backup.Id));
+        var hash = new string('a', 64);
+
+        await saga.FeedAsync(new BackupVerifyFailed(backup.Id, 7, hash, 2, $"Backup {backup.Id} cannot be restored: chunk 7 (sha256 {hash}) is corrupt (2 of 9 chunks failed)"));
+
+        var after = await saga.BackupAsync(backup.Id);
+        Assert.Equal(BackupStatus.Error, after.Status);
+        Assert.Contains($"chunk 7 (sha256 {hash})", after.FailReason);
+        Assert.Equal(["backup.create.start", "backup.create.end", "backup.verify.start", "backup.verify.error"], await NotificationsAsync(backup.Id));
+        var error = JsonSerializer.Deserialize<BackupNotification>((await saga.OutboxAsync<BackupNotification>(backup.Id))[^1].Body)!;
+        Assert.Equal((BackupStatus.Error, after.FailReason), (error.Status, error.FailReason));
+
+        await saga.FeedAsync(new BackupVerified(backup.Id, 9, 9000, DateTimeOffset.UtcNow));   // a late pass of an earlier verify changes nothing
+        Assert.Equal(BackupStatus.Error, (await saga.BackupAsync(backup.Id)).Status);
+    }
+
+    [Fact]
+    public async Task A_verify_failing_during_a_restore_makes_the_backup_error_and_the_restore_still_frees_its_volume()
+    {
+        var (_, backup) = await AvailableAsync();
+        await saga.FeedAsync(new BackupVerifyRequested(backup.Id));
+        var target = await TargetVolumeAsync();
+        var restoreId = Guid.NewGuid();
+        await saga.FeedAsync(new BackupRestoreRequested(backup.Id, restoreId, target.Id));
+
+        await saga.FeedAsync(new BackupVerifyFailed(backup.Id, 0, new string('b', 64), 1, "chunk 0 is missing"));
+        Assert.Equal(BackupStatus.Error, (await saga.BackupAsync(backup.Id)).Status);
+        await saga.FeedAsync(Fault(new RestoreBackup(backup.Id, restoreId, target.Id, "c", "nova"), new InvalidDataException("chunk 0 is missing")));
+
+        Assert.Equal(BackupStatus.Error, (await saga.BackupAsync(backup.Id)).Status);
+        Assert.Equal(VolumeStatus.ErrorRestoring, (await saga.VolumeAsync(target.Id)).Status);
+    }
+
+    [Fact]
+    public async Task A_verify_that_cannot_read_the_share_reports_an_error_and_keeps_the_backup_available()
+    {
+        var (_, backup) = await AvailableAsync();
+        await saga.FeedAsync(new BackupVerifyRequested(backup.Id));
+
+        await saga.FeedAsync(Fault(new VerifyBackup(backup.Id, "c", "nova"), new IOException("NFS server not responding")));
+
+        var after = await saga.BackupAsync(backup.Id);
+        Assert.Equal(BackupStatus.Available, after.Status);
+        Assert.Null(after.FailReason);
+        var error = JsonSerializer.Deserialize<BackupNotification>((await saga.OutboxAsync<BackupNotification>(backup.Id))[^1].Body)!;
+        Assert.Equal("backup.verify.error", error.EventType);
+        Assert.Contains("NFS server not responding", error.FailReason);
+    }
+
+    [Fact]
+    public async Task A_verify_asked_of_a_backup_not_available_sends_nothing()
+    {
+        var (_, backup) = await CreatingAsync();
+
+        await saga.FeedAsync(new BackupVerifyRequested(backup.Id));
+
+        Assert.Empty(await saga.OutboxAsync<VerifyBackup>(backup.Id));
+        Assert.Equal(BackupStatus.Creating, (await saga.BackupAsync(backup.Id)).Status);
+    }
+
+    [Fact]
     public async Task An_event_for_no_backup_of_ours_is_discarded()
     {
         var stranger = Guid.NewGuid();

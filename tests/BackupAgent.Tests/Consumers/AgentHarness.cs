@@ -44,6 +44,7 @@ public sealed class AgentHarness : IAsyncDisposable
                 x.SetTestTimeouts(testTimeout: TimeSpan.FromSeconds(60), testInactivityTimeout: TimeSpan.FromSeconds(30));
                 x.AddConsumer<CreateBackupConsumer, CreateBackupConsumerDefinition>();
                 x.AddConsumer<RestoreBackupConsumer, RestoreBackupConsumerDefinition>();
+                x.AddConsumer<VerifyBackupConsumer, VerifyBackupConsumerDefinition>();
             })
             .BuildServiceProvider(validateScopes: true);
     }

@@ -86,6 +86,26 @@ public sealed class ConsumerTests : IAsyncLifetime
         Assert.Empty(Directory.EnumerateFiles(agent.Pool, "*.restore-*"));
     }
 
+    [Fact]
+    public async Task A_verify_reports_a_sound_backup_verified_and_a_damaged_one_failed_naming_the_chunk()
+    {
+        var (sound, _) = await BackupAsync(TestFiles.RandomBytes(3 << 20, seed: 8));
+        var (damaged, _) = await BackupAsync(TestFiles.RandomBytes(3 << 20, seed: 9));
+        var hash = (await agent.Repository.Repository().ReadManifestAsync(RepositoryFixture.Container, damaged, CancellationToken.None))!.Chunks[5]!.Sha256;
+        File.Delete(agent.Repository.ChunkFile(hash));
+
+        await agent.Bus.Bus.Publish(new VerifyBackup(sound, RepositoryFixture.Container, "nova"));
+        await agent.Bus.Bus.Publish(new VerifyBackup(damaged, RepositoryFixture.Container, "nova"));
+
+        Assert.True(await agent.Bus.Published.Any<BackupVerified>(x => x.Context.Message.BackupId == sound));
+        Assert.True(await agent.Bus.Published.Any<BackupVerifyFailed>(x => x.Context.Message.BackupId == damaged));
+        Assert.Equal(48, agent.PublishedSoFar<BackupVerified>().Single().ChunksChecked);   // 3 MiB in 64 KiB chunks
+        var failed = agent.PublishedSoFar<BackupVerifyFailed>().Single();
+        Assert.Equal((5L, hash, 1), (failed.ChunkIndex, failed.ChunkSha256, failed.ChunksFailed));
+        Assert.Contains($"chunk 5 (sha256 {hash}) is missing", failed.Reason, StringComparison.Ordinal);
+        Assert.Empty(agent.PublishedSoFar<Fault<VerifyBackup>>());
+    }
+
     async Task<(Guid BackupId, BackupSummary Summary)> BackupAsync(byte[] data)
     {
         var backupId = Guid.NewGuid();

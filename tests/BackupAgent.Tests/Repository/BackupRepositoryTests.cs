@@ -190,6 +190,26 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
+    public async Task Verify_reads_every_chunk_and_names_the_first_that_fails_and_how_many_did()
+    {
+        var data = RandomBytes(6 * ChunkSize, 14);
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+        var chunks = (await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct))!.Chunks;
+        Assert.Equal(6, (await fx.Repository().VerifyAsync(Container, summary.Id, Ct)).ChunksChecked);
+        var stored = File.ReadAllBytes(fx.ChunkFile(chunks[4]!.Sha256));
+        stored[1000] ^= 0x01;
+        File.WriteAllBytes(fx.ChunkFile(chunks[4]!.Sha256), stored);
+        File.Delete(fx.ChunkFile(chunks[1]!.Sha256));
+
+        var error = await Assert.ThrowsAsync<BackupDataException>(() => fx.Repository().VerifyAsync(Container, summary.Id, Ct));
+
+        Assert.Equal((summary.Id, 1L, chunks[1]!.Sha256, 2), (error.BackupId, error.ChunkIndex, error.ChunkSha256, error.ChunksFailed));
+        Assert.Contains($"chunk 1 (sha256 {chunks[1]!.Sha256}) is missing", error.Message, StringComparison.Ordinal);
+        Assert.EndsWith("(2 of 6 chunks failed)", error.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<BackupDataException>(() => fx.Repository().VerifyAsync(Container, Guid.NewGuid(), Ct));   // no manifest
+    }
+
+    [Fact]
     public async Task Missing_chunk_fails_the_restore_naming_backup_and_chunk()
     {
         var data = RandomBytes(4 * ChunkSize, 12);

@@ -18,10 +18,12 @@ public sealed class RepositoryFixture : IDisposable
 
     public string ContainerPath => Path.Join(root, "share", Container);
 
-    public BackupRepository Repository(IRepositoryStore? store = null, int workers = 4, TimeSpan? sweepEvery = null, int chunkSize = ChunkSize, int connections = 8) =>
+    public BackupRepository Repository(IRepositoryStore? store = null, int workers = 4, TimeSpan? sweepEvery = null, int chunkSize = ChunkSize,
+        int connections = 8, TimeSpan? staleAfter = null) =>
         new(store ?? Store, Options.Create(new RepositoryOptions
             {
                 Target = root, ChunkSize = chunkSize, Workers = workers, Connections = connections, SweepEvery = sweepEvery ?? TimeSpan.FromDays(1),
+                StaleAfter = staleAfter ?? TimeSpan.FromMinutes(5),
             }),
             NullLogger<BackupRepository>.Instance);
 
@@ -66,6 +68,9 @@ public sealed class InterceptingStore(IRepositoryStore inner) : IRepositoryStore
     public Func<string, Task>? BeforeCreateExclusive { get; set; }
     public Action<string>? BeforeWriteAtomic { get; set; }
     public Func<string, Task>? BeforeRead { get; set; }
+    public Func<string, Task>? BeforeDelete { get; set; }
+    public Action<string, bool>? AfterCreateExclusive { get; set; }
+    public Func<string, Task<bool?>>? OnTouch { get; set; }
     public int MaxJitterMs { get; init; }
     public List<string> Reads { get; } = [];
 
@@ -110,18 +115,30 @@ public sealed class InterceptingStore(IRepositoryStore inner) : IRepositoryStore
         await JitterAsync();
         if (BeforeCreateExclusive is { } hook)
             await hook(path);
-        return await inner.TryCreateExclusiveAsync(MapPath(path), data, ct);
+        var created = await inner.TryCreateExclusiveAsync(MapPath(path), data, ct);
+        AfterCreateExclusive?.Invoke(path, created);
+        return created;
+    }
+
+    public async Task<bool> RenameAsync(string from, string to, CancellationToken ct)
+    {
+        await JitterAsync();
+        return await inner.RenameAsync(MapPath(from), MapPath(to), ct);
     }
 
     public async Task<bool> DeleteAsync(string path, CancellationToken ct)
     {
         await JitterAsync();
+        if (BeforeDelete is { } hook)
+            await hook(path);
         return await inner.DeleteAsync(MapPath(path), ct);
     }
 
     public async Task<bool> TouchAsync(string path, CancellationToken ct)
     {
         await JitterAsync();
+        if (OnTouch is { } hook && await hook(path) is { } result)
+            return result;                                     // a stalled process does not touch
         return await inner.TouchAsync(MapPath(path), ct);
     }
 

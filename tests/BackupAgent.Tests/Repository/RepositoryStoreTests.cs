@@ -169,6 +169,24 @@ public sealed class RepositoryStoreTests
     [Theory]
     [InlineData("dir")]
     [InlineData("nfs")]
+    public async Task Rename_moves_a_file_over_another_and_is_false_when_the_source_is_missing(string kind)
+    {
+        await using var target = await Target.OpenAsync(kind);
+        var data = RandomBytes(100);
+        await target.Store.WriteAtomicAsync("gc.lock", data, Ct);
+        await target.Store.WriteAtomicAsync("aside", RandomBytes(7), Ct);
+
+        Assert.True(await target.Store.RenameAsync("gc.lock", "aside", Ct));
+
+        Assert.Equal(data, await target.Store.ReadAllAsync("aside", Ct));
+        Assert.False(await target.Store.ExistsAsync("gc.lock", Ct));
+        Assert.False(await target.Store.RenameAsync("gc.lock", "aside", Ct));
+        Assert.Equal(data, await target.Store.ReadAllAsync("aside", Ct));
+    }
+
+    [Theory]
+    [InlineData("dir")]
+    [InlineData("nfs")]
     public async Task Touch_moves_the_modification_time_and_is_false_when_missing(string kind)
     {
         await using var target = await Target.OpenAsync(kind);
