@@ -484,6 +484,15 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
 
     // Reads a chunk's stored form into buffer; returns its size, which must be exactly the size the manifest gives.
     // Reads into a pooled buffer: a fresh array per chunk would be a large-object allocation each time.
+    // Fetch and decode in one: the check verify shares with the restore. Returns the stored size.
+    async Task<int> ReadChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, byte[] packed,
+        Memory<byte> plain, CancellationToken ct)
+    {
+        var stored = await FetchChunkAsync(container, manifest, index, chunk, packed, ct);
+        DecodeChunk(container, manifest, index, chunk, decompressor, packed.AsSpan(0, stored), plain.Span);
+        return stored;
+    }
+
     async Task<int> FetchChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, byte[] buffer, CancellationToken ct)
     {
         if (chunk.StoredSize > buffer.Length)
