@@ -12,6 +12,9 @@ public abstract class ZoneQueueDefinition<TConsumer> : ConsumerDefinition<TConsu
     {
         agent = options.Value;
         EndpointName = queueOfZone(agent.Zone);
+        // Commands are sent to the queue, never published: nothing to bind. The agent's broker user may not bind it either
+        // (binding needs write on the queue's name, which is its exchange's, and would let an agent publish commands).
+        Endpoint(e => e.ConfigureConsumeTopology = false);
     }
 
     /// <summary>The job's kind in the jobs-running metric: create, restore or delete.</summary>
@@ -23,10 +26,13 @@ public abstract class ZoneQueueDefinition<TConsumer> : ConsumerDefinition<TConsu
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<TConsumer> consumer, IRegistrationContext context)
     {
         endpoint.ConcurrentMessageLimit = agent.ConcurrentJobs;
+        if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
+            rabbit.BindQueue = false;                     // declared by CommandQueues, bound by the Api's first send
         consumer.UseFilter(new Metrics.RunningJobFilter<TConsumer>(JobKind));
         endpoint.UseMessageRetry(r =>
         {
             r.Intervals(agent.RetryIntervalsMs);
+            r.Ignore<UntrustedDeviceException>();          // the same device path would be refused again
             if (!RetryCancelled) r.Ignore<OperationCanceledException>();
         });
     }
