@@ -48,6 +48,16 @@ public static class TestServices
         return new UriBuilder(broker) { Path = "/" + vhost }.Uri.ToString();
     }
 
+    /// <summary>
+    /// The same virtual host with the BackupAgents' broker user (VB_RABBITMQ_AGENT, from deploy/services.sh env), whose
+    /// permissions let it read its commands and publish its events only; a Testcontainers broker has one user for all.
+    /// </summary>
+    public static string AgentBroker(string amqpUri)
+    {
+        if (Environment.GetEnvironmentVariable("VB_RABBITMQ_AGENT") is not { } agent) return amqpUri;
+        return new UriBuilder(amqpUri) { UserName = new Uri(agent).UserInfo.Split(':')[0], Password = new Uri(agent).UserInfo.Split(':')[1] }.Uri.ToString();
+    }
+
     /// <summary>Removes a virtual host <see cref="CreateVirtualHostAsync"/> made (its queues with it); a Testcontainers broker goes whole.</summary>
     public static async Task DeleteVirtualHostAsync(string amqpUri)
     {
