@@ -12,9 +12,6 @@ public abstract class ZoneQueueDefinition<TConsumer> : ConsumerDefinition<TConsu
     {
         agent = options.Value;
         EndpointName = queueOfZone(agent.Zone);
-        // Commands are sent to the queue, never published: nothing to bind. The agent's broker user may not bind it either
-        // (binding needs write on the queue's name, which is its exchange's, and would let an agent publish commands).
-        Endpoint(e => e.ConfigureConsumeTopology = false);
     }
 
     /// <summary>The job's kind in the jobs-running metric: create, restore or delete.</summary>
@@ -27,7 +24,13 @@ public abstract class ZoneQueueDefinition<TConsumer> : ConsumerDefinition<TConsu
     {
         endpoint.ConcurrentMessageLimit = agent.ConcurrentJobs;
         if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
-            rabbit.BindQueue = false;                     // declared by CommandQueues, bound by the Api's first send
+        {
+            // The Api sends commands to the queue, never publishes them: nothing to bind. The agent's broker user may not bind
+            // it either (that needs write on the queue's name, also its exchange's, and would let an agent publish commands):
+            // CommandQueues declares the queue, the Api's first send binds it.
+            rabbit.ConfigureConsumeTopology = false;
+            rabbit.BindQueue = false;
+        }
         consumer.UseFilter(new Metrics.RunningJobFilter<TConsumer>(JobKind));
         endpoint.UseMessageRetry(r =>
         {

@@ -44,7 +44,7 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
     public async Task WriteAtomicAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         var full = FilePath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!, OwnerOnlyFolder);
+        CreateFolders(Path.GetDirectoryName(full)!);
         var temp = RepositoryStores.TemporaryOf(full);
         try
         {
@@ -61,7 +61,7 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
     public async Task<bool> TryCreateExclusiveAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         var full = FilePath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!, OwnerOnlyFolder);
+        CreateFolders(Path.GetDirectoryName(full)!);
         FileStream file;
         try
         {
@@ -150,6 +150,14 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
     string FilePath(string path) => Path.Join(root, RepositoryStores.CheckFilePath(path));
 
     string DirectoryPath(string path) => Path.Join(root, RepositoryStores.CheckDirectoryPath(path));
+
+    // Directory.CreateDirectory(path, mode) gives the mode to the last folder only: its missing parents would be 0755.
+    static void CreateFolders(string path)
+    {
+        if (Directory.Exists(path)) return;
+        CreateFolders(Path.GetDirectoryName(path)!);
+        Directory.CreateDirectory(path, OwnerOnlyFolder);
+    }
 
     static FileStream Open(string path) => new(path, new FileStreamOptions
     {
