@@ -123,7 +123,7 @@ public static class TestServices
 
     static bool DockerAvailable() => File.Exists("/var/run/docker.sock") || Environment.GetEnvironmentVariable("DOCKER_HOST") is not null;
 
-    internal static string Required(string name) => Environment.GetEnvironmentVariable(name)
+    public static string Required(string name) => Environment.GetEnvironmentVariable(name)
         ?? throw new InvalidOperationException($"{name} is not set: run the tests with ./deploy/test.sh, which starts the real services and exports where they are.");
 
     public static async Task RunAsync(string file, params string[] args)

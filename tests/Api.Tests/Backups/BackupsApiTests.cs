@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Volumes;
+using VolumeBackup.TestSupport;
 
 namespace VolumeBackup.Api.Tests.Backups;
 
