@@ -685,6 +685,7 @@ cmd_start() {
   # 755 even under a strict umask: the postgres user must reach run/ and log/.
   install -d -m 755 "$STATE" "$RUN" "$LOG"
   local t0=$SECONDS
+  "$REPO/deploy/pki.sh"   # the CA and the channels' certificates (idempotent; re-issues what is due)
   start_pool
   start_postgres
   start_rabbitmq
