@@ -11,7 +11,7 @@
 #   `start rabbitmq` starts RabbitMQ alone. VB_RABBIT_NODE, VB_AMQP_PORT, VB_AMQPS_PORT and VB_RABBIT_DIST_PORT
 #   choose its node name and ports (a private node beside another one).
 #   env exports the connection strings: ConnectionStrings__RabbitMq (the Api's user, plain AMQP), VB_RABBITMQ_AGENT
-#   (the BackupAgents' user), VB_RABBITMQ_TLS and VB_RABBITMQ_TLS_AGENT (the same over TLS), VB_PKI (deploy/pki.sh's folder).
+#   (the BackupAgents' user), VB_RABBITMQ_NOTIFICATIONS (a notifications subscriber's), VB_RABBITMQ_TLS and VB_RABBITMQ_TLS_AGENT (the same over TLS), VB_PKI (deploy/pki.sh's folder).
 #   start-prometheus starts Prometheus (not part of start) scraping the programs
 #   deploy/run.sh starts; VB_PROMETHEUS_TARGETS (host:port ...) scrapes others.
 #   With VB_STARTED_FILE set, start appends the PART of each service it really
@@ -336,13 +336,18 @@ EOF
 # has no write on any command's name, so a command it publishes is refused (ACCESS_REFUSED).
 #   vb-api:          everything in its virtual host: it owns the topology, publishes commands and notifications.
 #   vb-backup-agent: reads its command queues; publishes its events and faults; its own temporary queues.
+#   vb-notifications: a subscriber of the oslo.messaging notifications (billing, audit): declares, binds and reads
+#                     its notifications.<priority> queues on the openstack exchange; publishes nothing the service hears.
 AGENT_EVENTS='VolumeBackup\.Contracts:(BackupTaken|BackupStarted|BackupProgressed|BackupCompleted|RestoreStarted|RestoreProgressed|BackupRestored|BackupDeleted|AgentHeartbeat)'
 AGENT_OWN='MassTransit:Fault.*|(create|restore|delete)-backup-.+_(error|skipped)|cancel-backup-.+|[^:]+_bus_[a-z0-9]+'
 AGENT_COMMAND_QUEUES='(create|restore|delete)-backup-.+'
 AGENT_CONFIGURE="^($AGENT_EVENTS|$AGENT_OWN|$AGENT_COMMAND_QUEUES|VolumeBackup\\.Contracts:CancelBackup)\$"
 AGENT_WRITE="^($AGENT_EVENTS|$AGENT_OWN)\$"
 AGENT_READ="^($AGENT_OWN|$AGENT_COMMAND_QUEUES|VolumeBackup\\.Contracts:CancelBackup)\$"
-RABBIT_USERS=(vb-api vb-backup-agent)
+NOTIFY_CONFIGURE='^(openstack|notifications\..+)$'
+NOTIFY_WRITE='^notifications\..+$'
+NOTIFY_READ='^(openstack|notifications\..+)$'
+RABBIT_USERS=(vb-api vb-backup-agent vb-notifications)
 
 # rabbit_secret USER: the user's password, generated into $RABBIT_SECRETS/USER (0600) the first time.
 rabbit_secret() {
@@ -353,10 +358,11 @@ rabbit_secret() {
   cat "$file"
 }
 
-# rabbit_permit VHOST: both roles' permissions on one virtual host.
+# rabbit_permit VHOST: every role's permissions on one virtual host.
 rabbit_permit() {
   rabbitmqctl set_permissions -p "$1" vb-api '.*' '.*' '.*' >/dev/null
   rabbitmqctl set_permissions -p "$1" vb-backup-agent "$AGENT_CONFIGURE" "$AGENT_WRITE" "$AGENT_READ" >/dev/null
+  rabbitmqctl set_permissions -p "$1" vb-notifications "$NOTIFY_CONFIGURE" "$NOTIFY_WRITE" "$NOTIFY_READ" >/dev/null
 }
 
 # Idempotent, on every start: guest removed, each user's password set from its file (delete the file and start again
@@ -743,6 +749,7 @@ cmd_env() {
 export ConnectionStrings__Postgres="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=volumebackup"
 export ConnectionStrings__RabbitMq="amqp://vb-api:$(rabbit_secret vb-api)@127.0.0.1:$AMQP_PORT/"
 export VB_RABBITMQ_AGENT="amqp://vb-backup-agent:$(rabbit_secret vb-backup-agent)@127.0.0.1:$AMQP_PORT/"
+export VB_RABBITMQ_NOTIFICATIONS="amqp://vb-notifications:$(rabbit_secret vb-notifications)@127.0.0.1:$AMQP_PORT/"
 export VB_RABBITMQ_TLS="amqps://vb-api:$(rabbit_secret vb-api)@127.0.0.1:$AMQPS_PORT/"
 export VB_RABBITMQ_TLS_AGENT="amqps://vb-backup-agent:$(rabbit_secret vb-backup-agent)@127.0.0.1:$AMQPS_PORT/"
 export VB_PKI="$PKI"

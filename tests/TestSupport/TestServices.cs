@@ -52,10 +52,16 @@ public static class TestServices
     /// The same virtual host with the BackupAgents' broker user (VB_RABBITMQ_AGENT, from deploy/services.sh env), whose
     /// permissions let it read its commands and publish its events only; a Testcontainers broker has one user for all.
     /// </summary>
-    public static string AgentBroker(string amqpUri)
+    public static string AgentBroker(string amqpUri) => As("VB_RABBITMQ_AGENT", amqpUri);
+
+    /// <summary>The same virtual host with a notifications subscriber's broker user (VB_RABBITMQ_NOTIFICATIONS): its oslo queues only.</summary>
+    public static string NotificationsBroker(string amqpUri) => As("VB_RABBITMQ_NOTIFICATIONS", amqpUri);
+
+    static string As(string variable, string amqpUri)
     {
-        if (Environment.GetEnvironmentVariable("VB_RABBITMQ_AGENT") is not { } agent) return amqpUri;
-        return new UriBuilder(amqpUri) { UserName = new Uri(agent).UserInfo.Split(':')[0], Password = new Uri(agent).UserInfo.Split(':')[1] }.Uri.ToString();
+        if (Environment.GetEnvironmentVariable(variable) is not { } user) return amqpUri;
+        var credentials = new Uri(user).UserInfo.Split(':');
+        return new UriBuilder(amqpUri) { UserName = credentials[0], Password = credentials[1] }.Uri.ToString();
     }
 
     /// <summary>Removes a virtual host <see cref="CreateVirtualHostAsync"/> made (its queues with it); a Testcontainers broker goes whole.</summary>
