@@ -271,7 +271,11 @@ rabbit_running() { pid_alive "$RUN/rabbitmq.pid" beam; }
 
 start_rabbitmq() {
   rabbit_env
-  if rabbit_running; then provision_rabbitmq; say "rabbitmq: already running"; return; fi
+  if rabbit_running; then
+    provision_rabbitmq
+    port_open $AMQPS_PORT || warn "rabbitmq runs without its TLS listener on $AMQPS_PORT (its config is older): restart it with 'deploy/services.sh stop rabbitmq' and 'start'"
+    say "rabbitmq: already running"; return
+  fi
   port_open $AMQP_PORT && die "port $AMQP_PORT is taken by a server that is not ours: $(port_holder $AMQP_PORT); stop it first"
   port_open $AMQPS_PORT && die "port $AMQPS_PORT is taken by a server that is not ours: $(port_holder $AMQPS_PORT); stop it first"
   [[ -x $RABBIT_SBIN/rabbitmq-server ]] || die "rabbitmq-server not found; run: deploy/services.sh install"

@@ -36,8 +36,8 @@ public sealed class DeploymentTls
     {
         var o = options.Value;
         ca = X509Certificate2.CreateFromPem(Read(o.CaFile, "Tls:CaFile"));
-        Read(o.KeyFile, "Tls:KeyFile");
-        Certificate = X509Certificate2.CreateFromPem(Read(o.CertificateFile, "Tls:CertificateFile"), File.ReadAllText(o.KeyFile));
+        var key = Read(o.KeyFile, "Tls:KeyFile");
+        Certificate = X509Certificate2.CreateFromPem(Read(o.CertificateFile, "Tls:CertificateFile"), key);
         if (!Issued(Certificate, null))
             throw new InvalidOperationException($"Tls:CertificateFile {o.CertificateFile} is not issued by the CA in Tls:CaFile {o.CaFile} (or has expired)");
     }
