@@ -22,6 +22,7 @@ public sealed class TestPki
     public TestPki(string name = "stranger")
     {
         folder = Directory.CreateTempSubdirectory($"vb-pki-{name}-").FullName;   // 0700
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Directory.Delete(folder, recursive: true);   // the keys go with the test run
         var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest($"CN=VolumeBackup {name} CA, O=VolumeBackup", key, HashAlgorithmName.SHA256);
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
