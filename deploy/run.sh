@@ -21,6 +21,8 @@
 # VB_BACKUP_AGENT_PORT_2), Prometheus 9090 (VB_PROMETHEUS_PORT).
 # Auth: VB_AUTH_MODE=keystone (default: the Api validates Keystone tokens as its service user
 # vb-api; the demo logs in with demo-member's password) or noauth (X-Auth-Token user:project).
+# Channels: the programs reach RabbitMQ over TLS (amqps, port 5671) with a broker user per role, and the
+# VolumeAgent serves gRPC over mutual TLS; certificates and passwords come from deploy/services.sh (deploy/pki.sh).
 # Telemetry: export Telemetry__Console=true or OTEL_EXPORTER_OTLP_ENDPOINT=... before running;
 # the processes inherit the environment.
 set -euo pipefail
@@ -69,6 +71,8 @@ port_open() { timeout 1 bash -c ">/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 port_holder() { ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:.*' | head -n1; }
 
 dll_of() { echo "$REPO/src/$1/bin/Release/net10.0/$1.dll"; }
+# The VolumeAgent serves (mutual) TLS only; the others plain HTTP on loopback.
+scheme_of() { if [[ $1 == VolumeAgent ]]; then echo https; else echo http; fi; }
 pid_file() { echo "$RUN/$1.pid"; }
 log_file() { echo "$LOGS/$1.log"; }
 
@@ -81,7 +85,7 @@ proc_pid() {
   [[ -s $file ]] || return 1
   pid=$(head -n1 "$file")
   [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$(dll_of "$2") --urls http://127.0.0.1:$3" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$(dll_of "$2") --urls $(scheme_of "$2")://127.0.0.1:$3" || return 1
   echo "$pid"
 }
 
@@ -140,7 +144,7 @@ start_proc() {
   [[ -f $log ]] && mv -f "$log" "$log.1"   # the previous run's log stays one run
   (
     cd "$(dirname "$dll")"
-    exec env "$@" setsid dotnet "$dll" --urls "http://127.0.0.1:$port"
+    exec env "$@" setsid dotnet "$dll" --urls "$(scheme_of "$project")://127.0.0.1:$port"
   ) >"$log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$(pid_file "$name")"
@@ -167,8 +171,8 @@ wait_ready() {
 
 # Readiness: /health/ready answers 200 once the host has started (the Api after
 # its migrations; the BackupAgents once their bus is connected). The VolumeAgent
-# speaks HTTP/2 only (gRPC over cleartext), hence prior knowledge.
-ready_h2()   { curl -sf --max-time 2 --http2-prior-knowledge "http://127.0.0.1:$1/health/ready"; }
+# speaks gRPC over mutual TLS only: asked as the Api asks it, with the Api's certificate.
+ready_tls()  { curl -sf --max-time 2 --cacert "$VB_PKI/ca.crt" --cert "$VB_PKI/api.crt" --key "$VB_PKI/api.key" "https://127.0.0.1:$1/health/ready"; }
 ready_http() { curl -sf --max-time 2 "http://127.0.0.1:$1/health/ready"; }
 
 build() {
@@ -185,21 +189,25 @@ build() {
 
 # shellcheck disable=SC2154 # ConnectionStrings__* and VB_* come from services.sh env
 start_everything() {
-  # Exports ConnectionStrings__Postgres, ConnectionStrings__RabbitMq, VB_NFS_URL, VB_POOL, ...
+  # Exports ConnectionStrings__Postgres, VB_RABBITMQ_TLS (the Api's broker user), VB_RABBITMQ_TLS_AGENT (the
+  # agents'), VB_PKI (the CA and certificates), VB_NFS_URL, VB_POOL, ...
   eval "$("$SERVICES" env)"
   local volumes=$VB_POOL/demo repository=$VB_NFS_URL/demo i
+  local ca="Tls__CaFile=$VB_PKI/ca.crt"
 
-  mkdir -p "$volumes"
+  install -d -m 700 "$volumes"
   start_proc volume-agent VolumeAgent "$VOLUME_AGENT_PORT" \
-    "Volumes__PoolPath=$volumes" "Telemetry__Instance=volume-agent" \
+    "Volumes__PoolPath=$volumes" "Volumes__Zone=nova" "Telemetry__Instance=volume-agent" \
+    "$ca" "Tls__CertificateFile=$VB_PKI/volume-agent.crt" "Tls__KeyFile=$VB_PKI/volume-agent.key" \
     "Telemetry__MetricsListener=http://127.0.0.1:$VOLUME_AGENT_METRICS_PORT"
-  wait_ready volume-agent VolumeAgent "$VOLUME_AGENT_PORT" ready_h2 "$VOLUME_AGENT_PORT"
+  wait_ready volume-agent VolumeAgent "$VOLUME_AGENT_PORT" ready_tls "$VOLUME_AGENT_PORT"
 
   for i in 1 2; do
     start_proc "backup-agent-$i" BackupAgent "${BACKUP_AGENT_PORTS[i - 1]}" \
-      "ConnectionStrings__RabbitMq=$ConnectionStrings__RabbitMq" \
-      "Agent__Host=host-a" "Agent__Zone=nova" \
-      "Agent__VolumeAgentAddress=http://127.0.0.1:$VOLUME_AGENT_PORT" \
+      "ConnectionStrings__RabbitMq=$VB_RABBITMQ_TLS_AGENT" \
+      "$ca" "Tls__CertificateFile=$VB_PKI/backup-agent-nova.crt" "Tls__KeyFile=$VB_PKI/backup-agent-nova.key" \
+      "Agent__Host=host-a" "Agent__Zone=nova" "Agent__PoolPath=$volumes" \
+      "Agent__VolumeAgentAddress=https://127.0.0.1:$VOLUME_AGENT_PORT" \
       "Repository__Target=$repository" \
       "Telemetry__Instance=backup-agent-$i"
   done
@@ -209,12 +217,13 @@ start_everything() {
 
   start_proc api Api "$API_PORT" \
     "ConnectionStrings__Postgres=$ConnectionStrings__Postgres" \
-    "ConnectionStrings__RabbitMq=$ConnectionStrings__RabbitMq" \
+    "ConnectionStrings__RabbitMq=$VB_RABBITMQ_TLS" \
+    "$ca" "Tls__CertificateFile=$VB_PKI/api.crt" "Tls__KeyFile=$VB_PKI/api.key" \
     "Auth__Mode=$AUTH_MODE" \
     "Auth__Keystone__Url=$VB_KEYSTONE_URL" "Auth__Keystone__Username=vb-api" \
     "Auth__Keystone__PasswordFile=$VB_KEYSTONE_SECRETS/vb-api" \
     "Storage__Hosts__0__Name=host-a" "Storage__Hosts__0__Zone=nova" \
-    "Storage__Hosts__0__Address=http://127.0.0.1:$VOLUME_AGENT_PORT" \
+    "Storage__Hosts__0__Address=https://127.0.0.1:$VOLUME_AGENT_PORT" \
     "Telemetry__Instance=api"
   wait_ready api Api "$API_PORT" ready_http "$API_PORT"
 }
@@ -247,7 +256,7 @@ cmd_status() {
   for entry in "${PROCS[@]}"; do
     read -r name project port <<<"$entry"
     if pid=$(proc_pid "$name" "$project" "$port"); then
-      printf '%-15s running (pid %s, http://127.0.0.1:%s)\n' "$name" "$pid" "$port"
+      printf '%-15s running (pid %s, %s://127.0.0.1:%s)\n' "$name" "$pid" "$(scheme_of "$project")" "$port"
     else
       printf '%-15s stopped\n' "$name"; rc=1
     fi
@@ -332,7 +341,7 @@ else
 fi
 cat <<EOF
 The service is running:
-  VolumeAgent       http://127.0.0.1:$VOLUME_AGENT_PORT (gRPC), volumes in $VB_POOL/demo
+  VolumeAgent       https://127.0.0.1:$VOLUME_AGENT_PORT (gRPC, mutual TLS: certificates in $VB_PKI), volumes in $VB_POOL/demo
   BackupAgents      http://127.0.0.1:${BACKUP_AGENT_PORTS[0]} and :${BACKUP_AGENT_PORTS[1]}, repository $VB_NFS_URL/demo
   Dashboard         http://127.0.0.1:$API_PORT/dashboard (sign in with $DASHBOARD_SIGN_IN)
   Metrics           http://127.0.0.1:$API_PORT/metrics, :${BACKUP_AGENT_PORTS[0]}/metrics, :${BACKUP_AGENT_PORTS[1]}/metrics, :$VOLUME_AGENT_METRICS_PORT/metrics

@@ -5,9 +5,13 @@
 # folder ($VB_STATE, default <repo>/.state), every server binds to 127.0.0.1,
 # and every process we start is recorded in a PID file so `stop` ends only ours.
 #
-# Usage: deploy/services.sh install|start [keystone]|stop [PART...]|status|env|start-nfs|stop-nfs|start-prometheus|stop-prometheus
+# Usage: deploy/services.sh install|start [keystone|rabbitmq]|stop [PART...]|status|env|start-nfs|stop-nfs|start-prometheus|stop-prometheus
 #   PARTs: pool postgres rabbitmq rpcbind ganesha keystone prometheus (stop without PARTs: all).
 #   `start keystone` starts Keystone alone (on 127.0.0.1:5000); plain `start` starts it last.
+#   `start rabbitmq` starts RabbitMQ alone. VB_RABBIT_NODE, VB_AMQP_PORT, VB_AMQPS_PORT and VB_RABBIT_DIST_PORT
+#   choose its node name and ports (a private node beside another one).
+#   env exports the connection strings: ConnectionStrings__RabbitMq (the Api's user, plain AMQP), VB_RABBITMQ_AGENT
+#   (the BackupAgents' user), VB_RABBITMQ_NOTIFICATIONS (a notifications subscriber's), VB_RABBITMQ_TLS and VB_RABBITMQ_TLS_AGENT (the same over TLS), VB_PKI (deploy/pki.sh's folder).
 #   start-prometheus starts Prometheus (not part of start) scraping the programs
 #   deploy/run.sh starts; VB_PROMETHEUS_TARGETS (host:port ...) scrapes others.
 #   With VB_STARTED_FILE set, start appends the PART of each service it really
@@ -26,8 +30,13 @@ LOG=$STATE/log        # every service's log
 PGDATA=$STATE/pg
 PG_PORT=5432
 RABBIT_DIR=$STATE/rabbitmq
-RABBIT_NODE=vb@localhost
-AMQP_PORT=5672
+RABBIT_SECRETS=$RABBIT_DIR/secrets   # one generated password per broker user (0600, root)
+# Overridable so a second, private node can run beside the shared one (EPMD's 4369 is shared by name).
+RABBIT_NODE=${VB_RABBIT_NODE:-vb@localhost}
+AMQP_PORT=${VB_AMQP_PORT:-5672}           # plain AMQP, loopback only (tests)
+AMQPS_PORT=${VB_AMQPS_PORT:-5671}         # AMQP over TLS with the deployment CA's certificate (deploy/run.sh)
+RABBIT_DIST_PORT=${VB_RABBIT_DIST_PORT:-25672}
+PKI=$STATE/pki                            # deploy/pki.sh: the CA and the channels' certificates
 NFS_EXPORT=$STATE/nfs-export
 NFS_URL=nfs://127.0.0.1$NFS_EXPORT
 GANESHA_DIR=$STATE/ganesha
@@ -246,7 +255,7 @@ rabbit_env() {
   export RABBITMQ_MNESIA_BASE=$RABBIT_DIR/mnesia
   export RABBITMQ_LOG_BASE=$LOG/rabbitmq
   export RABBITMQ_PID_FILE=$RUN/rabbitmq.pid
-  export RABBITMQ_DIST_PORT=25672
+  export RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT
   # epmd and Erlang distribution (server and CLI nodes) on loopback only.
   export ERL_EPMD_ADDRESS=127.0.0.1
   export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
@@ -262,8 +271,13 @@ rabbit_running() { pid_alive "$RUN/rabbitmq.pid" beam; }
 
 start_rabbitmq() {
   rabbit_env
-  if rabbit_running; then say "rabbitmq: already running"; return; fi
+  if rabbit_running; then
+    provision_rabbitmq
+    port_open $AMQPS_PORT || warn "rabbitmq runs without its TLS listener on $AMQPS_PORT (its config is older): restart it with 'deploy/services.sh stop rabbitmq' and 'start'"
+    say "rabbitmq: already running"; return
+  fi
   port_open $AMQP_PORT && die "port $AMQP_PORT is taken by a server that is not ours: $(port_holder $AMQP_PORT); stop it first"
+  port_open $AMQPS_PORT && die "port $AMQPS_PORT is taken by a server that is not ours: $(port_holder $AMQPS_PORT); stop it first"
   [[ -x $RABBIT_SBIN/rabbitmq-server ]] || die "rabbitmq-server not found; run: deploy/services.sh install"
 
   mkdir -p "$HOME" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
@@ -274,17 +288,26 @@ start_rabbitmq() {
   fi
   : >"$RABBITMQ_CONF_ENV_FILE"
   echo '[].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"   # no plugins: no extra ports
-  cat >"$RABBITMQ_CONFIG_FILE" <<'EOF'
-# deploy/services.sh: AMQP on loopback; guest/guest (allowed from loopback only).
-listeners.tcp.default = 127.0.0.1:5672
+  "$REPO/deploy/pki.sh" >/dev/null   # the broker's certificate, signed by the deployment CA
+  (umask 077; cat >"$RABBITMQ_CONFIG_FILE" <<EOF
+# deploy/services.sh: AMQP on loopback, plain (tests) and over TLS (deploy/run.sh). No guest: provision_rabbitmq
+# makes one user per role, with a generated password and the least permissions the role needs.
+listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+listeners.ssl.default = 127.0.0.1:$AMQPS_PORT
+ssl_options.cacertfile = $PKI/ca.crt
+ssl_options.certfile = $PKI/rabbitmq.crt
+ssl_options.keyfile = $PKI/rabbitmq.key
+ssl_options.versions.1 = tlsv1.3
+ssl_options.versions.2 = tlsv1.2
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 loopback_users.guest = true
-default_user = guest
-default_pass = guest
 # A job holds its command unacknowledged until it ends; past consumer_timeout the
 # broker closes the channel and redelivers the command while the job still runs.
 # 24 h is the longest backup or restore this deployment supports (default 30 min).
 consumer_timeout = 86400000
 EOF
+  )
 
   # epmd: use one that already answers, else start ours on loopback and
   # remember its PID so `stop` can end it (erl would leave its own running).
@@ -302,8 +325,62 @@ EOF
   rabbitmqctl await_startup --timeout 60 >/dev/null 2>&1 \
     || die_log "rabbitmq node $RABBIT_NODE did not finish booting" "$RABBITMQ_LOG_BASE/$RABBIT_NODE.log"
   wait_until 60 port_open $AMQP_PORT || die_log "rabbitmq does not answer on 127.0.0.1:$AMQP_PORT" "$RABBITMQ_LOG_BASE/$RABBIT_NODE.log"
+  wait_until 60 port_open $AMQPS_PORT || die_log "rabbitmq does not answer on 127.0.0.1:$AMQPS_PORT (TLS)" "$RABBITMQ_LOG_BASE/$RABBIT_NODE.log"
+  provision_rabbitmq
   started rabbitmq
-  say "rabbitmq: started node $RABBIT_NODE on 127.0.0.1:$AMQP_PORT"
+  say "rabbitmq: started node $RABBIT_NODE on 127.0.0.1:$AMQP_PORT and :$AMQPS_PORT (TLS); passwords in $RABBIT_SECRETS"
+}
+
+# The broker's users, one per role, each with the permissions (configure, write, read: regexes on exchange and queue
+# names, per virtual host) its role needs and no more. MassTransit names exchanges after message types
+# (VolumeBackup.Contracts:BackupCompleted, MassTransit:Fault--...--) and each receive endpoint's queue and exchange
+# after the endpoint (create-backup-nova, its _error and _skipped, cancel-backup-<host>-<pid>, <host>_<process>_bus_<id>).
+# RabbitMQ's permissions name resources without their kind, and binding a queue needs write on the queue's name, which
+# is also its endpoint exchange's: so an agent never binds its command queues (the Api declares and binds them) and
+# has no write on any command's name, so a command it publishes is refused (ACCESS_REFUSED).
+#   vb-api:          everything in its virtual host: it owns the topology, publishes commands and notifications.
+#   vb-backup-agent: reads its command queues; publishes its events and faults; its own temporary queues.
+#   vb-notifications: a subscriber of the oslo.messaging notifications (billing, audit): declares, binds and reads
+#                     its notifications.<priority> queues on the openstack exchange; publishes nothing the service hears.
+AGENT_EVENTS='VolumeBackup\.Contracts:(BackupTaken|BackupStarted|BackupProgressed|BackupCompleted|RestoreStarted|RestoreProgressed|BackupRestored|BackupDeleted|AgentHeartbeat)'
+AGENT_OWN='MassTransit:Fault.*|(create|restore|delete)-backup-.+_(error|skipped)|cancel-backup-.+|[^:]+_bus_[a-z0-9]+'
+AGENT_COMMAND_QUEUES='(create|restore|delete)-backup-.+'
+AGENT_CONFIGURE="^($AGENT_EVENTS|$AGENT_OWN|$AGENT_COMMAND_QUEUES|VolumeBackup\\.Contracts:CancelBackup)\$"
+AGENT_WRITE="^($AGENT_EVENTS|$AGENT_OWN)\$"
+AGENT_READ="^($AGENT_OWN|$AGENT_COMMAND_QUEUES|VolumeBackup\\.Contracts:CancelBackup)\$"
+NOTIFY_CONFIGURE='^(openstack|notifications\..+)$'
+NOTIFY_WRITE='^notifications\..+$'
+NOTIFY_READ='^(openstack|notifications\..+)$'
+RABBIT_USERS=(vb-api vb-backup-agent vb-notifications)
+
+# rabbit_secret USER: the user's password, generated into $RABBIT_SECRETS/USER (0600) the first time.
+rabbit_secret() {
+  install -d -m 700 "$RABBIT_SECRETS"
+  local file=$RABBIT_SECRETS/$1
+  if [[ ! -s $file ]]; then (umask 077; openssl rand -hex 24 >"$file"); fi
+  chmod 600 "$file"
+  cat "$file"
+}
+
+# rabbit_permit VHOST: every role's permissions on one virtual host.
+rabbit_permit() {
+  rabbitmqctl set_permissions -p "$1" vb-api '.*' '.*' '.*' >/dev/null
+  rabbitmqctl set_permissions -p "$1" vb-backup-agent "$AGENT_CONFIGURE" "$AGENT_WRITE" "$AGENT_READ" >/dev/null
+  rabbitmqctl set_permissions -p "$1" vb-notifications "$NOTIFY_CONFIGURE" "$NOTIFY_WRITE" "$NOTIFY_READ" >/dev/null
+}
+
+# Idempotent, on every start: guest removed, each user's password set from its file (delete the file and start again
+# to rotate it), the permissions on the default virtual host.
+provision_rabbitmq() {
+  local users user
+  users=$(rabbitmqctl list_users --quiet --no-table-headers 2>/dev/null | awk '{print $1}')
+  if grep -qx guest <<<"$users"; then rabbitmqctl delete_user guest >/dev/null; fi
+  for user in "${RABBIT_USERS[@]}"; do
+    # The password goes through stdin, never a command line others could read.
+    if grep -qx "$user" <<<"$users"; then rabbit_secret "$user" | rabbitmqctl change_password "$user" >/dev/null
+    else rabbit_secret "$user" | rabbitmqctl add_user "$user" >/dev/null; fi
+  done
+  rabbit_permit /
 }
 
 stop_rabbitmq() {
@@ -618,6 +695,7 @@ cmd_start() {
   # 755 even under a strict umask: the postgres user must reach run/ and log/.
   install -d -m 755 "$STATE" "$RUN" "$LOG"
   local t0=$SECONDS
+  "$REPO/deploy/pki.sh"   # the CA and the channels' certificates (idempotent; re-issues what is due)
   start_pool
   start_postgres
   start_rabbitmq
@@ -648,7 +726,7 @@ cmd_status() {
   if pg_running; then line postgres "running (pid $(head -n1 "$PGDATA/postmaster.pid"), 127.0.0.1:$PG_PORT)"
   else line postgres stopped; rc=1; fi
 
-  if rabbit_running; then line rabbitmq "running (pid $(cat "$RUN/rabbitmq.pid"), node $RABBIT_NODE, 127.0.0.1:$AMQP_PORT)"
+  if rabbit_running; then line rabbitmq "running (pid $(cat "$RUN/rabbitmq.pid"), node $RABBIT_NODE, 127.0.0.1:$AMQP_PORT, TLS :$AMQPS_PORT)"
   else line rabbitmq stopped; rc=1; fi
 
   if pid_alive "$RUN/rpcbind.pid" rpcbind; then line rpcbind "running (pid $(cat "$RUN/rpcbind.pid"), ours)"
@@ -673,7 +751,12 @@ cmd_status() {
 cmd_env() {
   cat <<EOF
 export ConnectionStrings__Postgres="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=volumebackup"
-export ConnectionStrings__RabbitMq="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
+export ConnectionStrings__RabbitMq="amqp://vb-api:$(rabbit_secret vb-api)@127.0.0.1:$AMQP_PORT/"
+export VB_RABBITMQ_AGENT="amqp://vb-backup-agent:$(rabbit_secret vb-backup-agent)@127.0.0.1:$AMQP_PORT/"
+export VB_RABBITMQ_NOTIFICATIONS="amqp://vb-notifications:$(rabbit_secret vb-notifications)@127.0.0.1:$AMQP_PORT/"
+export VB_RABBITMQ_TLS="amqps://vb-api:$(rabbit_secret vb-api)@127.0.0.1:$AMQPS_PORT/"
+export VB_RABBITMQ_TLS_AGENT="amqps://vb-backup-agent:$(rabbit_secret vb-backup-agent)@127.0.0.1:$AMQPS_PORT/"
+export VB_PKI="$PKI"
 export VB_NFS_URL="$NFS_URL"
 export VB_NFS_EXPORT="$NFS_EXPORT"
 export VB_POOL="$POOL"
@@ -689,7 +772,7 @@ cmd_vhost() {
   local name=${1:?usage: services.sh vhost NAME}
   rabbit_env
   rabbitmqctl add_vhost "$name" >/dev/null
-  rabbitmqctl set_permissions -p "$name" guest '.*' '.*' '.*' >/dev/null
+  rabbit_permit "$name"
 }
 
 # A test's virtual host, removed when its fixture ends: a broker holding hundreds of them boots too slowly.
@@ -701,7 +784,11 @@ cmd_delete_vhost() {
 
 case ${1:-} in
   install)   cmd_install ;;
-  start)     if [[ ${2:-} == keystone ]]; then start_keystone; else cmd_start; fi ;;
+  start)     case ${2:-} in
+               keystone) start_keystone ;;
+               rabbitmq) install -d -m 755 "$STATE" "$RUN" "$LOG"; start_rabbitmq ;;
+               *) cmd_start ;;
+             esac ;;
   stop)      shift; cmd_stop "$@" ;;
   status)    cmd_status ;;
   env)       cmd_env ;;

@@ -30,6 +30,7 @@ builder.Services.ConfigureHttpJsonOptions(o =>
 builder.Services.AddCinderAuth();
 builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddDeploymentTls();
 builder.Services.AddSingleton<VolumeHosts>();
 builder.Services.AddSingleton<DashboardFeed>();
 builder.Services.AddDbContext<AppDbContext>(o => AppDbContext.Configure(o,

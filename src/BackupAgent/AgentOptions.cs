@@ -12,8 +12,12 @@ public sealed class AgentOptions
     /// <summary>The availability zone whose backups this agent takes.</summary>
     [Required] public string Zone { get; init; } = "nova";
 
-    /// <summary>The VolumeAgent beside this agent (same host: devices are local paths).</summary>
-    [Required, Url] public string VolumeAgentAddress { get; init; } = "";
+    /// <summary>The VolumeAgent beside this agent (same host: devices are local paths), at an https:// address: it speaks mutual TLS only.</summary>
+    [Required, Url, RegularExpression("^https://.+", ErrorMessage = "Agent:VolumeAgentAddress must be an https:// address: a VolumeAgent speaks mutual TLS only")]
+    public string VolumeAgentAddress { get; init; } = "";
+
+    /// <summary>The pool of that VolumeAgent (its Volumes:PoolPath): the only place whose files this agent reads or writes as devices.</summary>
+    [Required] public string PoolPath { get; init; } = "";
 
     /// <summary>Backups and restores at once per agent: each already runs on all cores, so more mostly adds memory.</summary>
     [Range(1, 16)] public int ConcurrentJobs { get; init; } = 2;

@@ -46,7 +46,7 @@ public sealed class CreateBackupConsumer(
         await context.Publish(new BackupStarted(m.BackupId, m.VolumeId, device.Temporary, agent.Host, clock.GetUtcNow()), ct);
 
         var progress = new ProgressReporter(agent.ProgressEveryBytes, done => context.Publish(new BackupProgressed(m.BackupId, done, device.SizeBytes), ct));
-        var source = new BackupSource(device.Path, device.SizeBytes, NullIfEmpty(device.Generation),
+        var source = new BackupSource(DevicePath.Check(agent.PoolPath, device.Path), device.SizeBytes, NullIfEmpty(device.Generation),
             device.Cbt ? [.. device.Changed.Select(r => (r.Offset, r.Length))] : null, NullIfEmpty(device.BaseGeneration));
         var summary = await repository.BackupAsync(m.Container, m.BackupId, m.VolumeId, m.ParentId, source, progress.ReportAsync, ct);
         logger.BackupWritten(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten, summary.Cbt, summary.BytesRead);

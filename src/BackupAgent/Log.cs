@@ -37,4 +37,7 @@ internal static partial class Log
 
     [LoggerMessage(2009, LogLevel.Information, "Restore {RestoreId} of backup {BackupId} into volume {VolumeId}: device {DeviceId} ready")]
     public static partial void RestoreDeviceReady(this ILogger logger, Guid restoreId, Guid backupId, Guid volumeId, string deviceId);
+
+    [LoggerMessage(2011, LogLevel.Warning, "The zone's command queues could not be declared (is the broker up?); trying again in {Delay}")]
+    public static partial void CommandQueuesNotDeclared(this ILogger logger, TimeSpan delay, Exception exception);
 }

@@ -9,6 +9,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults("BackupAgent");
 builder.Services.AddOptions<AgentOptions>().BindConfiguration(AgentOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddOptions<RepositoryOptions>().BindConfiguration(RepositoryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddDeploymentTls();
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<RunningJobs>();
 builder.Services.AddHostedService<AgentHeartbeatService>();
@@ -18,7 +19,10 @@ builder.Services.AddSingleton(sp =>
     return RepositoryStores.Open(repository.Target, repository.Connections);
 });
 builder.Services.AddSingleton<BackupRepository>();
-builder.Services.AddGrpcClient<VolumeHost.VolumeHostClient>((sp, o) => o.Address = new Uri(sp.GetRequiredService<IOptions<AgentOptions>>().Value.VolumeAgentAddress));
+// Mutual TLS: the agent's certificate (role backup-agent, its zone) to the VolumeAgent, whose own must come from the deployment CA.
+builder.Services.AddGrpcClient<VolumeHost.VolumeHostClient>((sp, o) => o.Address = new Uri(sp.GetRequiredService<IOptions<AgentOptions>>().Value.VolumeAgentAddress))
+    .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<DeploymentTls>().ClientHandler());
+builder.Services.AddHostedService<CommandQueues>();   // before the bus starts consuming them
 builder.Services.AddMassTransit(x =>
 {
     x.SetKebabCaseEndpointNameFormatter();
@@ -30,7 +34,8 @@ builder.Services.AddMassTransit(x =>
     x.AddConsumer<CancelBackupConsumer>().Endpoint(e => { e.Temporary = true; e.InstanceId = $"-{Environment.MachineName}-{Environment.ProcessId}"; });
     x.UsingRabbitMq((context, bus) =>
     {
-        bus.Host(new Uri(builder.Configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")));
+        var broker = Broker.Uri(builder.Configuration);
+        bus.Host(broker, h => Broker.Secure(h, broker, context.GetRequiredService<DeploymentTls>()));
         bus.ConfigureEndpoints(context);
     });
 });

@@ -25,7 +25,7 @@ public sealed class RestoreBackupConsumer(
         logger.RestoreDeviceReady(m.RestoreId, m.BackupId, m.VolumeId, device.DeviceId);
         await context.Publish(new RestoreStarted(m.BackupId, m.RestoreId, m.VolumeId, agent.Host), ct);
         var progress = new ProgressReporter(agent.ProgressEveryBytes, done => context.Publish(new RestoreProgressed(m.BackupId, m.RestoreId, done, device.SizeBytes), ct));
-        var summary = await repository.RestoreAsync(m.Container, m.BackupId, device.Path, progress.ReportAsync, ct);
+        var summary = await repository.RestoreAsync(m.Container, m.BackupId, DevicePath.Check(agent.PoolPath, device.Path), progress.ReportAsync, ct);
         await lease.CommitAsync();                             // fails if the device vanished meanwhile: the retry restores again
         logger.BackupRestored(m.BackupId, m.VolumeId, summary.SizeBytes);
         await context.Publish(new BackupRestored(m.BackupId, m.RestoreId, m.VolumeId, summary.SizeBytes), ct);

@@ -23,10 +23,19 @@ public abstract class ZoneQueueDefinition<TConsumer> : ConsumerDefinition<TConsu
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<TConsumer> consumer, IRegistrationContext context)
     {
         endpoint.ConcurrentMessageLimit = agent.ConcurrentJobs;
+        if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
+        {
+            // The Api sends commands to the queue, never publishes them: nothing to bind. The agent's broker user may not bind
+            // it either (that needs write on the queue's name, also its exchange's, and would let an agent publish commands):
+            // CommandQueues declares the queue, the Api's first send binds it.
+            rabbit.ConfigureConsumeTopology = false;
+            rabbit.BindQueue = false;
+        }
         consumer.UseFilter(new Metrics.RunningJobFilter<TConsumer>(JobKind));
         endpoint.UseMessageRetry(r =>
         {
             r.Intervals(agent.RetryIntervalsMs);
+            r.Ignore<UntrustedDeviceException>();          // the same device path would be refused again
             if (!RetryCancelled) r.Ignore<OperationCanceledException>();
         });
     }

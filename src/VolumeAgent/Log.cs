@@ -31,4 +31,7 @@ internal static partial class Log
 
     [LoggerMessage(1010, LogLevel.Information, "Volume {VolumeId}: changed-block-tracking base of backup {BackupId} dropped ({Reason})")]
     public static partial void BaseDropped(this ILogger logger, Guid volumeId, Guid backupId, string reason);
+
+    [LoggerMessage(1011, LogLevel.Warning, "Refused a TLS client: {Reason} (certificate {Subject})")]
+    public static partial void ClientRefused(this ILogger logger, string reason, string subject);
 }

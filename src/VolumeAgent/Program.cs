@@ -4,6 +4,8 @@ using VolumeBackup.VolumeAgent;
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults("VolumeAgent");
 builder.Services.AddOptions<VolumeOptions>().BindConfiguration(VolumeOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddDeploymentTls();
+builder.WebHost.RequireMutualTls();
 builder.Services.AddSingleton<VolumePool>();
 builder.Services.AddGrpc();
 

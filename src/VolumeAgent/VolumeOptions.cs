@@ -9,6 +9,9 @@ public sealed class VolumeOptions
     /// <summary>The folder holding this host's volume files; reflink-capable (XFS reflink=1, btrfs) for instant snapshots.</summary>
     [Required] public string PoolPath { get; init; } = "";
 
+    /// <summary>The availability zone of this storage host: only the BackupAgents of this zone (and the Api) may call.</summary>
+    [Required] public string Zone { get; init; } = "nova";
+
     /// <summary>When the pool cannot reflink, copy instead (slow, and not crash-consistent for an attached volume).</summary>
     public bool AllowCopyFallback { get; init; } = true;
 

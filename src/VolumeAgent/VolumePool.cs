@@ -21,6 +21,9 @@ namespace VolumeBackup.VolumeAgent;
 public sealed class VolumePool
 {
     const int CopyBlock = 1024 * 1024;
+    // Volumes hold tenants' data: only the agent's user may read them (0600), or list the pool it creates (0700).
+    const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+    const UnixFileMode OwnerOnlyFolder = OwnerOnly | UnixFileMode.UserExecute;
     const string RestoreMark = ".restore-";                   // volume-<id>.restore-<restore id>-<nonce>
     readonly string root;
     readonly bool allowCopy;
@@ -39,7 +42,7 @@ public sealed class VolumePool
         allowCopy = options.Value.AllowCopyFallback;
         maxBaseBytes = options.Value.MaxBaseBytes;
         this.logger = logger;
-        Directory.CreateDirectory(root);
+        Directory.CreateDirectory(root, OwnerOnlyFolder);
         trackable = ChangedBlocks.IsXfs(root);
         RemoveStaleTemporaries();
         meters?.Create(ServiceDefaultsExtensions.TelemetryName).CreateObservableGauge("volumeagent.cbt.base.size", BaseBytes, "By",
@@ -86,7 +89,7 @@ public sealed class VolumePool
             return existing;
         }
         var partial = path + ".creating";
-        using (var file = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None))
+        using (var file = CreateFile(partial, FileMode.Create, FileShare.None))
             file.SetLength(sizeBytes);              // a hole of the whole size: no blocks allocated
         File.Move(partial, path);
         return sizeBytes;
@@ -244,7 +247,7 @@ public sealed class VolumePool
         if (!File.Exists(volume)) throw new FileNotFoundException($"Volume {volumeId} not found");
         var size = new FileInfo(volume).Length;
         var device = Path.Combine(root, $"volume-{volumeId}{RestoreMark}{restoreId}-{Guid.NewGuid():N}");
-        using (var file = new FileStream(device, FileMode.CreateNew, FileAccess.Write, FileShare.ReadWrite))
+        using (var file = CreateFile(device, FileMode.CreateNew, FileShare.ReadWrite))
             file.SetLength(size);
         return (device, size);
     }
@@ -322,7 +325,7 @@ public sealed class VolumePool
     static bool TryReflinkOnly(string source, string target)
     {
         using var from = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        using var to = new FileStream(target, FileMode.Create, FileAccess.Write, FileShare.None);
+        using var to = CreateFile(target, FileMode.Create, FileShare.None);
         if (NativeFile.TryReflink(from.SafeFileHandle, to.SafeFileHandle, out _)) return true;
         to.Dispose();
         File.Delete(target);
@@ -335,7 +338,7 @@ public sealed class VolumePool
     {
         var buffer = new byte[CopyBlock];
         using var from = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 0);
-        using var to = new FileStream(target, FileMode.Create, FileAccess.Write, FileShare.None, 0);
+        using var to = CreateFile(target, FileMode.Create, FileShare.None, bufferSize: 0);
         long offset = 0;
         for (int n; (n = from.Read(buffer)) > 0; offset += n)
         {
@@ -349,6 +352,12 @@ public sealed class VolumePool
         to.SetLength(from.Length);
         to.Flush(true);
     }
+
+    // A file this agent makes in the pool: owner-only from its creation (an existing file keeps its mode).
+    static FileStream CreateFile(string path, FileMode mode, FileShare share, int bufferSize = 4096) => new(path, new FileStreamOptions
+    {
+        Mode = mode, Access = FileAccess.Write, Share = share, BufferSize = bufferSize, UnixCreateMode = OwnerOnly,
+    });
 
     static bool DeleteFile(string path)
     {

@@ -31,7 +31,8 @@ public class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         builder.UseSetting("Auth:Mode", "noauth");
         builder.UseSetting("Storage:Hosts:0:Name", "host-a");
         builder.UseSetting("Storage:Hosts:0:Zone", "nova");
-        builder.UseSetting("Storage:Hosts:0:Address", "http://127.0.0.1:9");   // no VolumeAgent: these tests never reach it
+        builder.UseSetting("Storage:Hosts:0:Address", "https://127.0.0.1:9");   // no VolumeAgent: these tests never reach it
+        foreach (var (key, value) in TestPki.Deployment.Settings(TestPki.Deployment.Api, ":")) builder.UseSetting(key, value);
         Configure(builder);
     }
 

@@ -53,7 +53,7 @@ public sealed class Backend : IAsyncLifetime
 
         // The VolumeAgent serves HTTP/2 only: its metrics have an HTTP/1.1 listener of their own, as Prometheus needs.
         VolumeAgentMetrics = $"127.0.0.1:{HostProcess.FreePort()}";
-        VolumeAgent = await Start("VolumeAgent", VolumeAgentSettings());
+        VolumeAgent = await Start("VolumeAgent", VolumeAgentSettings(), tls: VolumeAgentProbe);
         for (var i = 1; i <= 2; i++) await StartBackupAgentAsync($"BackupAgent{i}");
         Dictionary<string, string> api = new()
         {
@@ -64,6 +64,7 @@ public sealed class Backend : IAsyncLifetime
             ["Storage__Hosts__0__Zone"] = "nova",
             ["Storage__Hosts__0__Address"] = VolumeAgent.Address,
         };
+        foreach (var (key, value) in Pki.Settings(Pki.Api)) api[key] = value;
         string token = $"tester:{Project}", adminToken = $"admin:{Project}";
         if (Keystone)
         {
@@ -104,12 +105,13 @@ public sealed class Backend : IAsyncLifetime
     /// <summary>The agents' Agent:ProgressEveryBytes, when a test needs progress events of a small volume.</summary>
     public long? ProgressEveryBytes { get; init; }
 
-    public Task<HostProcess> StartBackupAgentAsync(string name, string? repositoryTarget = null) => Start("BackupAgent", new()
+    public Task<HostProcess> StartBackupAgentAsync(string name, string? repositoryTarget = null) => Start("BackupAgent", new(Pki.Settings(Pki.BackupAgent("nova")))
     {
-        ["ConnectionStrings__RabbitMq"] = broker,
+        ["ConnectionStrings__RabbitMq"] = TestServices.AgentBroker(broker),   // the agents' own broker user, as deploy/run.sh runs them
         ["Agent__Host"] = "host-a",
         ["Agent__Zone"] = "nova",
         ["Agent__VolumeAgentAddress"] = VolumeAgent.Address,
+        ["Agent__PoolPath"] = Pool,
         ["Agent__RetryIntervalsMs__0"] = "200",
         ["Agent__RetryIntervalsMs__1"] = "500",
         ["Repository__Target"] = repositoryTarget ?? this.repositoryTarget,
@@ -122,20 +124,27 @@ public sealed class Backend : IAsyncLifetime
     {
         var port = VolumeAgent.Port;
         await StopAsync(VolumeAgent);
-        VolumeAgent = await Start("VolumeAgent", VolumeAgentSettings(), $"VolumeAgent-restarted-{Guid.NewGuid():N}"[..29], port);
+        VolumeAgent = await Start("VolumeAgent", VolumeAgentSettings(), $"VolumeAgent-restarted-{Guid.NewGuid():N}"[..29], port, VolumeAgentProbe);
     }
 
-    Dictionary<string, string> VolumeAgentSettings() => new()
+    Dictionary<string, string> VolumeAgentSettings() => new(Pki.Settings(Pki.VolumeAgent))
     {
         ["Volumes__PoolPath"] = Pool,
+        ["Volumes__Zone"] = "nova",
         ["Telemetry__MetricsListener"] = $"http://{VolumeAgentMetrics}",
     };
 
-    async Task<HostProcess> Start(string project, Dictionary<string, string> settings, string? name = null, int? port = null)
+    /// <summary>The certificates of this deployment's processes (mutual TLS with the VolumeAgent), from the tests' CA.</summary>
+    public static TestPki Pki => TestPki.Deployment;
+
+    // The VolumeAgent serves mutual TLS only: its readiness is asked as the Api asks it.
+    static HttpMessageHandler VolumeAgentProbe() => Pki.Handler(Pki.Api);
+
+    async Task<HostProcess> Start(string project, Dictionary<string, string> settings, string? name = null, int? port = null, Func<HttpMessageHandler>? tls = null)
     {
         settings["Telemetry__Console"] = "true";           // the tracing test reads spans from each process's output
         settings["Telemetry__Instance"] = name ?? project;
-        var host = await HostProcess.StartAsync(project, settings, name, port);
+        var host = await HostProcess.StartAsync(project, settings, name, port, tls);
         hosts.Add(host);
         return host;
     }

@@ -10,16 +10,18 @@ public sealed class HostProcess : IAsyncDisposable
 {
     readonly Process process;
     readonly ConcurrentQueue<string> output = new();
+    readonly Func<HttpMessageHandler>? tls;
 
     public string Name { get; }
     public int Port { get; }
-    public string Address => $"http://127.0.0.1:{Port}";
+    public string Address => $"{(tls is null ? "http" : "https")}://127.0.0.1:{Port}";
 
-    HostProcess(string name, int port, Process process)
+    HostProcess(string name, int port, Process process, Func<HttpMessageHandler>? tls)
     {
         Name = name;
         Port = port;
         this.process = process;
+        this.tls = tls;
         // Each process's output also goes to a file, for reading after a failed run.
         var logFolder = Path.Combine(RepositoryRoot(), "tests", "TestResults", "hosts");
         Directory.CreateDirectory(logFolder);
@@ -46,12 +48,14 @@ public sealed class HostProcess : IAsyncDisposable
 
     /// <summary>Starts <c>src/{project}</c>'s built dll with the given settings and waits until it reports ready.</summary>
     /// <param name="port">A port to listen on again (a restarted host keeps its address); a free one by default.</param>
-    public static async Task<HostProcess> StartAsync(string project, IDictionary<string, string> settings, string? name = null, int? port = null)
+    /// <param name="tls">For a host that serves TLS only (the VolumeAgent): a handler that can talk to it, to ask whether it is ready.</param>
+    public static async Task<HostProcess> StartAsync(string project, IDictionary<string, string> settings, string? name = null, int? port = null,
+        Func<HttpMessageHandler>? tls = null)
     {
         port ??= FreePort();
         var dll = Path.Combine(RepositoryRoot(), "src", project, "bin", BuildConfiguration(), "net10.0", $"{project}.dll");
         if (!File.Exists(dll)) throw new FileNotFoundException($"{dll} is missing: build the solution first", dll);
-        var info = new ProcessStartInfo("dotnet", [dll, "--urls", $"http://127.0.0.1:{port}"])
+        var info = new ProcessStartInfo("dotnet", [dll, "--urls", $"{(tls is null ? "http" : "https")}://127.0.0.1:{port}"])
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
             WorkingDirectory = Path.GetDirectoryName(dll)!,
@@ -59,7 +63,7 @@ public sealed class HostProcess : IAsyncDisposable
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         foreach (var (key, value) in settings) info.Environment[key] = value;
-        var host = new HostProcess(name ?? project, port.Value, Process.Start(info)!);
+        var host = new HostProcess(name ?? project, port.Value, Process.Start(info)!, tls);
         await host.WaitForReadyAsync(TimeSpan.FromSeconds(60));
         return host;
     }
@@ -68,7 +72,7 @@ public sealed class HostProcess : IAsyncDisposable
     // The VolumeAgent speaks HTTP/2 only (gRPC), the others HTTP/1.1: each is asked in both.
     async Task WaitForReadyAsync(TimeSpan timeout)
     {
-        using var http = new HttpClient { BaseAddress = new Uri(Address), Timeout = TimeSpan.FromSeconds(5) };
+        using var http = new HttpClient(tls?.Invoke() ?? new SocketsHttpHandler()) { BaseAddress = new Uri(Address), Timeout = TimeSpan.FromSeconds(5) };
         await Eventually.UntilAsync(() => NotReadyBecauseAsync(http), notReady => notReady is null, timeout, $"{Name} to be ready on {Port}",
             notReady => $"{notReady}:\n{string.Join('\n', Output.TakeLast(40))}", every: TimeSpan.FromMilliseconds(200));
     }

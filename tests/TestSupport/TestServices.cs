@@ -48,6 +48,22 @@ public static class TestServices
         return new UriBuilder(broker) { Path = "/" + vhost }.Uri.ToString();
     }
 
+    /// <summary>
+    /// The same virtual host with the BackupAgents' broker user (VB_RABBITMQ_AGENT, from deploy/services.sh env), whose
+    /// permissions let it read its commands and publish its events only; a Testcontainers broker has one user for all.
+    /// </summary>
+    public static string AgentBroker(string amqpUri) => As("VB_RABBITMQ_AGENT", amqpUri);
+
+    /// <summary>The same virtual host with a notifications subscriber's broker user (VB_RABBITMQ_NOTIFICATIONS): its oslo queues only.</summary>
+    public static string NotificationsBroker(string amqpUri) => As("VB_RABBITMQ_NOTIFICATIONS", amqpUri);
+
+    static string As(string variable, string amqpUri)
+    {
+        if (Environment.GetEnvironmentVariable(variable) is not { } user) return amqpUri;
+        var credentials = new Uri(user).UserInfo.Split(':');
+        return new UriBuilder(amqpUri) { UserName = credentials[0], Password = credentials[1] }.Uri.ToString();
+    }
+
     /// <summary>Removes a virtual host <see cref="CreateVirtualHostAsync"/> made (its queues with it); a Testcontainers broker goes whole.</summary>
     public static async Task DeleteVirtualHostAsync(string amqpUri)
     {
@@ -113,7 +129,7 @@ public static class TestServices
 
     static bool DockerAvailable() => File.Exists("/var/run/docker.sock") || Environment.GetEnvironmentVariable("DOCKER_HOST") is not null;
 
-    internal static string Required(string name) => Environment.GetEnvironmentVariable(name)
+    public static string Required(string name) => Environment.GetEnvironmentVariable(name)
         ?? throw new InvalidOperationException($"{name} is not set: run the tests with ./deploy/test.sh, which starts the real services and exports where they are.");
 
     public static async Task RunAsync(string file, params string[] args)

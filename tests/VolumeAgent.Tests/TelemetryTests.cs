@@ -33,7 +33,8 @@ public sealed class TelemetryTests
         await app.StartAsync();
         var endpoint = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
 
-        await using var agent = await HostProcess.StartAsync("VolumeAgent", new Dictionary<string, string>
+        var pki = TestPki.Deployment;
+        await using var agent = await HostProcess.StartAsync("VolumeAgent", new Dictionary<string, string>(pki.Settings(pki.VolumeAgent))
         {
             ["Volumes__PoolPath"] = TestServices.CreatePoolFolder("otlp"),
             ["Telemetry__Instance"] = "otlp-test",
@@ -42,8 +43,8 @@ public sealed class TelemetryTests
             ["OTEL_BSP_SCHEDULE_DELAY"] = "200",
             ["OTEL_BLRP_SCHEDULE_DELAY"] = "200",
             ["OTEL_METRIC_EXPORT_INTERVAL"] = "500",
-        }, "VolumeAgent-otlp");
-        using var channel = GrpcChannel.ForAddress(agent.Address);
+        }, "VolumeAgent-otlp", tls: () => pki.Handler(pki.Api));
+        using var channel = GrpcChannel.ForAddress(agent.Address, new GrpcChannelOptions { HttpHandler = pki.Handler(pki.Api) });
         var volumeId = Guid.NewGuid().ToString();
         await new VolumeHost.VolumeHostClient(channel).CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId, SizeBytes = 1 << 20 });
 

@@ -4,6 +4,7 @@ using MassTransit.Saga;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Dashboard;
 using VolumeBackup.Api.Services;
+using VolumeBackup.ServiceDefaults;
 
 namespace VolumeBackup.Api.Messaging;
 
@@ -48,7 +49,7 @@ public static class MessagingSetup
             });
             x.UsingRabbitMq((context, bus) =>
             {
-                bus.Host(new Uri(configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")));
+                bus.Host(Broker.Uri(configuration), h => Broker.Secure(h, Broker.Uri(configuration), context.GetRequiredService<DeploymentTls>()));
                 bus.ConfigureEndpoints(context);
             });
         });

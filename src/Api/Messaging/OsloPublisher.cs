@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
 using VolumeBackup.Api.Backups;
+using VolumeBackup.ServiceDefaults;
 
 namespace VolumeBackup.Api.Messaging;
 
@@ -14,7 +15,7 @@ namespace VolumeBackup.Api.Messaging;
 /// </summary>
 // RabbitMQ.Client (already under MassTransit.RabbitMQ) rather than a MassTransit send endpoint: oslo needs a bare body and
 // its own exchange, queue and durability, which MassTransit's topology and headers would only have to be talked out of.
-public sealed class OsloPublisher(IConfiguration configuration, IOptions<NotificationOptions> options) : IAsyncDisposable
+public sealed class OsloPublisher(IConfiguration configuration, IOptions<NotificationOptions> options, DeploymentTls tls) : IAsyncDisposable
 {
     readonly SemaphoreSlim gate = new(1);
     readonly HashSet<string> declared = [];
@@ -59,11 +60,9 @@ public sealed class OsloPublisher(IConfiguration configuration, IOptions<Notific
     {
         if (channel is { IsOpen: true }) return channel;
         await ResetAsync();
-        var factory = new ConnectionFactory
-        {
-            Uri = new Uri(configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")),
-            ClientProvidedName = "volumebackup-api-oslo-notifications",
-        };
+        var factory = new ConnectionFactory { Uri = Broker.Uri(configuration), ClientProvidedName = "volumebackup-api-oslo-notifications" };
+        if (factory.Ssl.Enabled)                             // amqps://: the broker's certificate must come from the deployment CA
+            factory.Ssl.CertificateValidationCallback = tls.ValidateServer;
         connection = await factory.CreateConnectionAsync(ct);
         channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), ct);
         return channel;

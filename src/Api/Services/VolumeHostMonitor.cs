@@ -1,4 +1,3 @@
-using System.Net;
 using OpenTelemetry;
 using VolumeBackup.Api.Dashboard;
 using VolumeBackup.Api.Storage;
@@ -15,11 +14,8 @@ public sealed class VolumeHostMonitor(VolumeHosts hosts, DashboardFeed dashboard
 {
     static readonly TimeSpan Every = TimeSpan.FromSeconds(10);
 
-    // A VolumeAgent speaks HTTP/2 only (gRPC), without TLS: prior knowledge.
-    readonly HttpClient http = new()
-    {
-        DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact, Timeout = TimeSpan.FromSeconds(5),
-    };
+    // A VolumeAgent speaks HTTP/2 only (gRPC), over mutual TLS: the Api's certificate, as on the gRPC channels.
+    readonly HttpClient http = hosts.CreateHttpClient(TimeSpan.FromSeconds(5));
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Options;
 using VolumeBackup.Contracts.Grpc;
+using VolumeBackup.ServiceDefaults;
 
 namespace VolumeBackup.Api.Storage;
 
@@ -20,13 +21,25 @@ public sealed class StorageHost
 {
     [Required] public string Name { get; init; } = "";
     [Required] public string Zone { get; init; } = "nova";
-    [Required, Url] public string Address { get; init; } = "";
+    /// <summary>The VolumeAgent's https:// address: it speaks mutual TLS only, and the Api presents its own certificate.</summary>
+    [Required, Url, RegularExpression("^https://.+", ErrorMessage = "Storage:Hosts:n:Address must be an https:// address: a VolumeAgent speaks mutual TLS only")]
+    public string Address { get; init; } = "";
 }
 
-/// <summary>One gRPC channel per VolumeAgent, made once: channels are meant to be long-lived and shared.</summary>
-public sealed class VolumeHosts(IOptions<StorageOptions> options) : IDisposable
+/// <summary>
+/// One gRPC channel per VolumeAgent, made once: channels are meant to be long-lived and shared. Each presents the Api's
+/// certificate and trusts only VolumeAgents with a server certificate of the deployment CA.
+/// </summary>
+public sealed class VolumeHosts(IOptions<StorageOptions> options, DeploymentTls tls) : IDisposable
 {
-    readonly Dictionary<string, GrpcChannel> channels = options.Value.Hosts.ToDictionary(h => h.Name, h => GrpcChannel.ForAddress(h.Address));
+    readonly Dictionary<string, GrpcChannel> channels = options.Value.Hosts.ToDictionary(h => h.Name,
+        h => GrpcChannel.ForAddress(h.Address, new GrpcChannelOptions { HttpHandler = tls.ClientHandler() }));
+
+    /// <summary>An HTTP/2 client of the VolumeAgents (their health endpoints), with the same certificates as the channels.</summary>
+    public HttpClient CreateHttpClient(TimeSpan timeout) => new(tls.ClientHandler())
+    {
+        DefaultRequestVersion = System.Net.HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact, Timeout = timeout,
+    };
 
     public IReadOnlyList<StorageHost> All => options.Value.Hosts;
 

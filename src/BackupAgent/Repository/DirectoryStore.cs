@@ -5,6 +5,10 @@ namespace VolumeBackup.BackupAgent.Repository;
 /// <summary>A repository in a local folder: a share the OS mounted (as Cinder's NFS driver uses), or a disk.</summary>
 public sealed class DirectoryStore(string root) : IRepositoryStore
 {
+    // Chunks and manifests are tenants' data: only the agents' user may read them, or list the folders it creates.
+    const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+    const UnixFileMode OwnerOnlyFolder = OwnerOnly | UnixFileMode.UserExecute;
+
     public string Describe => root;
 
     public Task<bool> ExistsAsync(string path, CancellationToken ct) => Task.FromResult(Path.Exists(FilePath(path)));
@@ -40,7 +44,7 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
     public async Task WriteAtomicAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         var full = FilePath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        CreateFolders(Path.GetDirectoryName(full)!);
         var temp = RepositoryStores.TemporaryOf(full);
         try
         {
@@ -57,7 +61,7 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
     public async Task<bool> TryCreateExclusiveAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
         var full = FilePath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        CreateFolders(Path.GetDirectoryName(full)!);
         FileStream file;
         try
         {
@@ -160,6 +164,14 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
 
     string DirectoryPath(string path) => Path.Join(root, RepositoryStores.CheckDirectoryPath(path));
 
+    // Directory.CreateDirectory(path, mode) gives the mode to the last folder only: its missing parents would be 0755.
+    static void CreateFolders(string path)
+    {
+        if (Directory.Exists(path)) return;
+        CreateFolders(Path.GetDirectoryName(path)!);
+        Directory.CreateDirectory(path, OwnerOnlyFolder);
+    }
+
     static FileStream Open(string path) => new(path, new FileStreamOptions
     {
         Mode = FileMode.CreateNew,
@@ -167,6 +179,7 @@ public sealed class DirectoryStore(string root) : IRepositoryStore
         Share = FileShare.None,
         BufferSize = 0,
         Options = FileOptions.Asynchronous,
+        UnixCreateMode = OwnerOnly,
     });
 
     static async Task WriteNewAsync(string path, ReadOnlyMemory<byte> data, CancellationToken ct)

@@ -15,8 +15,9 @@ namespace VolumeBackup.BackupAgent.Repository;
 /// </summary>
 public sealed class NfsStore : IRepositoryStore
 {
-    const int FileMode = 0b110_100_100; // 0644; libnfs applies its own umask (022) on top
-    const int DirectoryMode = 0b111_101_101; // 0755
+    // Chunks and manifests are tenants' data: only the agents' user may read them, or list their folders.
+    const int FileMode = 0b110_000_000; // 0600; libnfs applies its own umask (022) on top
+    const int DirectoryMode = 0b111_000_000; // 0700
 
     readonly string url;
     readonly string server;

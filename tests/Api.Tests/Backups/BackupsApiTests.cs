@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Volumes;
+using VolumeBackup.TestSupport;
 
 namespace VolumeBackup.Api.Tests.Backups;
 
@@ -95,9 +96,10 @@ public sealed class BackupsApiTests(ApiFactory api) : IClassFixture<ApiFactory>
         using var unconfigured = new Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactory<Program>().WithWebHostBuilder(b =>
         {
             b.UseSetting("ConnectionStrings:Postgres", "Host=127.0.0.1;Database=none");
-            b.UseSetting("ConnectionStrings:RabbitMq", "amqp://guest:guest@127.0.0.1:5672/");
+            b.UseSetting("ConnectionStrings:RabbitMq", "amqp://nobody:nothing@127.0.0.1:5672/");
             b.UseSetting("Storage:Hosts:0:Name", "host-a");
-            b.UseSetting("Storage:Hosts:0:Address", "http://127.0.0.1:9");
+            b.UseSetting("Storage:Hosts:0:Address", "https://127.0.0.1:9");
+            foreach (var (key, value) in TestPki.Deployment.Settings(TestPki.Deployment.Api, ":")) b.UseSetting(key, value);
         });
 
         var error = Assert.ThrowsAny<Exception>(() => unconfigured.Server);

@@ -18,7 +18,7 @@ public sealed class OsloNotificationsTests(ApiFactory api) : IClassFixture<ApiFa
     public async Task An_oslo_listener_hears_a_backups_create_restore_and_delete_in_Cinders_format()
     {
         await api.StartedAsync();
-        await using var listener = await OsloListener.StartAsync(api.Broker, "openstack", "notifications");
+        await using var listener = await OsloListener.StartAsync(TestServices.NotificationsBroker(api.Broker), "openstack", "notifications");
         var bus = api.Services.GetRequiredService<IBus>();
         var project = $"p-{Guid.NewGuid():N}"[..12];
         var volumes = await api.VolumesWithLiveAgentAsync(project, 2);
@@ -78,7 +78,7 @@ public sealed class OsloNotificationsTests(ApiFactory api) : IClassFixture<ApiFa
     public async Task A_failed_backup_is_an_ERROR_notification_on_the_error_routing_key()
     {
         await api.StartedAsync();
-        await using var listener = await OsloListener.StartAsync(api.Broker, "openstack", "notifications");
+        await using var listener = await OsloListener.StartAsync(TestServices.NotificationsBroker(api.Broker), "openstack", "notifications");
         var project = $"p-{Guid.NewGuid():N}"[..12];
         var volume = (await api.VolumesWithLiveAgentAsync(project)).Single();
         using var client = api.ClientFor(project);

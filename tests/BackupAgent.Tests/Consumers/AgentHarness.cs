@@ -28,13 +28,13 @@ public sealed class AgentHarness : IAsyncDisposable
     public AgentHarness()
     {
         volumeAgent = new WebApplicationFactory<VolumeAgentProgram>().WithWebHostBuilder(b =>
-            b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(new Dictionary<string, string?> { ["Volumes:PoolPath"] = Pool })));
+            b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(VolumeAgentSettings())));
         var channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions { HttpHandler = volumeAgent.Server.CreateHandler() });
-        Volumes = new VolumeHost.VolumeHostClient(channel.Intercept(Calls));
+        Volumes = new VolumeHost.VolumeHostClient(channel.Intercept(Devices).Intercept(Calls));
         Store = new InterceptingStore(Repository.Store);
         provider = new ServiceCollection()
             .AddLogging()
-            .AddSingleton(Options.Create(new AgentOptions { Host = "host-test", VolumeAgentAddress = "http://localhost", RetryIntervalsMs = [10] }))
+            .AddSingleton(Options.Create(new AgentOptions { Host = "host-test", VolumeAgentAddress = "https://localhost", PoolPath = Pool, RetryIntervalsMs = [10] }))
             .AddSingleton(TimeProvider.System)
             .AddSingleton<RunningJobs>()
             .AddSingleton(Repository.Repository(Store))
@@ -53,6 +53,15 @@ public sealed class AgentHarness : IAsyncDisposable
     public RepositoryFixture Repository { get; } = new();
     public InterceptingStore Store { get; }
     public CallCounter Calls { get; } = new();
+    /// <summary>Rewrites the device paths the VolumeAgent answers, as a compromised or confused VolumeAgent would.</summary>
+    public DeviceRewriter Devices { get; } = new();
+
+    Dictionary<string, string?> VolumeAgentSettings()
+    {
+        var settings = new Dictionary<string, string?> { ["Volumes:PoolPath"] = Pool };
+        foreach (var (key, value) in TestPki.Deployment.Settings(TestPki.Deployment.VolumeAgent, ":")) settings[key] = value;
+        return settings;
+    }
     public VolumeHost.VolumeHostClient Volumes { get; }
     public ITestHarness Bus => provider.GetRequiredService<ITestHarness>();
 
@@ -84,6 +93,27 @@ public sealed class AgentHarness : IAsyncDisposable
         await volumeAgent.DisposeAsync();
         Repository.Dispose();
         Directory.Delete(Pool, recursive: true);
+    }
+}
+
+/// <summary>With <see cref="Path"/> set, every device the VolumeAgent hands out names that path instead of its own.</summary>
+public sealed class DeviceRewriter : Interceptor
+{
+    public string? Path { get; set; }
+
+    public override AsyncUnaryCall<TResponse> AsyncUnaryCall<TRequest, TResponse>(TRequest request, ClientInterceptorContext<TRequest, TResponse> context,
+        AsyncUnaryCallContinuation<TRequest, TResponse> continuation)
+    {
+        var call = continuation(request, context);
+        if (Path is not { } path) return call;
+        return new AsyncUnaryCall<TResponse>(Rewrite(call.ResponseAsync, path), call.ResponseHeadersAsync, call.GetStatus, call.GetTrailers, call.Dispose);
+    }
+
+    static async Task<TResponse> Rewrite<TResponse>(Task<TResponse> response, string path)
+    {
+        var answer = await response;
+        if (answer is Device device) device.Path = path;
+        return answer;
     }
 }
 

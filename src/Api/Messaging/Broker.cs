@@ -1,0 +1,21 @@
+using MassTransit;
+using VolumeBackup.ServiceDefaults;
+
+namespace VolumeBackup.Api.Messaging;
+
+/// <summary>The broker's address (ConnectionStrings:RabbitMq, with the Api's own user) and, for amqps://, TLS trusting the deployment CA only.</summary>
+public static class Broker
+{
+    public static Uri Uri(IConfiguration configuration) =>
+        new(configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required"));
+
+    public static void Secure(IRabbitMqHostConfigurator host, Uri broker, DeploymentTls tls)
+    {
+        if (broker.Scheme != "amqps") return;
+        host.UseSsl(s =>
+        {
+            s.ServerName = broker.Host;
+            s.CertificateValidationCallback = tls.ValidateServer;
+        });
+    }
+}
