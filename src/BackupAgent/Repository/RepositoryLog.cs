@@ -52,4 +52,10 @@ static partial class RepositoryLog
 
     [LoggerMessage(3032, LogLevel.Warning, "Heartbeat of {Path} failed")]
     public static partial void HeartbeatFailed(this ILogger logger, string path, Exception exception);
+
+    [LoggerMessage(3040, LogLevel.Information, "Container {Container}: a new data key was made and wrapped under master key {MasterKeyId}")]
+    public static partial void ContainerKeyCreated(this ILogger logger, string container, string masterKeyId);
+
+    [LoggerMessage(3041, LogLevel.Information, "Container {Container}: data key re-wrapped from master key {FromKeyId} to {ToKeyId}")]
+    public static partial void ContainerKeyRewrapped(this ILogger logger, string container, string fromKeyId, string toKeyId);
 }
