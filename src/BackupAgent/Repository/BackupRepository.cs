@@ -75,7 +75,6 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             ? await ReadManifestAsync(container, id, ct)
               ?? throw new InvalidOperationException($"The parent {id} of backup {backupId} has no manifest in container '{container}' on {store.Describe}.")
             : null;
-        var key = await KeyAsync(container, create: true, ct);
         var chunkSize = parent?.ChunkSize ?? settings.ChunkSize;   // the parent's, so that unchanged chunks dedup
         logger.BackupStarting(backupId, volumeId, container, sizeBytes, chunkSize, parentId);
         var clock = Stopwatch.StartNew();
@@ -85,6 +84,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         var deviceLength = SparseFile.Length(source);
         if (deviceLength < sizeBytes)
             throw new InvalidOperationException($"The device {devicePath} of backup {backupId} holds {deviceLength} bytes, less than the {sizeBytes} to back up.");
+        var key = await KeyAsync(container, create: true, ct);
         var run = new BackupRun(container, key, backupId, devicePath, source, sizeBytes, chunkSize, parent);
         var marker = $"{container}/writers/{backupId:D}";
         Manifest manifest;

@@ -54,7 +54,8 @@ public static partial class MasterKeyRotation
         return new RotationSummary(rewrapped, already, failed);
     }
 
-    // Files a container holds, and the chunk files and writer markers inside its folders: never folders to walk.
+    // Files a container holds, and the chunk files and writer markers inside its folders: not folders to walk (listing a
+    // file only gives nothing, but a chunk folder holds thousands).
     static bool IsRepositoryFile(string name) =>
         ChunkStore.IsName(name) || RepositoryStores.IsTemporary(name) || Guid.TryParse(name, out _) || RepositoryFileName().IsMatch(name);
 
