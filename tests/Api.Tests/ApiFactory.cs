@@ -32,6 +32,7 @@ public class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         builder.UseSetting("Storage:Hosts:0:Name", "host-a");
         builder.UseSetting("Storage:Hosts:0:Zone", "nova");
         builder.UseSetting("Storage:Hosts:0:Address", "http://127.0.0.1:9");   // no VolumeAgent: these tests never reach it
+        builder.UseSetting("Encryption:MasterKeyFile", TestServices.MasterKeyFile);
         Configure(builder);
     }
 
