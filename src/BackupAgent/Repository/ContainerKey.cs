@@ -75,16 +75,19 @@ public sealed class ContainerKey
         }
     }
 
-    // The key file with the data key wrapped under `to` only (the chunks stay as they are); null when it already is.
-    public static byte[]? Rewrap(ReadOnlySpan<byte> file, string container, MasterKey from, MasterKey to, string where)
+    // The key file with the data key wrapped under `to` (and still under `from` with keepFrom, the first step of a
+    // rotation: a rotation stopped half-way leaves every container readable with the old key); null when it already is.
+    public static byte[]? Rewrap(ReadOnlySpan<byte> file, string container, MasterKey from, MasterKey to, bool keepFrom, string where)
     {
         var keys = Parse(file, container, where);
-        if (keys.Wraps is [{ } only] && only.MasterKeyId == to.Id)
+        var hasTo = keys.Wraps.Any(w => w.MasterKeyId == to.Id);
+        if (keepFrom ? hasTo : keys.Wraps is [{ } only] && only.MasterKeyId == to.Id)
             return null;
-        var dataKey = keys.Wraps.Any(w => w.MasterKeyId == to.Id) ? Unwrap(keys, container, to, where) : Unwrap(keys, container, from, where);
+        var dataKey = hasTo ? Unwrap(keys, container, to, where) : Unwrap(keys, container, from, where);
         try
         {
-            return Serialize(keys with { Wraps = [Wrap(dataKey, container, to)] });
+            KeyWrap[] wraps = keepFrom ? [.. keys.Wraps, Wrap(dataKey, container, to)] : [Wrap(dataKey, container, to)];
+            return Serialize(keys with { Wraps = wraps });
         }
         finally
         {

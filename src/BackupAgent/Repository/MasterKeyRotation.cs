@@ -4,54 +4,64 @@ using VolumeBackup.Contracts;
 
 namespace VolumeBackup.BackupAgent.Repository;
 
-public sealed record RotationSummary(int Rewrapped, int AlreadyRotated, IReadOnlyList<string> Failed);
+// Rewrapped: containers whose key file changed; Failed: what could not be re-wrapped (the old key still opens it);
+// Completed: every container is under the new key alone.
+public sealed record RotationSummary(int Containers, int Rewrapped, IReadOnlyList<string> Failed, bool Completed);
 
 // Re-wraps the data key of every container on the share from one master key to another: only keys.json files change,
-// never a chunk or a manifest. Containers are found by walking the share's folders (a container's own files and chunk
-// folders are not entered). Idempotent: a container already under the new key is left alone, so it can run again after
-// an agent still holding the old key created a container meanwhile.
+// never a chunk or a manifest. Two passes: first every container gets a wrap under the new key beside the old one, and
+// only when all have it the old wraps are removed, so a rotation that stops half-way never leaves a container that
+// neither key opens. Containers are found by walking the share's folders (a container's own files and chunk folders
+// are not entered). Idempotent: run again, it finishes what is left.
 public static partial class MasterKeyRotation
 {
     public static async Task<RotationSummary> RotateAsync(IRepositoryStore store, MasterKey from, MasterKey to, ILogger logger, CancellationToken ct)
     {
-        var rewrapped = 0;
-        var already = 0;
+        var containers = await ContainersAsync(store, ct);
         var failed = new List<string>();
+        var rewrapped = new HashSet<string>();
+        foreach (var keepFrom in new[] { true, false })
+        {
+            foreach (var container in containers)
+            {
+                try
+                {
+                    var path = ContainerKey.FilePath(container);
+                    var file = await store.ReadAllAsync(path, ct) ?? throw new RepositoryKeyException($"{path} vanished");
+                    if (ContainerKey.Rewrap(file, container, from, to, keepFrom, store.Describe) is { } rotated)
+                    {
+                        await store.WriteAtomicAsync(path, rotated, ct);
+                        rewrapped.Add(container);
+                        if (!keepFrom)
+                            logger.ContainerKeyRewrapped(container, from.Id, to.Id);
+                    }
+                }
+                catch (RepositoryKeyException e)
+                {
+                    failed.Add($"{container}: {e.Message}");
+                }
+            }
+            if (failed.Count > 0)
+                break;   // the old wraps stay: the old key still opens every container
+        }
+        return new RotationSummary(containers.Count, rewrapped.Count, failed, failed.Count == 0);
+    }
+
+    static async Task<List<string>> ContainersAsync(IRepositoryStore store, CancellationToken ct)
+    {
+        var containers = new List<string>();
         var folders = new Stack<string>([""]);
         while (folders.TryPop(out var folder))
         {
-            var container = folder.TrimEnd('/');
             await foreach (var name in store.ListAsync(folder, ct))
             {
                 if (name == "keys.json")
-                {
-                    try
-                    {
-                        var path = ContainerKey.FilePath(container);
-                        var file = await store.ReadAllAsync(path, ct) ?? throw new RepositoryKeyException($"{path} vanished");
-                        if (ContainerKey.Rewrap(file, container, from, to, store.Describe) is { } rotated)
-                        {
-                            await store.WriteAtomicAsync(path, rotated, ct);
-                            logger.ContainerKeyRewrapped(container, from.Id, to.Id);
-                            rewrapped++;
-                        }
-                        else
-                        {
-                            already++;
-                        }
-                    }
-                    catch (RepositoryKeyException e)
-                    {
-                        failed.Add($"{container}: {e.Message}");
-                    }
-                }
+                    containers.Add(folder.TrimEnd('/'));
                 else if (!IsRepositoryFile(name))
-                {
                     folders.Push($"{folder}{name}/");
-                }
             }
         }
-        return new RotationSummary(rewrapped, already, failed);
+        return containers;
     }
 
     // Files a container holds, and the chunk files and writer markers inside its folders: not folders to walk (listing a
@@ -63,7 +73,8 @@ public static partial class MasterKeyRotation
     private static partial Regex RepositoryFileName();
 
     // `BackupAgent rotate-master-key --new-key-file PATH`, with the agent's configuration (Repository:Target and the
-    // current Encryption:MasterKeyFile). Exit code 0 only when every container is under the new key.
+    // current Encryption:MasterKeyFile). Exit code 0 when every container is under the new key alone; 1 when some could
+    // not be re-wrapped, and then the old key still opens every container (the new one may be thrown away).
     public static async Task<int> RunAsync(IConfiguration configuration, ILogger logger, CancellationToken ct)
     {
         var target = configuration[$"{RepositoryOptions.Section}:Target"];
@@ -77,9 +88,10 @@ public static partial class MasterKeyRotation
         var to = MasterKey.Load(newKeyFile);
         await using var store = RepositoryStores.Open(target, connections: 2);
         var summary = await RotateAsync(store, from, to, logger, ct);
-        Console.WriteLine($"Master key {from.Id} -> {to.Id} on {store.Describe}: {summary.Rewrapped} containers re-wrapped, {summary.AlreadyRotated} already under the new key, {summary.Failed.Count} failed.");
+        Console.WriteLine($"Master key {from.Id} -> {to.Id} on {store.Describe}: {summary.Containers} containers, {summary.Rewrapped} key files changed, "
+            + (summary.Completed ? "all under the new key alone." : $"{summary.Failed.Count} failed; the old key still opens every container."));
         foreach (var failure in summary.Failed)
             await Console.Error.WriteLineAsync($"  failed: {failure}");
-        return summary.Failed.Count == 0 ? 0 : 1;
+        return summary.Completed ? 0 : 1;
     }
 }

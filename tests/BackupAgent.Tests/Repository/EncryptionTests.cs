@@ -232,9 +232,8 @@ public sealed class EncryptionTests : IAsyncLifetime
         var summary = await MasterKeyRotation.RotateAsync(store, masterKey, next, NullLogger.Instance, Ct);
         var again = await MasterKeyRotation.RotateAsync(store, masterKey, next, NullLogger.Instance, Ct);
 
-        Assert.Equal((3, 0), (summary.Rewrapped, summary.AlreadyRotated));
-        Assert.Empty(summary.Failed);
-        Assert.Equal((0, 3), (again.Rewrapped, again.AlreadyRotated));
+        Assert.Equal((3, 3, true), (summary.Containers, summary.Rewrapped, summary.Completed));
+        Assert.Equal((3, 0, true), (again.Containers, again.Rewrapped, again.Completed));
         foreach (var (file, (bytes, modified)) in before)
         {
             Assert.Equal(bytes, File.ReadAllBytes(file));
@@ -245,6 +244,23 @@ public sealed class EncryptionTests : IAsyncLifetime
             Assert.Equal(data, await RestoreAsync(Repository(next), backups[i], data.Length, containers[i]));
             await Assert.ThrowsAsync<RepositoryKeyException>(() => RestoreAsync(Repository(masterKey), backups[i], data.Length, containers[i]));
         }
+    }
+
+    [Fact]
+    public async Task A_rotation_that_fails_on_one_container_leaves_every_container_readable_with_the_old_key()
+    {
+        var data = RandomBytes(ChunkSize, seed: 13);
+        var good = await BackupAsync(Repository(), data, "tenant-a");
+        var stranger = MasterKey.Load(TestServices.CreateMasterKeyFile());
+        await BackupAsync(Repository(stranger), data, "tenant-z");          // a container under some other master key
+        var next = MasterKey.Load(TestServices.CreateMasterKeyFile());
+
+        var summary = await MasterKeyRotation.RotateAsync(store, masterKey, next, NullLogger.Instance, Ct);
+
+        Assert.False(summary.Completed);
+        Assert.Contains(summary.Failed, f => f.StartsWith("tenant-z:", StringComparison.Ordinal));
+        Assert.Equal(data, await RestoreAsync(Repository(masterKey), good, data.Length, "tenant-a"));   // the old wrap kept
+        Assert.Equal(data, await RestoreAsync(Repository(next), good, data.Length, "tenant-a"));        // the new one added
     }
 
     [Fact]
