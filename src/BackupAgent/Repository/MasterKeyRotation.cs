@@ -84,8 +84,16 @@ public static partial class MasterKeyRotation
             await Console.Error.WriteLineAsync("usage: BackupAgent rotate-master-key --new-key-file PATH (with Repository:Target and Encryption:MasterKeyFile configured)");
             return 2;
         }
-        var from = MasterKey.Load(configuration[MasterKey.ConfigKey]);
-        var to = MasterKey.Load(newKeyFile);
+        MasterKey from, to;
+        try
+        {
+            (from, to) = (MasterKey.Load(configuration[MasterKey.ConfigKey]), MasterKey.Load(newKeyFile));
+        }
+        catch (InvalidOperationException e)
+        {
+            await Console.Error.WriteLineAsync(e.Message);
+            return 2;
+        }
         await using var store = RepositoryStores.Open(target, connections: 2);
         var summary = await RotateAsync(store, from, to, logger, ct);
         Console.WriteLine($"Master key {from.Id} -> {to.Id} on {store.Describe}: {summary.Containers} containers, {summary.Rewrapped} key files changed, "
