@@ -24,7 +24,9 @@ static class Cbt
         Images.Make(volume, sizeGiB, seed, dataGiB);
         var size = new FileInfo(volume).Length;
         await using var store = RepositoryStores.Open(target, settings.Connections);
-        var repository = new BackupRepository(store, Options.Create(settings), NullLogger<BackupRepository>.Instance);
+        // Encrypted as the agent does; the key lives only as long as this one process.
+        var masterKey = VolumeBackup.Contracts.MasterKey.FromBytes(System.Security.Cryptography.RandomNumberGenerator.GetBytes(VolumeBackup.Contracts.MasterKey.Size));
+        var repository = new BackupRepository(store, Options.Create(settings), masterKey, NullLogger<BackupRepository>.Instance);
 
         async Task<(Guid Id, BackupSummary Summary, double Seconds)> BackupAsync(string op, string into, Guid? parent, bool useBase)
         {

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Win32.SafeHandles;
 using VolumeBackup.BackupAgent.Repository;
+using VolumeBackup.Contracts;
 using ZstdSharp;
 
 namespace VolumeBackup.Bench;
@@ -15,7 +16,7 @@ namespace VolumeBackup.Bench;
 static class BenchProgram
 {
     const string Usage = """
-        usage: Bench <command> [--chunk-kib=N] [--workers=N] [--connections=N] [--level=N] [--profile]
+        usage: Bench <command> [--chunk-kib=N] [--workers=N] [--connections=N] [--level=N] [--profile] [--master-key=PATH | --plain]
           make-image <path> <GiB> <seed> [dataGiB] [text]  deterministic sparse image (25 % holes, 25 % random, 50 % text;
                                                      with "text": 5 % holes, 5 % random, 90 % text)
           change <path> <percent> <seed> [runKiB]    deterministic change in place, spread over the image (runs of 256 KiB)
@@ -26,6 +27,8 @@ static class BenchProgram
           cbt <target> <container> <poolFolder> <GiB> <dataGiB> <seed> <runKiB> <exportDir>
                                                      full, CBT and full-read incrementals after a 1 % change, no-change CBT
         Options set RepositoryOptions (defaults: the agent's); --profile adds per-call store timings.
+        backup and restore encrypt with the master key file --master-key names (32 bytes, mode 0600), as the agent does;
+        --plain writes and reads the unencrypted format instead (the baseline encryption is compared against).
         backup, restore and phases print one line "RESULT key=value ...", with hwm_mib = peak RSS (VmHWM).
         """;
 
@@ -38,7 +41,7 @@ static class BenchProgram
         var args = argv.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray();   // not Except: a set operation, it drops repeated arguments ("2 2")
         try
         {
-            var settings = Settings(options, out var profile);
+            var settings = Settings(options, out var profile, out var masterKey);
             switch (args)
             {
                 case ["make-image", var path, var gib, var seed, .. var rest]:
@@ -54,10 +57,10 @@ static class BenchProgram
                     Console.WriteLine($"{Images.Sha256(path)}  {path}");
                     return 0;
                 case ["backup", var target, var container, var image, .. var rest] when rest.Length <= 1:
-                    await BackupAsync(settings, profile, target, container, image, rest is [var parent] ? Guid.Parse(parent) : null);
+                    await BackupAsync(settings, profile, masterKey(), target, container, image, rest is [var parent] ? Guid.Parse(parent) : null);
                     return 0;
                 case ["restore", var target, var container, var id, var output]:
-                    await RestoreAsync(settings, profile, target, container, Guid.Parse(id), output);
+                    await RestoreAsync(settings, profile, masterKey(), target, container, Guid.Parse(id), output);
                     return 0;
                 case ["cbt", var target, var container, var poolFolder, var volumeGiB, var dataGiB, var changeSeed, var runKiB, var exportDir]:
                     await Cbt.RunAsync(settings, target, container, poolFolder, int.Parse(volumeGiB, CultureInfo.InvariantCulture),
@@ -79,11 +82,14 @@ static class BenchProgram
         }
     }
 
-    static RepositoryOptions Settings(string[] options, out bool profile)
+    // masterKey: the key backup and restore use, null with --plain; it throws when neither option was given.
+    static RepositoryOptions Settings(string[] options, out bool profile, out Func<MasterKey?> masterKey)
     {
         var defaults = new RepositoryOptions();
         int chunk = defaults.ChunkSize, workers = defaults.Workers, connections = defaults.Connections, level = defaults.CompressionLevel;
         profile = false;
+        string? keyFile = null;
+        var plain = false;
         foreach (var option in options)
         {
             var (key, value) = option.Split('=', 2) is [var k, var v] ? (k, v) : (option, "");
@@ -94,16 +100,19 @@ static class BenchProgram
                 case "--connections": connections = int.Parse(value, CultureInfo.InvariantCulture); break;
                 case "--level": level = int.Parse(value, CultureInfo.InvariantCulture); break;
                 case "--profile": profile = true; break;
+                case "--master-key": keyFile = value; break;
+                case "--plain": plain = true; break;
                 default: throw new ArgumentException($"unknown option {option}\n{Usage}");
             }
         }
+        masterKey = () => plain ? null : MasterKey.Load(keyFile ?? throw new ArgumentException($"backup and restore need --master-key=PATH or --plain\n{Usage}"));
         return new RepositoryOptions { Target = "bench", ChunkSize = chunk, Workers = workers, Connections = connections, CompressionLevel = level };
     }
 
     static string Describe(RepositoryOptions s) =>
         $"chunk_kib={s.ChunkSize / 1024} workers={s.Workers} connections={s.Connections} level={s.CompressionLevel}";
 
-    static async Task BackupAsync(RepositoryOptions settings, bool profile, string target, string container, string image, Guid? parent)
+    static async Task BackupAsync(RepositoryOptions settings, bool profile, MasterKey? masterKey, string target, string container, string image, Guid? parent)
     {
         var size = new FileInfo(image).Length;
         var id = Guid.NewGuid();
@@ -112,24 +121,24 @@ static class BenchProgram
         BackupSummary summary;
         await using (store)
         {
-            var repository = new BackupRepository(store, Options.Create(settings), NullLogger<BackupRepository>.Instance);
+            var repository = new BackupRepository(store, Options.Create(settings), masterKey, NullLogger<BackupRepository>.Instance);
             summary = await repository.BackupAsync(container, id, VolumeId, parent, image, size, null, CancellationToken.None);
         }
         var seconds = clock.Elapsed.TotalSeconds;
         timing?.Report(Console.Out, seconds);
         Console.WriteLine(Invariant($"RESULT op=backup id={id} seconds={seconds:F3} hwm_mib={PeakMiB():F1} size_mib={size / 1048576.0:F0} " +
             $"chunks_written={summary.ChunksWritten} written_mib={summary.BytesWritten / 1048576.0:F1} objects={summary.ObjectCount} " +
-            $"stored_mib={summary.StoredBytes / 1048576.0:F1} {Describe(settings)}"));
+            $"stored_mib={summary.StoredBytes / 1048576.0:F1} encrypted={masterKey is not null} {Describe(settings)}"));
     }
 
-    static async Task RestoreAsync(RepositoryOptions settings, bool profile, string target, string container, Guid id, string output)
+    static async Task RestoreAsync(RepositoryOptions settings, bool profile, MasterKey? masterKey, string target, string container, Guid id, string output)
     {
         var (store, timing) = Open(target, settings, profile);
         var clock = new Stopwatch();
         RestoreSummary summary;
         await using (store)
         {
-            var repository = new BackupRepository(store, Options.Create(settings), NullLogger<BackupRepository>.Instance);
+            var repository = new BackupRepository(store, Options.Create(settings), masterKey, NullLogger<BackupRepository>.Instance);
             var manifest = await repository.ReadManifestAsync(container, id, CancellationToken.None)
                 ?? throw new FileNotFoundException($"backup {id} has no manifest in {container} on {target}");
             File.Delete(output);
@@ -141,7 +150,7 @@ static class BenchProgram
         }
         timing?.Report(Console.Out, clock.Elapsed.TotalSeconds);
         Console.WriteLine(Invariant($"RESULT op=restore id={id} seconds={clock.Elapsed.TotalSeconds:F3} hwm_mib={PeakMiB():F1} " +
-            $"size_mib={summary.SizeBytes / 1048576.0:F0} chunks_read={summary.ChunksRead} read_mib={summary.BytesRead / 1048576.0:F1} {Describe(settings)}"));
+            $"size_mib={summary.SizeBytes / 1048576.0:F0} chunks_read={summary.ChunksRead} read_mib={summary.BytesRead / 1048576.0:F1} encrypted={masterKey is not null} {Describe(settings)}"));
     }
 
     static (IRepositoryStore Store, TimingStore? Timing) Open(string target, RepositoryOptions settings, bool profile)
@@ -154,6 +163,8 @@ static class BenchProgram
 
     // The backup pipeline taken apart: one thread, one chunk at a time, each step timed on its own. Writes each
     // non-zero chunk as <container>/phases/<sha256> (atomic write, as the repository does), then reads it back.
+    // Beside the plain steps, what encryption adds: the keyed name, and the whole encode and decode of the encrypted
+    // format (ChunkStore.Encode/Decode with a container key) against the same of the unencrypted one.
     static async Task PhasesAsync(RepositoryOptions settings, string target, string container, string image)
     {
         var chunkSize = settings.ChunkSize;
@@ -162,6 +173,8 @@ static class BenchProgram
         var plain = new byte[chunkSize];
         var packed = new byte[chunkSize + 1];
         var back = new byte[chunkSize];
+        var encoded = new byte[ChunkStore.MaxStoredSize(chunkSize)];
+        var key = ContainerKey.Create(container, MasterKey.FromBytes(RandomNumberGenerator.GetBytes(MasterKey.Size))).Key;
         using var compressor = new Compressor(settings.CompressionLevel);
         using var decompressor = new Decompressor();
         var t = new Dictionary<string, double>();
@@ -198,6 +211,18 @@ static class BenchProgram
             s = Stopwatch.GetTimestamp();
             var hash = Convert.ToHexStringLower(SHA256.HashData(plain.AsSpan(0, length)));
             Add("4 sha256", s, length);
+
+            s = Stopwatch.GetTimestamp();
+            var name = key.NameOf(plain.AsSpan(0, length));
+            Add("4b hmac-sha256 name", s, length);
+
+            foreach (var (phase, codec, chunkName) in new[] { ("9a encode+decode, plain", ContainerKey.Plain, hash), ("9b encode+decode, encrypted", key, name) })
+            {
+                s = Stopwatch.GetTimestamp();
+                var n9 = ChunkStore.Encode(codec, container, chunkName, compressor, plain.AsSpan(0, length), encoded);
+                ChunkStore.Decode(codec, container, chunkName, decompressor, encoded.AsSpan(0, n9), back.AsSpan(0, length));
+                Add(phase, s, length);
+            }
 
             s = Stopwatch.GetTimestamp();
             int stored;

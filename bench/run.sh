@@ -18,6 +18,8 @@
 #     round right after the same baseline, and prints a comparison;  BENCH_CONFIGS='label|--opt=v ...;label|...'
 #     sets that list yourself (the first entry gets the full table and the 16 GiB image)
 #   BENCH_16G=0 skips the 16 GiB image;  BENCH_NO_BUILD=1 skips the build;  BENCH_PROFILE=1 logs per-call store timings
+#   BENCH_ENCRYPTION=both (default: the agent's encrypted format, and the unencrypted one as an extra config in the same
+#     rounds, compared at the end) | on (encrypted only) | off (unencrypted only)
 #   BENCH_NFS_FROM=/other/checkout/deploy/services.sh  use the NFS server that checkout started (its export), start none
 set -euo pipefail
 
@@ -40,6 +42,14 @@ if [[ ${BENCH_SWEEP:-0} == 1 ]]; then
             "chunk 2 MiB, workers 8|--chunk-kib=2048 --workers=8" "workers 8, level 3|--workers=8 --level=3")
 fi
 if [[ -n ${BENCH_CONFIGS:-} ]]; then IFS=';' read -ra CONFIGS <<<"$BENCH_CONFIGS"; fi
+ENCRYPTION=${BENCH_ENCRYPTION:-both}
+PLAIN=-1   # the config index of the unencrypted twin of config 0, when there is one
+case $ENCRYPTION in
+  on) ;;
+  off) CONFIGS[0]="unencrypted ${CONFIGS[0]%%|*}|${CONFIGS[0]#*|} --plain" ;;
+  both) PLAIN=${#CONFIGS[@]}; CONFIGS+=("unencrypted|${CONFIGS[0]#*|} --plain") ;;
+  *) echo "bench: BENCH_ENCRYPTION must be both, on or off" >&2; exit 2 ;;
+esac
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: ERROR: $*" >&2; exit 1; }
@@ -57,6 +67,7 @@ mkdir -p "$BENCH"/{images,work,results,build}
 case $(stat -f -c %T "$BENCH") in tmpfs|ramfs) die "$BENCH is on $(stat -f -c %T "$BENCH"); benchmark data must go to disk" ;; esac
 for tool in nfs-cp nfs-ls sync awk; do command -v $tool >/dev/null || die "$tool not found (nfs-cp/nfs-ls: apt-get install libnfs-utils)"; done
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 STAMP=$(date +%Y%m%d-%H%M%S)
 LOG=$BENCH/results/$STAMP.log
 TABLE=$BENCH/results/$STAMP.txt
@@ -101,6 +112,9 @@ if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
     || { tail -n 30 "$BENCH/build.log" >&2; die "build failed (log: $BENCH/build.log)"; }
 fi
 BIN=$BENCH/build/bin/Bench/release/Bench.dll
+# The master key encrypted backups are made with, as deploy/ makes the agents' one (a --plain config ignores it).
+MASTER_KEY=$BENCH/master.key
+[[ -s $MASTER_KEY ]] || (umask 077; head -c 32 /dev/urandom >"$MASTER_KEY")
 [[ -f $BIN ]] || die "$BIN missing: build first"
 bench() { timeout 1200 dotnet "$BIN" "$@"; }
 
@@ -192,6 +206,7 @@ result() { grep '^RESULT' <<<"$OUT" || die "no RESULT line; log: $LOG"; }
 backups() {
   local c=$1 r=$2 tag=$3 line full_id inc_id got opts
   read -ra opts <<<"${CONFIGS[$c]#*|}"
+  opts+=("--master-key=$MASTER_KEY")
   SHARE_DIRS+=("$tag" "$tag-16g")
   measure "r$r c$c full backup" bench backup "$VB_NFS_URL" "$tag" "$BASE" "${opts[@]}"; ((RESTARTED)) && return
   line=$(result); full_id=$(field id "$line")
@@ -253,7 +268,12 @@ round() {
   [[ $(bench sha256 "$BENCH/work/back.img" | cut -d' ' -f1) == "$TEXT_SHA" ]] || die "r$r: the raw copy back differs from the text image"
   rm -f "$BENCH/work/back.img" "$VB_NFS_EXPORT/$tag.text.img"
   say "round $r: raw copy to NFS ${R[raw_up,$r]}s, back ${R[raw_back,$r]}s, text image back ${R[raw_back_text,$r]}s (checksums ok)"
-  for ((c = 0; c < ${#CONFIGS[@]}; c++)); do
+  # Every other round the configs run in reverse order, so that none always runs first (or second, with warmer caches).
+  local order=() i
+  for ((i = 0; i < ${#CONFIGS[@]}; i++)); do
+    if ((r % 2 == 0)); then order=("$i" "${order[@]}"); else order+=("$i"); fi
+  done
+  for c in "${order[@]}"; do
     backups "$c" "$r" "$tag-c$c"; ((RESTARTED)) && return
   done
   return 0
@@ -281,7 +301,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'; }
 
 {
-  echo "Repository benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds, seed $SEED"
+  echo "Repository benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average at the start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds, seed $SEED"
+  echo "Format: config 0 $([[ ${CONFIGS[0]} == *--plain* ]] && echo unencrypted || echo "encrypted (AES-256-GCM, HMAC-SHA-256 names)")"
   echo "Images: 2 GiB (25 % holes, 25 % random, 50 % text), second image 2 GiB (5 % holes, 5 % random, 90 % text); change: 1 % in ${RUN_KIB} KiB runs; share: $VB_NFS_URL"
   echo "RepositoryOptions: ${SETTINGS[0]}"
   echo
@@ -323,6 +344,21 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'
   if [[ ${BENCH_16G:-1} == 1 ]]; then
     # "Not growing": the 16 GiB backup's peak within 10 % of the 2 GiB backup's.
     target "peak RSS 16 GiB / 2 GiB backup" "$(ratio "$(med big_mem,0)" "$(med full_mem,0)")" 1.10
+  fi
+  if ((PLAIN >= 0)); then
+    echo
+    echo "Encryption: config 0 (encrypted) against the same options unencrypted, in the same rounds (medians; per round: encrypted/unencrypted)"
+    enc_row() {   # enc_row LABEL KEY
+      local per="" r
+      for ((r = 1; r <= ROUNDS; r++)); do per+="$(ratio "${R[$2,0,$r]}" "${R[$2,$PLAIN,$r]}") "; done
+      printf '%-38s %10s   target <= %-6s %s   (%s s vs %s s; per round %s)\n' "$1" "$(ratio "$(med "$2",0)" "$(med "$2,$PLAIN")")" 1.10 \
+        "$(verdict "$(ratio "$(med "$2",0)" "$(med "$2,$PLAIN")")" 1.10)" "$(med "$2",0)" "$(med "$2,$PLAIN")" "${per% }"
+    }
+    enc_row "full backup, encrypted / unencrypted" full
+    enc_row "restore, encrypted / unencrypted" restore
+    enc_row "incremental, encrypted / unencrypted" inc
+    printf '%-38s %10s\n' "CPU full backup (agent), enc / unenc" "$(ratio "$(med full_cpu,0)" "$(med full_cpu,$PLAIN)")"
+    printf '%-38s %10s\n' "CPU restore (agent), enc / unenc" "$(ratio "$(med restore_cpu,0)" "$(med restore_cpu,$PLAIN)")"
   fi
   if ((${#CONFIGS[@]} > 1)); then
     echo

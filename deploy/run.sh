@@ -15,6 +15,8 @@
 #        deploy/run.sh --no-demo  steps 1-3 and 5 (no demo)
 #        deploy/run.sh stop       stops everything a run.sh started (from any terminal)
 #        deploy/run.sh status     the four processes and the services
+#        deploy/run.sh rotate-key stops the four processes, re-wraps every container's data key under a
+#                                 new master key (no chunk is rewritten) and puts the new key in place
 #
 # Ports (loopback only): Api 8776 (VB_API_PORT), VolumeAgent 5201 (VB_VOLUME_AGENT_PORT) and its
 # metrics 5202 (VB_VOLUME_AGENT_METRICS_PORT), BackupAgents 5211 and 5212 (VB_BACKUP_AGENT_PORT_1,
@@ -192,6 +194,7 @@ start_everything() {
   # Exports ConnectionStrings__Postgres, VB_RABBITMQ_TLS (the Api's broker user), VB_RABBITMQ_TLS_AGENT (the
   # agents'), VB_PKI (the CA and certificates), VB_NFS_URL, VB_POOL, ...
   eval "$("$SERVICES" env)"
+  "$SERVICES" master-key >/dev/null      # the programs refuse to start without it
   local volumes=$VB_POOL/demo repository=$VB_NFS_URL/demo i
   local ca="Tls__CaFile=$VB_PKI/ca.crt"
 
@@ -209,6 +212,7 @@ start_everything() {
       "Agent__Host=host-a" "Agent__Zone=nova" "Agent__PoolPath=$volumes" \
       "Agent__VolumeAgentAddress=https://127.0.0.1:$VOLUME_AGENT_PORT" \
       "Repository__Target=$repository" \
+      "Encryption__MasterKeyFile=$VB_MASTER_KEY_FILE" \
       "Telemetry__Instance=backup-agent-$i"
   done
   for i in 1 2; do
@@ -224,6 +228,7 @@ start_everything() {
     "Auth__Keystone__PasswordFile=$VB_KEYSTONE_SECRETS/vb-api" \
     "Storage__Hosts__0__Name=host-a" "Storage__Hosts__0__Zone=nova" \
     "Storage__Hosts__0__Address=https://127.0.0.1:$VOLUME_AGENT_PORT" \
+    "Encryption__MasterKeyFile=$VB_MASTER_KEY_FILE" \
     "Telemetry__Instance=api"
   wait_ready api Api "$API_PORT" ready_http "$API_PORT"
 }
@@ -266,12 +271,36 @@ cmd_status() {
   return $rc
 }
 
+# A new master key: every container's data key re-wrapped under it (BackupAgent rotate-master-key; chunks and manifests
+# stay as they are), then it replaces the old one, which is kept aside until the operator deletes it. The programs are
+# stopped first, so that none writes a new container under the old key meanwhile; start them again with run.sh.
+cmd_rotate_key() {
+  eval "$("$SERVICES" env)"
+  local current new retired
+  current=$("$SERVICES" master-key)
+  new=$current.new
+  retired=$current.retired-$(date -u +%Y%m%dT%H%M%SZ)
+  stop_procs
+  [[ -f $(dll_of BackupAgent) ]] || build
+  (umask 077; head -c 32 /dev/urandom >"$new")
+  if ! env "Repository__Target=$VB_NFS_URL/demo" "Encryption__MasterKeyFile=$current" \
+      dotnet "$(dll_of BackupAgent)" rotate-master-key --new-key-file "$new"; then
+    rm -f "$new"   # the rotation left every old wrap in place: the current key still opens every container
+    die "rotation failed (see above): the current master key stays in use"
+  fi
+  mv "$current" "$retired"
+  mv "$new" "$current"
+  say "the new master key is $current; the old one is kept as $retired until you delete it"
+  say "start the programs again (deploy/run.sh); records exported before must be exported again"
+}
+
 # ------------------------------------------------------------------- main ---
 
 wait_mode=wait demo=yes
 case ${1:-} in
   stop)   cmd_stop; exit ;;
   status) cmd_status; exit ;;
+  rotate-key) cmd_rotate_key; exit ;;
   -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 esac
 for arg in "$@"; do

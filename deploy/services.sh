@@ -5,7 +5,7 @@
 # folder ($VB_STATE, default <repo>/.state), every server binds to 127.0.0.1,
 # and every process we start is recorded in a PID file so `stop` ends only ours.
 #
-# Usage: deploy/services.sh install|start [keystone|rabbitmq]|stop [PART...]|status|env|start-nfs|stop-nfs|start-prometheus|stop-prometheus
+# Usage: deploy/services.sh install|start [keystone|rabbitmq]|stop [PART...]|status|env|master-key|start-nfs|stop-nfs|start-prometheus|stop-prometheus
 #   PARTs: pool postgres rabbitmq rpcbind ganesha keystone prometheus (stop without PARTs: all).
 #   `start keystone` starts Keystone alone (on 127.0.0.1:5000); plain `start` starts it last.
 #   `start rabbitmq` starts RabbitMQ alone. VB_RABBIT_NODE, VB_AMQP_PORT, VB_AMQPS_PORT and VB_RABBIT_DIST_PORT
@@ -44,6 +44,8 @@ POOL=$STATE/pool
 POOL_IMG=$STATE/pool.img
 POOL_SIZE=20G
 PROM_DIR=$STATE/prometheus
+KEYS_DIR=$STATE/keys
+MASTER_KEY=$KEYS_DIR/master.key   # the agents' and the Api's master key: losing it is losing the backups
 PROM_PORT=${VB_PROMETHEUS_PORT:-9090}
 # The ports deploy/run.sh uses: Api, BackupAgents, and the VolumeAgent's HTTP/1.1 metrics listener.
 PROM_TARGETS=${VB_PROMETHEUS_TARGETS:-127.0.0.1:8776 127.0.0.1:5211 127.0.0.1:5212 127.0.0.1:5202}
@@ -691,9 +693,21 @@ stop_keystone() {
 
 # ------------------------------------------------------------- commands ---
 
+# The master key: made once (32 random bytes, 0600 in a 0700 folder), never overwritten. The programs refuse to
+# start without it; `deploy/run.sh rotate-key` replaces it.
+ensure_master_key() {
+  install -d -m 700 "$KEYS_DIR"
+  if [[ ! -s $MASTER_KEY ]]; then
+    (umask 077; head -c 32 /dev/urandom >"$MASTER_KEY.tmp" && mv -f "$MASTER_KEY.tmp" "$MASTER_KEY")
+    say "made the master key $MASTER_KEY: keep a copy apart from the share, without it the backups cannot be read"
+  fi
+  chmod 600 "$MASTER_KEY"
+}
+
 cmd_start() {
   # 755 even under a strict umask: the postgres user must reach run/ and log/.
   install -d -m 755 "$STATE" "$RUN" "$LOG"
+  ensure_master_key
   local t0=$SECONDS
   "$REPO/deploy/pki.sh"   # the CA and the channels' certificates (idempotent; re-issues what is due)
   start_pool
@@ -764,6 +778,7 @@ export VB_STATE="$STATE"
 export VB_SERVICES="$REPO/deploy/services.sh"
 export VB_KEYSTONE_URL="$KEYSTONE_URL"
 export VB_KEYSTONE_SECRETS="$KEYSTONE_SECRETS"
+export VB_MASTER_KEY_FILE="$MASTER_KEY"
 EOF
 }
 
@@ -794,9 +809,10 @@ case ${1:-} in
   env)       cmd_env ;;
   vhost)     shift; cmd_vhost "$@" ;;
   delete-vhost) shift; cmd_delete_vhost "$@" ;;
+  master-key) install -d -m 755 "$STATE"; ensure_master_key; echo "$MASTER_KEY" ;;
   start-nfs) install -d -m 755 "$STATE" "$RUN" "$LOG"; start_ganesha ;;
   stop-nfs)  stop_ganesha ;;
   start-prometheus) install -d -m 755 "$STATE" "$RUN" "$LOG"; start_prometheus ;;
   stop-prometheus)  stop_prometheus ;;
-  *) echo "usage: $0 install|start [keystone]|stop [PART...]|status|env|start-nfs|stop-nfs|start-prometheus|stop-prometheus" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start [keystone]|stop [PART...]|status|env|master-key|start-nfs|stop-nfs|start-prometheus|stop-prometheus" >&2; exit 2 ;;
 esac

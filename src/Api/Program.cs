@@ -14,6 +14,7 @@ using VolumeBackup.Api.Quotas;
 using VolumeBackup.Api.Services;
 using VolumeBackup.Api.Versions;
 using VolumeBackup.Api.Volumes;
+using VolumeBackup.Contracts;
 using VolumeBackup.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -37,12 +38,14 @@ builder.Services.AddDbContext<AppDbContext>(o => AppDbContext.Configure(o,
     builder.Configuration.GetConnectionString("Postgres") ?? throw new InvalidOperationException("ConnectionStrings:Postgres is required")));
 builder.Services.AddMessaging(builder.Configuration);
 builder.Services.AddOptions<BackupOptions>().BindConfiguration(BackupOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddSingleton(sp => new RecordSigner(MasterKey.Load(sp.GetRequiredService<IConfiguration>()[MasterKey.ConfigKey])));
 builder.Services.AddHostedService<UntakenBackupsWatchdog>();
 builder.Services.AddOptions<VerifyOptions>().BindConfiguration(VerifyOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddHostedService<VerifySchedule>();
 builder.Services.AddHostedService<VolumeHostMonitor>();
 
 var app = builder.Build();
+app.Services.GetRequiredService<RecordSigner>();   // no master key, no start: records could be neither signed nor checked
 app.UseExceptionHandler(new ExceptionHandlerOptions
 {
     StatusCodeSelector = e => e is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,

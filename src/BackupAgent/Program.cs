@@ -2,8 +2,18 @@ using MassTransit;
 using Microsoft.Extensions.Options;
 using VolumeBackup.BackupAgent;
 using VolumeBackup.BackupAgent.Repository;
+using VolumeBackup.Contracts;
 using VolumeBackup.Contracts.Grpc;
 using VolumeBackup.ServiceDefaults;
+
+if (args is ["rotate-master-key", .. var rest])
+{
+    var cli = Host.CreateApplicationBuilder(rest);
+    using var host = cli.Build();
+    Environment.ExitCode = await MasterKeyRotation.RunAsync(host.Services.GetRequiredService<IConfiguration>(),
+        host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("rotate-master-key"), CancellationToken.None);
+    return;
+}
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults("BackupAgent");
@@ -18,6 +28,8 @@ builder.Services.AddSingleton(sp =>
     var repository = sp.GetRequiredService<IOptions<RepositoryOptions>>().Value;
     return RepositoryStores.Open(repository.Target, repository.Connections);
 });
+// Read at start: an agent without a usable master key refuses to run (it would write nothing readable).
+builder.Services.AddSingleton(_ => MasterKey.Load(builder.Configuration[MasterKey.ConfigKey]));
 builder.Services.AddSingleton<BackupRepository>();
 // Mutual TLS: the agent's certificate (role backup-agent, its zone) to the VolumeAgent, whose own must come from the deployment CA.
 builder.Services.AddGrpcClient<VolumeHost.VolumeHostClient>((sp, o) => o.Address = new Uri(sp.GetRequiredService<IOptions<AgentOptions>>().Value.VolumeAgentAddress))
@@ -41,6 +53,7 @@ builder.Services.AddMassTransit(x =>
 });
 
 var app = builder.Build();
+app.Services.GetRequiredService<MasterKey>();
 app.MapDefaultEndpoints();
 app.Run();
 

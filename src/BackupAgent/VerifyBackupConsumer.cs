@@ -23,7 +23,7 @@ public sealed class VerifyBackupConsumer(BackupRepository repository, ILogger<Ve
         }
         catch (BackupDataException e)
         {
-            await context.Publish(new BackupVerifyFailed(m.BackupId, e.ChunkIndex, e.ChunkSha256, e.ChunksFailed, e.Message), context.CancellationToken);
+            await context.Publish(new BackupVerifyFailed(m.BackupId, e.ChunkIndex, e.ChunkName, e.ChunksFailed, e.Message), context.CancellationToken);
         }
     }
 }

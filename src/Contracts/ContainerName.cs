@@ -16,7 +16,7 @@ public static class ContainerName
 
     // A nested container of these names would be a folder where its parent container keeps a file. Other names of the
     // layout (chunks, backups, writers, deleting) are harmless: a container only reads hash- and id-named entries there.
-    static readonly string[] Reserved = ["gc.lock", "gc.generation"];
+    static readonly string[] Reserved = ["gc.lock", "gc.generation", "keys.json"];
 
     // Returns the container to use (the default when empty), or throws an ArgumentException whose message is fit for a 400.
     public static string Validate(string? name)

@@ -36,7 +36,7 @@ public record BackupVerified(Guid BackupId, int ChunksChecked, long BytesChecked
 
 /// <summary>The backup cannot be restored whole: a chunk (the first failing, by position) is missing or corrupt, or the
 /// manifest is (then <paramref name="ChunkIndex"/> is null). <paramref name="Reason"/> names backup, chunk index and hash.</summary>
-public record BackupVerifyFailed(Guid BackupId, long? ChunkIndex, string? ChunkSha256, int ChunksFailed, string Reason);
+public record BackupVerifyFailed(Guid BackupId, long? ChunkIndex, string? ChunkName, int ChunksFailed, string Reason);
 
 /// <summary>An agent is alive and serving a zone; sent every few seconds, so a silent agent is seen as down.</summary>
 /// <param name="Binary">The Cinder service it stands for, e.g. "cinder-backup".</param>

@@ -33,6 +33,7 @@ public class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         builder.UseSetting("Storage:Hosts:0:Zone", "nova");
         builder.UseSetting("Storage:Hosts:0:Address", "https://127.0.0.1:9");   // no VolumeAgent: these tests never reach it
         foreach (var (key, value) in TestPki.Deployment.Settings(TestPki.Deployment.Api, ":")) builder.UseSetting(key, value);
+        builder.UseSetting("Encryption:MasterKeyFile", TestServices.MasterKeyFile);
         Configure(builder);
     }
 

@@ -63,6 +63,7 @@ public sealed class Backend : IAsyncLifetime
             ["Storage__Hosts__0__Name"] = "host-a",
             ["Storage__Hosts__0__Zone"] = "nova",
             ["Storage__Hosts__0__Address"] = VolumeAgent.Address,
+            ["Encryption__MasterKeyFile"] = MasterKeyFile,
         };
         foreach (var (key, value) in Pki.Settings(Pki.Api)) api[key] = value;
         string token = $"tester:{Project}", adminToken = $"admin:{Project}";
@@ -94,10 +95,14 @@ public sealed class Backend : IAsyncLifetime
             JsonNode.Parse(await Admin.GetStringAsync($"/v3/{ProjectId}/os-services?binary=cinder-backup"))!["services"]!.AsArray().Any(s => (string?)s!["state"] == "up"),
         TimeSpan.FromSeconds(60), "a cinder-backup service up (an agent's heartbeat reaching the Api)", every: TimeSpan.FromMilliseconds(250));
 
-    /// <summary>A second, fresh deployment (its own database, broker and pool) on the same backup repository.</summary>
-    public static async Task<Backend> SharingRepositoryWithAsync(Backend other)
+    /// <summary>The master key file the Api and the agents read (Encryption:MasterKeyFile).</summary>
+    public string MasterKeyFile { get; init; } = TestServices.MasterKeyFile;
+
+    /// <summary>A second, fresh deployment (its own database, broker and pool) on the same backup repository, with the
+    /// same master key unless given another.</summary>
+    public static async Task<Backend> SharingRepositoryWithAsync(Backend other, string? masterKeyFile = null)
     {
-        var backend = new Backend { repositoryTarget = other.repositoryTarget, RepositoryFolder = other.RepositoryFolder };
+        var backend = new Backend { repositoryTarget = other.repositoryTarget, RepositoryFolder = other.RepositoryFolder, MasterKeyFile = masterKeyFile ?? other.MasterKeyFile };
         await backend.InitializeAsync();
         return backend;
     }
@@ -116,6 +121,7 @@ public sealed class Backend : IAsyncLifetime
         ["Agent__RetryIntervalsMs__1"] = "500",
         ["Repository__Target"] = repositoryTarget ?? this.repositoryTarget,
         ["Repository__ChunkSize"] = (1024 * 1024).ToString(),
+        ["Encryption__MasterKeyFile"] = MasterKeyFile,
         ["Agent__ProgressEveryBytes"] = (ProgressEveryBytes ?? 256L << 20).ToString(CultureInfo.InvariantCulture),
     }, name);
 

@@ -21,6 +21,22 @@ public static class TestServices
     public static string NfsExport => Required("VB_NFS_EXPORT");
     public static string Pool => Required("VB_POOL");
 
+    static readonly Lazy<string> masterKeyFile = new(() => CreateMasterKeyFile());
+
+    /// <summary>This test run's master key file (Encryption:MasterKeyFile), made like deploy/ makes one.</summary>
+    public static string MasterKeyFile => masterKeyFile.Value;
+
+    /// <summary>A new master key file: 32 random bytes, mode 0600, in a folder only its owner can enter.</summary>
+    public static string CreateMasterKeyFile()
+    {
+        var path = Path.Join(Directory.CreateTempSubdirectory("vb-master-key-").FullName, "master.key");   // the folder is 0700
+        File.WriteAllBytes(path, []);
+        if (!OperatingSystem.IsWindows())
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.WriteAllBytes(path, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        return path;
+    }
+
     /// <summary>A fresh, empty database; its connection string.</summary>
     public static async Task<string> CreateDatabaseAsync(string prefix)
     {

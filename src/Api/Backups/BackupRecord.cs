@@ -1,6 +1,8 @@
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using VolumeBackup.Contracts;
 
 namespace VolumeBackup.Api.Backups;
 
@@ -8,8 +10,9 @@ public sealed record ImportRecordBody([property: JsonPropertyName("backup-record
 public sealed record ImportRecord(string? BackupService, string? BackupUrl);
 
 /// <summary>
-/// What export_record hands out: the backup's row, base64-encoded JSON as Cinder does. With it, any deployment that
-/// reaches the same share can import the backup and restore it (the data and manifest are on the share).
+/// What export_record hands out: the backup's row, base64-encoded JSON as Cinder does, signed. With it, a deployment
+/// that reaches the same share and holds the same master key can import the backup and restore it (the data and
+/// manifest are on the share, encrypted under that key; the record carries no key).
 /// </summary>
 public sealed record BackupRecord(
     Guid Id, Guid VolumeId, Guid? SnapshotId, string Container, int Size, int ObjectCount, long StoredBytes, Guid? ParentId,
@@ -19,21 +22,55 @@ public sealed record BackupRecord(
     public const string Service = "volumebackup.repository";
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
-    public static Dictionary<string, string> Export(Backup b)
+    public static Dictionary<string, string> Export(Backup b, RecordSigner signer)
     {
         var record = new BackupRecord(b.Id, b.VolumeId, b.SnapshotId, b.Container, b.Size, b.ObjectCount, b.StoredBytes, b.ParentId,
             b.AvailabilityZone, b.Name, b.Description, b.DataTimestamp, b.CreatedAt, b.Metadata);
+        var body = JsonSerializer.SerializeToUtf8Bytes(record, Json);
+        var signed = new SignedRecord(Convert.ToBase64String(body), signer.MasterKeyId, Convert.ToBase64String(signer.Sign(body)));
         return new()
         {
             ["backup_service"] = Service,
-            ["backup_url"] = Convert.ToBase64String(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(record, Json))),
+            ["backup_url"] = Convert.ToBase64String(JsonSerializer.SerializeToUtf8Bytes(signed, Json)),
         };
     }
 
-    public static BackupRecord? Decode(string url)
+    /// <summary>The record, or why it is refused (a message fit for a 400): unreadable, unsigned, of another master key, or edited.</summary>
+    public static (BackupRecord? Record, string? Error) Decode(string url, RecordSigner signer)
     {
-        try { return JsonSerializer.Deserialize<BackupRecord>(Convert.FromBase64String(url), Json); }
-        catch (Exception e) when (e is FormatException or JsonException) { return null; }
+        SignedRecord? signed;
+        byte[] body;
+        try
+        {
+            signed = JsonSerializer.Deserialize<SignedRecord>(Convert.FromBase64String(url), Json);
+            if (signed is not { Record: { } text })
+                return (null, "Invalid input received: Can't parse backup record.");
+            body = Convert.FromBase64String(text);
+        }
+        catch (Exception e) when (e is FormatException or JsonException)
+        {
+            return (null, "Invalid input received: Can't parse backup record.");
+        }
+        if (signed.MasterKeyId is not { } keyId || signed.Signature is not { } signature)
+            return (null, "Invalid input received: The backup record is not signed; export it again from a deployment of this version.");
+        if (keyId != signer.MasterKeyId)
+            return (null, $"Invalid input received: The backup record was exported under master key {keyId}, and this deployment holds master key {signer.MasterKeyId}: "
+                + "the backup's data is encrypted under that key and cannot be read here. Import it where that master key is configured.");
+        byte[] mac;
+        try { mac = Convert.FromBase64String(signature); }
+        catch (FormatException) { return (null, "Invalid input received: The backup record's signature is malformed."); }
+        if (!CryptographicOperations.FixedTimeEquals(mac, signer.Sign(body)))
+            return (null, "Invalid input received: The backup record's signature does not match: it was edited, or not exported by this service.");
+        try
+        {
+            return JsonSerializer.Deserialize<BackupRecord>(body, Json) is { Container: not null } record
+                ? (record, null)
+                : (null, "Invalid input received: Can't parse backup record.");
+        }
+        catch (JsonException)
+        {
+            return (null, "Invalid input received: Can't parse backup record.");
+        }
     }
 
     /// <summary>
@@ -56,4 +93,33 @@ public sealed record BackupRecord(
         ObjectCount = ObjectCount, StoredBytes = StoredBytes, ParentId = ParentId, AvailabilityZone = AvailabilityZone, Name = Name,
         Description = Description, DataTimestamp = DataTimestamp, CreatedAt = CreatedAt, UpdatedAt = now, Metadata = Metadata ?? [],
     };
+
+    // backup_url decoded: the record's JSON (base64, signed as is: no canonical form to agree on), the master key it was
+    // exported under, and the HMAC-SHA-256.
+    sealed record SignedRecord(string? Record, [property: JsonPropertyName("master_key_id")] string? MasterKeyId,
+        [property: JsonPropertyName("hmac_sha256")] string? Signature);
+}
+
+/// <summary>
+/// Signs export records with HMAC-SHA-256 under a key derived from the master key: only a deployment holding the same
+/// master key (the one that can decrypt the backup) accepts a record, and an edited or forged one fails. The Api keeps the
+/// derived key alone, never the master key.
+/// </summary>
+public sealed class RecordSigner
+{
+    readonly byte[] key;
+
+    public RecordSigner(MasterKey master)
+    {
+        key = master.Derive("volumebackup export-record v1");
+        MasterKeyId = master.Id;
+    }
+
+    public string MasterKeyId { get; }
+
+    public byte[] Sign(ReadOnlySpan<byte> record)
+    {
+        byte[] signed = [.. Encoding.UTF8.GetBytes($"volumebackup export-record v1\n{MasterKeyId}\n"), .. record];
+        return HMACSHA256.HashData(key, signed);
+    }
 }

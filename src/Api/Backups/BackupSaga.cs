@@ -55,7 +55,13 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                     now, Queues.CreateBackup(b.AvailabilityZone)));
                 Notify(c, notifications, "backup.create.start", now);
             }).TransitionTo(Creating),
-            When(ImportRequested).Then(c => Touch(c, clock)).TransitionTo(Available));
+            When(ImportRequested).ThenAsync(async c =>
+            {
+                Touch(c, clock);
+                // The import checked the parent is of the same project; it now counts this backup like one it made.
+                if (c.Saga.ParentId is { } parentId && await Db(c).Backups.FindAsync([parentId], c.CancellationToken) is { } parent)
+                    parent.NumDependentBackups++;
+            }).TransitionTo(Available));
 
         During(Creating,
             When(Started).ThenAsync(async c =>

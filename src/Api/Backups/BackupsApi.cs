@@ -231,23 +231,31 @@ public static class BackupsApi
     }
 
     /// <summary>The record that lets another deployment on the same share import and restore this backup.</summary>
-    static async Task<Results<Ok<Dictionary<string, Dictionary<string, string>>>, ProblemHttpResult>> ExportRecord(string id, Caller caller, AppDbContext db, CancellationToken ct)
+    static async Task<Results<Ok<Dictionary<string, Dictionary<string, string>>>, ProblemHttpResult>> ExportRecord(
+        string id, Caller caller, AppDbContext db, RecordSigner signer, CancellationToken ct)
     {
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         if (backup.Status != BackupStatus.Available) return CinderErrors.BadRequest($"Invalid backup: Backup status must be available and not {backup.Status}.");
-        return TypedResults.Ok(Wire.Wrap("backup-record", BackupRecord.Export(backup)));
+        return TypedResults.Ok(Wire.Wrap("backup-record", BackupRecord.Export(backup, signer)));
     }
 
     static async Task<Results<Created<Dictionary<string, BackupSummary>>, ProblemHttpResult>> ImportRecord(
-        ImportRecordBody body, Caller caller, AppDbContext db, OutboxSignal outbox, HttpRequest http, TimeProvider clock, CancellationToken ct)
+        ImportRecordBody body, Caller caller, AppDbContext db, RecordSigner signer, OutboxSignal outbox, HttpRequest http, TimeProvider clock, CancellationToken ct)
     {
         if (body.BackupRecord is not { BackupService: { } service, BackupUrl: { } url }) return CinderErrors.BadRequest("Incorrect request body format.");
         if (service != BackupRecord.Service) return CinderErrors.BadRequest($"Invalid input received: Backup service {service} is not supported; this service imports {BackupRecord.Service}.");
-        if (BackupRecord.Decode(url) is not { } record) return CinderErrors.BadRequest("Invalid input received: Can't parse backup record.");
+        var (record, refused) = BackupRecord.Decode(url, signer);
+        if (record is null) return CinderErrors.BadRequest(refused!);
         if (record.Problem() is { } problem) return CinderErrors.BadRequest($"Invalid input received: Can't parse backup record: {problem}");
         try { ContainerName.Validate(record.Container); }
         catch (ArgumentException e) { return CinderErrors.BadRequest($"Invalid container: {e.Message}"); }
         if (await db.Backups.AnyAsync(b => b.Id == record.Id, ct)) return CinderErrors.BadRequest("Invalid backup: Backup already exists in database.");
+        // An incremental hangs off its parent (dependent counts, delete order): only ever one of the importer's project.
+        if (record.ParentId is { } parentId && await db.Backups.Where(b => b.Id == parentId).Select(b => new { b.ProjectId, b.Container }).FirstOrDefaultAsync(ct) is { } parent
+            && (parent.ProjectId != caller.ProjectId || parent.Container != record.Container))
+            return CinderErrors.BadRequest($"Invalid backup: The parent backup {parentId} of this incremental backup belongs to another project or container.");
+        if (await db.Backups.AnyAsync(b => b.ParentId == record.Id && b.ProjectId != caller.ProjectId, ct))
+            return CinderErrors.BadRequest($"Invalid backup: Backup {record.Id} is the parent of another project's backup.");
         var now = clock.GetUtcNow();
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         // Cinder imports over a deleted backup's record: the deleted row makes way for the imported one.

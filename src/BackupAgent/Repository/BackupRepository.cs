@@ -28,7 +28,8 @@ public sealed record VerifySummary(int ChunksChecked, long BytesChecked);
 public sealed record DeleteSummary(bool ManifestFound, int ChunksDeleted, long BytesFreed, int ChunksDeferred);
 
 // A container on the share:
-//   chunks/<2 hex>/<sha256>   the data (ChunkStore), each chunk written once and shared by every backup holding it
+//   keys.json                 its data key, wrapped under the master key (ContainerKey); every other file is encrypted with it
+//   chunks/<2 hex>/<name>     the data (ChunkStore), each chunk written once and shared by every backup holding it
 //   backups/<id>.manifest     one per backup, complete, written last and atomically (Manifest)
 //   writers/<id>              a running backup (WriterMarker)
 //   deleting/<id>.json        chunks of a deleted backup still to collect (Tombstone)
@@ -47,11 +48,16 @@ public sealed record DeleteSummary(bool ManifestFound, int ChunksDeleted, long B
 // rely on: those with an mtime at or after the start of the oldest live writer (writers/<id>, kept fresh by a
 // heartbeat). A backup that starts later waits on gc.lock before relying on any chunk, so it only sees the
 // collection's result. A spared chunk stays in its tombstone, and a later collection frees it if still unused.
-public sealed class BackupRepository(IRepositoryStore store, IOptions<RepositoryOptions> options, ILogger<BackupRepository> logger)
+//
+// Encryption: with a master key (always, in the agent) every container gets a data key on its first backup, and every
+// chunk and manifest is encrypted (format 2). Without one (the bench's baseline only) the plain format 1 is written. A
+// repository with a master key restores no plain backup: anyone who can write the share could slip one in.
+public sealed class BackupRepository(IRepositoryStore store, IOptions<RepositoryOptions> options, MasterKey? masterKey, ILogger<BackupRepository> logger)
 {
     const long ProgressStep = 64L * 1024 * 1024;
 
     readonly RepositoryOptions settings = options.Value;
+    readonly ConcurrentDictionary<string, ContainerKey> keys = new();
 
     public Task<BackupSummary> BackupAsync(string container, Guid backupId, Guid volumeId, Guid? parentId, string devicePath,
         long sizeBytes, Func<long, Task>? progress, CancellationToken ct) =>
@@ -82,7 +88,8 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         var deviceLength = SparseFile.Length(source);
         if (deviceLength < sizeBytes)
             throw new InvalidOperationException($"The device {devicePath} of backup {backupId} holds {deviceLength} bytes, less than the {sizeBytes} to back up.");
-        var run = new BackupRun(container, backupId, devicePath, source, sizeBytes, chunkSize, parent);
+        var key = await KeyAsync(container, create: true, ct);
+        var run = new BackupRun(container, key, backupId, devicePath, source, sizeBytes, chunkSize, parent);
         var marker = $"{container}/writers/{backupId:D}";
         Manifest manifest;
         try
@@ -96,7 +103,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 if (await ReadGenerationAsync(container, ct) != generation)
                     await RestoreCollectedChunksAsync(run, ct);
                 manifest = run.ToManifest(volumeId, parentId, createdAt, device.Generation);
-                var bytes = manifest.ToBytes(out var sha256);
+                var bytes = manifest.ToBytes(key, container, out var sha256);
                 await gcLock.EnsureHeldAsync(ct);   // a holder that stalled past its lease writes nothing a collection did not see
                 await store.WriteAtomicAsync(ManifestPath(container, backupId), bytes, ct);
                 manifest = manifest with { Sha256 = sha256 };
@@ -128,6 +135,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             return null;
         var why = device.BaseGeneration is null || device.BaseGeneration != parent.DeviceGeneration ? "the base is not the copy the parent read"
             : parent.SizeBytes != device.SizeBytes ? "the volume was resized since the parent"
+            : parent.FormatVersion != Manifest.CurrentFormatVersion ? "the parent was written unencrypted, its chunks under other names"
             : changed.Any(r => r.Offset < 0 || r.Length < 0 || r.Offset + r.Length > device.SizeBytes) ? "a changed range lies outside the device"
             : !await store.ExistsAsync(ManifestPath(container, id), ct) ? "the parent was deleted meanwhile"
             : null;
@@ -145,26 +153,27 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     }
 
     // Writes every chunk into an existing file or device of at least the backup's size, holes as holes, each chunk
-    // checked against its SHA-256 before its data is written. Throws BackupDataException at the first missing or corrupt
-    // chunk, once every read and write under way has stopped.
+    // authenticated and checked against its name before its data is written. Throws BackupDataException at the first
+    // missing or corrupt chunk, once every read and write under way has stopped.
     public async Task<RestoreSummary> RestoreAsync(string container, Guid backupId, string targetPath, Func<long, Task>? progress, CancellationToken ct)
     {
         container = ContainerName.Validate(container);
         var manifest = await ReadManifestAsync(container, backupId, ct)
             ?? throw new FileNotFoundException($"Backup {backupId} has no manifest in container '{container}' on {store.Describe}.");
+        var key = await ChunkKeyAsync(container, manifest, ct);
         var clock = Stopwatch.StartNew();
         using var target = RestoreTarget.Open(targetPath);
         var targetLength = target.Length;
         if (targetLength < manifest.SizeBytes)
             throw new InvalidOperationException($"The restore target {targetPath} holds {targetLength} bytes, less than the {manifest.SizeBytes} of backup {backupId}.");
 
-        var run = new RestoreRun(container, manifest, target, new ProgressGate(progress));
+        var run = new RestoreRun(container, key, manifest, target, new ProgressGate(progress));
         // Two stages: Connections chunks are fetched from the share (read-ahead, in chunk order) while Workers chunks are
         // decoded, verified and written. A fetched chunk waits in one of Connections + Workers pooled buffers, which
         // bounds memory whatever the speed of either side.
         var buffers = Channel.CreateUnbounded<byte[]>();
         for (var i = 0; i < settings.Connections + settings.Workers; i++)
-            buffers.Writer.TryWrite(new byte[manifest.ChunkSize + 1]);   // a stored chunk is at most one codec byte more
+            buffers.Writer.TryWrite(new byte[ChunkStore.MaxStoredSize(manifest.ChunkSize)]);
         var fetched = Channel.CreateUnbounded<FetchedChunk>();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var fetching = StopOnFailureAsync(FetchChunksAsync(run, buffers.Reader, fetched.Writer, stop.Token), stop);
@@ -233,7 +242,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             await foreach (var (index, chunk, buffer, stored) in fetched.ReadAllAsync(token))
             {
                 var (offset, length) = run.Extent(index);
-                DecodeChunk(run.Container, run.Manifest, index, chunk, decompressor, buffer.AsSpan(0, stored), plain.Span[..length]);
+                DecodeChunk(run.Container, run.Key, run.Manifest, index, chunk, decompressor, buffer.AsSpan(0, stored), plain.Span[..length]);
                 buffers.TryWrite(buffer);
                 run.Target.Write(plain.Span[..length], offset);
                 Interlocked.Increment(ref run.ChunksRead);
@@ -243,7 +252,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         });
     }
 
-    // Reads every chunk the backup references with the restore's own check (ReadChunkAsync: size, decode, SHA-256), each
+    // Reads every chunk the backup references with the restore's own check (ReadChunkAsync: size, authenticity, name), each
     // distinct chunk once. Throws BackupDataException naming the first failing chunk by position, and how many failed;
     // a missing or damaged manifest fails too. PBS's verify jobs are the model.
     public async Task<VerifySummary> VerifyAsync(string container, Guid backupId, CancellationToken ct)
@@ -251,11 +260,12 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         container = ContainerName.Validate(container);
         var manifest = await ReadManifestAsync(container, backupId, ct)
             ?? throw new BackupDataException($"Backup {backupId} cannot be restored: it has no manifest in container '{container}' on {store.Describe}.", backupId);
+        var key = await ChunkKeyAsync(container, manifest, ct);
         var clock = Stopwatch.StartNew();
         var firstIndex = new Dictionary<string, long>();
         for (long i = 0; i < manifest.Chunks.Length; i++)
             if (manifest.Chunks[i] is { } chunk)
-                firstIndex.TryAdd(chunk.Sha256, i);
+                firstIndex.TryAdd(chunk.Name, i);
         var failures = new ConcurrentBag<BackupDataException>();
         var bytes = 0L;
         var chunkSize = manifest.ChunkSize;
@@ -263,12 +273,12 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         {
             var index = entry.Value;
             var plain = ArrayPool<byte>.Shared.Rent(chunkSize);
-            var packed = ArrayPool<byte>.Shared.Rent(chunkSize + 1);
+            var packed = ArrayPool<byte>.Shared.Rent(ChunkStore.MaxStoredSize(chunkSize));
             try
             {
                 using var decompressor = new Decompressor();
                 var length = (int)Math.Min(chunkSize, manifest.SizeBytes - index * chunkSize);
-                Interlocked.Add(ref bytes, await ReadChunkAsync(container, manifest, index, manifest.Chunks[index]!, decompressor, packed, plain.AsMemory(0, length), token));
+                Interlocked.Add(ref bytes, await ReadChunkAsync(container, key, manifest, index, manifest.Chunks[index]!, decompressor, packed, plain.AsMemory(0, length), token));
             }
             catch (BackupDataException e)
             {
@@ -282,8 +292,8 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         });
         if (failures.MinBy(e => e.ChunkIndex) is { } first)
         {
-            logger.VerifyFailed(backupId, container, failures.Count, firstIndex.Count, first.ChunkIndex, first.ChunkSha256);
-            throw new BackupDataException($"{first.Message} ({failures.Count} of {firstIndex.Count} chunks failed)", backupId, first.ChunkIndex, first.ChunkSha256, first)
+            logger.VerifyFailed(backupId, container, failures.Count, firstIndex.Count, first.ChunkIndex, first.ChunkName);
+            throw new BackupDataException($"{first.Message} ({failures.Count} of {firstIndex.Count} chunks failed)", backupId, first.ChunkIndex, first.ChunkName, first)
                 { ChunksFailed = failures.Count };
         }
         logger.VerifyPassed(backupId, container, clock.ElapsedMilliseconds, firstIndex.Count, bytes);
@@ -304,7 +314,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         if (file is not null)
         {
             // The tombstone first: after a crash the next collection still knows which chunks to look at.
-            var tombstone = new Tombstone(backupId, ChunksOf(file, container, backupId));
+            var tombstone = new Tombstone(backupId, await ChunksOfAsync(file, container, backupId, ct));
             await store.WriteAtomicAsync(TombstonePath(container, backupId), JsonSerializer.SerializeToUtf8Bytes(tombstone, RepositoryJson.Default.Tombstone), ct);
             await FencedDeleteAsync(gcLock, manifestPath, ct);
         }
@@ -321,7 +331,85 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     {
         container = ContainerName.Validate(container);
         var file = await store.ReadAllAsync(ManifestPath(container, backupId), ct);
-        return file is null ? null : Manifest.Parse(file, backupId);
+        if (file is null)
+            return null;
+        return Manifest.Parse(file, backupId, container, Manifest.IsEncrypted(file) ? await KeyAsync(container, create: false, ct) : null);
+    }
+
+    // Reads one chunk of a backup and checks it as a restore does (authentic, of this container and name, decoding to
+    // its data); returns its stored size. Throws BackupDataException naming the backup, the chunk's index and name.
+    public async Task<int> VerifyChunkAsync(string container, Manifest manifest, long index, CancellationToken ct)
+    {
+        container = ContainerName.Validate(container);
+        if (manifest.Chunks[index] is not { } chunk)
+            return 0;   // all zeros: nothing stored
+        var key = await ChunkKeyAsync(container, manifest, ct);
+        var length = (int)Math.Min(manifest.ChunkSize, manifest.SizeBytes - index * manifest.ChunkSize);
+        var plain = ArrayPool<byte>.Shared.Rent(manifest.ChunkSize);
+        var packed = ArrayPool<byte>.Shared.Rent(ChunkStore.MaxStoredSize(manifest.ChunkSize));
+        try
+        {
+            using var decompressor = new Decompressor();
+            return await ReadChunkAsync(container, key, manifest, index, chunk, decompressor, packed, plain.AsMemory(0, length), ct);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(plain);
+            ArrayPool<byte>.Shared.Return(packed);
+        }
+    }
+
+    // The key a backup's chunks are read with. A plain (format 1) backup is refused when this repository encrypts: its
+    // manifest is not authenticated, so anyone who can write the share could have put it there.
+    async Task<ContainerKey> ChunkKeyAsync(string container, Manifest manifest, CancellationToken ct)
+    {
+        if (manifest.FormatVersion == Manifest.CurrentFormatVersion)
+            return await KeyAsync(container, create: false, ct);
+        if (masterKey is not null)
+            throw new BackupDataException($"Backup {manifest.BackupId} in container '{container}' on {store.Describe} was written unencrypted (manifest format "
+                + $"{manifest.FormatVersion}, by an earlier version): this agent reads only encrypted backups, whose manifests and chunks are authenticated. "
+                + "Restore it with the earlier version and back the volume up again.", manifest.BackupId);
+        return ContainerKey.Plain;
+    }
+
+    // The container's key, from keys.json (cached: it never changes, a rotation only re-wraps it). With create, a
+    // container that has none gets one; the gc.lock makes two agents starting at once agree on a single key.
+    async Task<ContainerKey> KeyAsync(string container, bool create, CancellationToken ct)
+    {
+        if (masterKey is null)
+            return ContainerKey.Plain;
+        if (keys.TryGetValue(container, out var cached))
+            return cached;
+        var path = ContainerKey.FilePath(container);
+        if (await store.ReadAllAsync(path, ct) is not { } file)
+        {
+            if (!create)
+                throw new RepositoryKeyException($"Container '{container}' on {store.Describe} has no key file ({path}): its encrypted backups cannot be read.");
+            await using var gcLock = await LockAsync(container, ct);
+            file = await store.ReadAllAsync(path, ct);
+            if (file is null)
+            {
+                await EnsureNoEncryptedManifestAsync(container, path, ct);
+                (cached, file) = ContainerKey.Create(container, masterKey);
+                await store.WriteAtomicAsync(path, file, ct);
+                logger.ContainerKeyCreated(container, masterKey.Id);
+                return keys.GetOrAdd(container, cached);
+            }
+        }
+        return keys.GetOrAdd(container, ContainerKey.Open(file, container, masterKey, store.Describe));
+    }
+
+    // A missing key file where encrypted backups exist was lost or removed: a new key would leave them unreadable next to
+    // new backups, so nothing is written until the operator puts it back.
+    async Task EnsureNoEncryptedManifestAsync(string container, string keyPath, CancellationToken ct)
+    {
+        await foreach (var name in store.ListAsync($"{container}/backups", ct))
+        {
+            if (name.EndsWith(".manifest", StringComparison.Ordinal) && await store.ReadAllAsync($"{container}/backups/{name}", ct) is { } file
+                && Manifest.IsEncrypted(file))
+                throw new RepositoryKeyException($"Container '{container}' on {store.Describe} holds encrypted backups but its key file {keyPath} is missing: "
+                    + "restore it from a copy; without it those backups cannot be read.");
+        }
     }
 
     // What a finished backup reported, read back from its manifest; null while it has none (not finished, or deleted).
@@ -347,7 +435,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         await Parallel.ForEachAsync(Enumerable.Range(0, settings.Workers), InParallel(ct), async (_, token) =>
         {
             var plain = ArrayPool<byte>.Shared.Rent(run.ChunkSize);
-            var packed = ArrayPool<byte>.Shared.Rent(run.ChunkSize + 1);
+            var packed = ArrayPool<byte>.Shared.Rent(ChunkStore.MaxStoredSize(run.ChunkSize));
             try
             {
                 using var compressor = new Compressor(settings.CompressionLevel);
@@ -380,7 +468,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             Metrics.ZeroChunk();
             return;
         }
-        var hash = ChunkStore.Hash(plain.Span);
+        var hash = run.Key.NameOf(plain.Span);
         run.Hashes[index] = hash;
         if (!run.Stored.TryAdd(hash, 0))
         {
@@ -405,7 +493,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     // Atomic, so that a crash never leaves a partial chunk under a name later backups trust.
     Task WriteChunkAsync(BackupRun run, string hash, ReadOnlySpan<byte> plain, byte[] packed, Compressor compressor, CancellationToken ct)
     {
-        var length = ChunkStore.Encode(compressor, plain, packed);
+        var length = ChunkStore.Encode(run.Key, run.Container, hash, compressor, plain, packed);
         run.Stored[hash] = length;
         run.Written.Add(hash);
         Interlocked.Increment(ref run.ChunksWritten);
@@ -447,7 +535,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             return;
         logger.ChunksRewritten(run.BackupId, missing.Count);
         var plain = ArrayPool<byte>.Shared.Rent(run.ChunkSize);
-        var packed = ArrayPool<byte>.Shared.Rent(run.ChunkSize + 1);
+        var packed = ArrayPool<byte>.Shared.Rent(ChunkStore.MaxStoredSize(run.ChunkSize));
         try
         {
             using var compressor = new Compressor(settings.CompressionLevel);
@@ -456,7 +544,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 var index = Array.IndexOf(run.Hashes, hash);
                 var data = plain.AsMemory(0, run.Extent(index).Length);
                 await ReadExactlyAsync(run, index, data, ct);
-                if (ChunkStore.Hash(data.Span) != hash)
+                if (run.Key.NameOf(data.Span) != hash)
                     throw new BackupDataException($"Backup {run.BackupId}: chunk {index} of {run.DevicePath} changed while it was backed up, and a concurrent delete collected its copy.",
                         run.BackupId, index, hash);
                 await WriteChunkAsync(run, hash, data.Span, packed, compressor, ct);
@@ -482,57 +570,56 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         }
     }
 
-    // Reads a chunk's stored form into buffer; returns its size, which must be exactly the size the manifest gives.
-    // Reads into a pooled buffer: a fresh array per chunk would be a large-object allocation each time.
     // Fetch and decode in one: the check verify shares with the restore. Returns the stored size.
-    async Task<int> ReadChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, byte[] packed,
+    async Task<int> ReadChunkAsync(string container, ContainerKey key, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, byte[] packed,
         Memory<byte> plain, CancellationToken ct)
     {
         var stored = await FetchChunkAsync(container, manifest, index, chunk, packed, ct);
-        DecodeChunk(container, manifest, index, chunk, decompressor, packed.AsSpan(0, stored), plain.Span);
+        DecodeChunk(container, key, manifest, index, chunk, decompressor, packed.AsSpan(0, stored), plain.Span);
         return stored;
     }
 
+    // Reads a chunk's stored form into a pooled buffer (a fresh array per chunk would be a large-object allocation);
+    // returns its size, which must be exactly the size the manifest gives.
     async Task<int> FetchChunkAsync(string container, Manifest manifest, long index, ChunkRef chunk, byte[] buffer, CancellationToken ct)
     {
         if (chunk.StoredSize > buffer.Length)
             throw ChunkError(container, manifest, index, chunk, $"cannot be read: the manifest gives it {chunk.StoredSize} bytes, more than a chunk of {manifest.ChunkSize}");
-        // Exactly the size the manifest gives, with no size query: a longer file is still checked by its hash, a shorter one is corrupt.
-        var storedLength = await store.ReadIntoAsync(ChunkStore.PathOf(container, chunk.Sha256), buffer.AsMemory(0, chunk.StoredSize), ct)
+        // Exactly the size the manifest gives, with no size query: a longer file still fails its checks, a shorter one is corrupt.
+        var storedLength = await store.ReadIntoAsync(ChunkStore.PathOf(container, chunk.Name), buffer.AsMemory(0, chunk.StoredSize), ct)
             ?? throw ChunkError(container, manifest, index, chunk, "is missing");
         if (storedLength != chunk.StoredSize)
             throw ChunkError(container, manifest, index, chunk, $"is corrupt: it holds {storedLength} bytes, the manifest says {chunk.StoredSize}");
         return storedLength;
     }
 
-    // Decodes a chunk's stored form into plain (exactly the chunk's length) and checks that it is exactly the data its
-    // hash names: nothing is written before this returns.
-    void DecodeChunk(string container, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, ReadOnlySpan<byte> stored, Span<byte> plain)
+    // Decodes a chunk's stored form into plain (exactly the chunk's length) and checks that it is authentic and exactly
+    // the data its name says: nothing is written before this returns.
+    void DecodeChunk(string container, ContainerKey key, Manifest manifest, long index, ChunkRef chunk, Decompressor decompressor, Span<byte> stored, Span<byte> plain)
     {
-        int length;
         try
         {
-            length = ChunkStore.Decode(decompressor, stored, plain);
+            ChunkStore.Decode(key, container, chunk.Name, decompressor, stored, plain);
         }
         catch (InvalidDataException e)
         {
             throw ChunkError(container, manifest, index, chunk, $"is corrupt: {e.Message}", e);
         }
-        if (length != plain.Length || ChunkStore.Hash(plain) != chunk.Sha256)
-            throw ChunkError(container, manifest, index, chunk, "is corrupt: its data does not match its SHA-256");
     }
 
     BackupDataException ChunkError(string container, Manifest manifest, long index, ChunkRef chunk, string what, Exception? inner = null) =>
-        new($"Backup {manifest.BackupId} cannot be restored: chunk {index} (sha256 {chunk.Sha256}) {what} in container '{container}' on {store.Describe}.",
-            manifest.BackupId, index, chunk.Sha256, inner);
+        new($"Backup {manifest.BackupId} cannot be restored: chunk {index} ({chunk.Name}) {what} in container '{container}' on {store.Describe}.",
+            manifest.BackupId, index, chunk.Name, inner);
 
-    string[] ChunksOf(byte[] manifestFile, string container, Guid backupId)
+    // A key that cannot be had (RepositoryKeyException) fails the delete before anything changes.
+    async Task<string[]> ChunksOfAsync(byte[] manifestFile, string container, Guid backupId, CancellationToken ct)
     {
+        var key = Manifest.IsEncrypted(manifestFile) ? await KeyAsync(container, create: false, ct) : null;
         try
         {
-            // The digest is not checked: whatever chunks a damaged manifest names, only unreferenced ones get collected.
-            var manifest = Manifest.Parse(manifestFile, backupId, verifyDigest: false);
-            return [.. manifest.Chunks.OfType<ChunkRef>().Select(chunk => chunk.Sha256).Distinct()];
+            // A plain digest is not checked: whatever chunks a damaged manifest names, only unreferenced ones get collected.
+            var manifest = Manifest.Parse(manifestFile, backupId, container, key, verifyDigest: false);
+            return [.. manifest.Chunks.OfType<ChunkRef>().Select(chunk => chunk.Name).Distinct()];
         }
         catch (BackupDataException e)
         {
@@ -553,7 +640,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             if (name.EndsWith(".json", StringComparison.Ordinal) && await store.ReadAllAsync(path, ct) is { } file)
                 tombstones.Add((path, JsonSerializer.Deserialize(file, RepositoryJson.Default.Tombstone)!));
         }
-        var candidates = tombstones.SelectMany(t => t.Tombstone.Chunks).Where(ChunkStore.IsHash).ToHashSet();
+        var candidates = tombstones.SelectMany(t => t.Tombstone.Chunks).Where(ChunkStore.IsName).ToHashSet();
         if (sweep)
             candidates.UnionWith(await SweepAsync(container, gcLock, ct));
         if (candidates.Count == 0 && tombstones.Count == 0)
@@ -564,7 +651,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             // A manifest that cannot be read could reference anything: ReadManifestAsync throws, and nothing is collected.
             if (name.EndsWith(".manifest", StringComparison.Ordinal) && Guid.TryParse(name.AsSpan(0, name.Length - ".manifest".Length), out var id)
                 && await ReadManifestAsync(container, id, ct) is { } manifest)
-                candidates.ExceptWith(manifest.Chunks.OfType<ChunkRef>().Select(chunk => chunk.Sha256));
+                candidates.ExceptWith(manifest.Chunks.OfType<ChunkRef>().Select(chunk => chunk.Name));
         }
 
         var cutoff = await OldestWriterAsync(container, startedAt, ct);
@@ -614,7 +701,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         {
             await foreach (var name in store.ListAsync($"{container}/chunks/{prefix}", ct))
             {
-                if (ChunkStore.IsHash(name))
+                if (ChunkStore.IsName(name))
                     chunks.Add(name);
                 else if (RepositoryStores.IsTemporary(name)
                          && await store.StatAsync($"{container}/chunks/{prefix}/{name}", ct) is { } entry && entry.Modified < startedAt - settings.StaleAfter
@@ -678,9 +765,10 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     static byte[] Json(WriterMarker marker) => JsonSerializer.SerializeToUtf8Bytes(marker, RepositoryJson.Default.WriterMarker);
 
     // One backup in progress: the chunk hashes by position (null: all zeros) and the stored size of each distinct chunk.
-    sealed class BackupRun(string container, Guid backupId, string devicePath, SafeFileHandle source, long sizeBytes, int chunkSize, Manifest? parent)
+    sealed class BackupRun(string container, ContainerKey key, Guid backupId, string devicePath, SafeFileHandle source, long sizeBytes, int chunkSize, Manifest? parent)
     {
         public string Container { get; } = container;
+        public ContainerKey Key { get; } = key;
         public Guid BackupId { get; } = backupId;
         public string DevicePath { get; } = devicePath;
         public SafeFileHandle Source { get; } = source;
@@ -691,7 +779,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         public ConcurrentBag<string> Written { get; } = [];
         public Manifest? Parent { get; } = parent;
         public Dictionary<string, int> ParentSizes { get; } =
-            parent?.Chunks.OfType<ChunkRef>().DistinctBy(chunk => chunk.Sha256).ToDictionary(chunk => chunk.Sha256, chunk => chunk.StoredSize) ?? [];
+            parent?.Chunks.OfType<ChunkRef>().DistinctBy(chunk => chunk.Name).ToDictionary(chunk => chunk.Name, chunk => chunk.StoredSize) ?? [];
         public int ChunksWritten;
         public long BytesWritten;
         public long BytesRead;
@@ -707,8 +795,8 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 Metrics.ZeroChunk();
                 return;
             }
-            Hashes[index] = chunk.Sha256;
-            Stored.TryAdd(chunk.Sha256, chunk.StoredSize);
+            Hashes[index] = chunk.Name;
+            Stored.TryAdd(chunk.Name, chunk.StoredSize);
             Metrics.ReusedChunk(Extent(index).Length);
         }
 
@@ -722,23 +810,24 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             var dataBytes = 0L;
             for (var i = 0; i < chunks.Length; i++)
             {
-                var before = Parent is not null && i < Parent.Chunks.Length ? Parent.Chunks[i]?.Sha256 : null;
-                if (chunks[i]?.Sha256 != before)
+                var before = Parent is not null && i < Parent.Chunks.Length ? Parent.Chunks[i]?.Name : null;
+                if (chunks[i]?.Name != before)
                     changed++;
                 if (chunks[i] is not null)
                     dataBytes += Extent(i).Length;
             }
             var totals = new ManifestTotals(Stored.Count, Stored.Values.Sum(size => (long)size), dataBytes, changed, ChunksWritten, BytesWritten,
                 Reused is not null, BytesRead);
-            return new Manifest(Manifest.CurrentFormatVersion, BackupId, volumeId, parentId, SizeBytes, ChunkSize, createdAt, DateTimeOffset.UtcNow, totals, chunks,
+            return new Manifest(Key.FormatVersion, BackupId, volumeId, parentId, SizeBytes, ChunkSize, createdAt, DateTimeOffset.UtcNow, totals, chunks,
                 deviceGeneration);
         }
     }
 
     // One restore in progress: what both stages share.
-    sealed class RestoreRun(string container, Manifest manifest, RestoreTarget target, ProgressGate gate)
+    sealed class RestoreRun(string container, ContainerKey key, Manifest manifest, RestoreTarget target, ProgressGate gate)
     {
         public string Container { get; } = container;
+        public ContainerKey Key { get; } = key;
         public Manifest Manifest { get; } = manifest;
         public RestoreTarget Target { get; } = target;
         public ProgressGate Gate { get; } = gate;

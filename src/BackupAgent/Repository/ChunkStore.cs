@@ -1,26 +1,49 @@
 using System.Buffers;
-using System.Security.Cryptography;
 using ZstdSharp;
 
 namespace VolumeBackup.BackupAgent.Repository;
 
-// A chunk is stored at <container>/chunks/<first 2 hex>/<sha256 of the plain data> as one codec byte and the payload:
-// zstd when that is smaller than the plain data, else the plain data.
-static class ChunkStore
+// A chunk is stored at <container>/chunks/<first 2 hex>/<name>, its name given by the container's key (ContainerKey.NameOf:
+// HMAC-SHA-256 of the plain data; SHA-256 in the plain format 1). Packed, it is one codec byte and the payload (zstd when
+// that is smaller than the plain data, else the plain data); encrypted, the packed form sealed in an Envelope with the
+// chunk's container and name as associated data. Compression comes first: ciphertext does not compress.
+public static class ChunkStore
 {
     const byte Plain = 0;
     const byte Zstd = 1;
 
     static readonly SearchValues<char> Hex = SearchValues.Create("0123456789abcdef");
 
-    public static string PathOf(string container, string sha256) => $"{container}/chunks/{sha256[..2]}/{sha256}";
+    public static string PathOf(string container, string name) => $"{container}/chunks/{name[..2]}/{name}";
 
-    public static string Hash(ReadOnlySpan<byte> data) => Convert.ToHexStringLower(SHA256.HashData(data));
+    public static bool IsName(string value) => value.Length == 64 && value.AsSpan().IndexOfAnyExcept(Hex) < 0;
 
-    public static bool IsHash(string value) => value.Length == 64 && value.AsSpan().IndexOfAnyExcept(Hex) < 0;
+    // The largest stored form of a chunk of chunkSize bytes: the buffer Encode and Decode need.
+    public static int MaxStoredSize(int chunkSize) => chunkSize + 1 + Envelope.Overhead;
 
-    // destination must hold data.Length + 1 bytes; returns the stored length.
-    public static int Encode(Compressor compressor, ReadOnlySpan<byte> data, Span<byte> destination)
+    // The stored form of one chunk named `name` into destination (MaxStoredSize(data.Length) bytes); returns its length.
+    public static int Encode(ContainerKey key, string container, string name, Compressor compressor, ReadOnlySpan<byte> data, Span<byte> destination)
+    {
+        if (!key.Encrypted)
+            return Pack(compressor, data, destination);
+        var packed = Pack(compressor, data, destination[Envelope.HeaderSize..]);
+        return key.Seal(destination, packed, ContainerKey.ChunkIdentity(container, name));
+    }
+
+    // Decodes the stored form of the chunk named `name` (decrypted in place) into destination, which must come out
+    // exactly full, and checks that the data is what the name says. InvalidDataException saying why when it is not.
+    public static void Decode(ContainerKey key, string container, string name, Decompressor decompressor, Span<byte> stored, Span<byte> destination)
+    {
+        var packed = key.Encrypted ? key.Open(stored, ContainerKey.ChunkIdentity(container, name)) : stored;
+        var length = Unpack(decompressor, packed, destination);
+        if (length != destination.Length)
+            throw new InvalidDataException($"it decodes to {length} bytes, not the {destination.Length} of its place in the volume");
+        if (key.NameOf(destination) != name)
+            throw new InvalidDataException("its data does not match its name");
+    }
+
+    // destination must hold data.Length + 1 bytes; returns the packed length.
+    static int Pack(Compressor compressor, ReadOnlySpan<byte> data, Span<byte> destination)
     {
         if (compressor.TryWrap(data, destination.Slice(1, data.Length - 1), out var packed))
         {
@@ -32,8 +55,7 @@ static class ChunkStore
         return data.Length + 1;
     }
 
-    // Returns the plain length; InvalidDataException when the stored form cannot be decoded into destination.
-    public static int Decode(Decompressor decompressor, ReadOnlySpan<byte> stored, Span<byte> destination)
+    static int Unpack(Decompressor decompressor, ReadOnlySpan<byte> stored, Span<byte> destination)
     {
         if (stored.IsEmpty)
             throw new InvalidDataException("it is empty");

@@ -7,8 +7,9 @@ namespace VolumeBackup.BackupAgent.Repository;
 // One per backup, complete on its own: every chunk of the volume, in order, null for an all-zero chunk.
 // DeviceGeneration names the point-in-time copy the backup read (the VolumeAgent's device generation): an incremental
 // trusts changed-block tracking only against a base of that same generation.
-// On the share it is two JSON lines: a header {"format":..., "sha256":...} and this body, where the
-// header's sha256 is that of every byte after the header's newline. `tail -n +2 x.manifest | sha256sum` checks it.
+// Format 2 (encrypted): this record as JSON, sealed in an Envelope with the container and backup id as associated data;
+// Sha256 is that of the file as stored. Format 1 (plain, earlier versions and the bench's baseline) is two JSON lines: a
+// header {"format":..., "sha256":...} and this body, where the header's sha256 is that of every byte after its newline.
 public sealed record Manifest(
     int FormatVersion,
     Guid BackupId,
@@ -22,17 +23,29 @@ public sealed record Manifest(
     ChunkRef?[] Chunks,
     string? DeviceGeneration = null)
 {
-    public const int CurrentFormatVersion = 1;
+    public const int CurrentFormatVersion = 2;
+    public const int PlainFormatVersion = 1;
     const string Format = "volume-backup-manifest";
 
-    // SHA-256 of the body as stored; set when written or read.
+    // SHA-256 of the file as stored (format 1: of the body); set when written or read.
     [JsonIgnore] public string Sha256 { get; init; } = "";
 
     public static long ChunkCount(long sizeBytes, int chunkSize) => (sizeBytes + chunkSize - 1) / chunkSize;
 
-    public byte[] ToBytes(out string sha256)
+    // The file to store, in the format of the key (FormatVersion must be key.FormatVersion).
+    public byte[] ToBytes(ContainerKey key, string container, out string sha256)
     {
+        if (FormatVersion != key.FormatVersion)
+            throw new InvalidOperationException($"A manifest of format {FormatVersion} cannot be written with a key of format {key.FormatVersion}.");
         var body = JsonSerializer.SerializeToUtf8Bytes(this, RepositoryJson.Default.Manifest);
+        if (key.Encrypted)
+        {
+            var file = new byte[body.Length + Envelope.Overhead];
+            body.CopyTo(file, Envelope.HeaderSize);
+            key.Seal(file, body.Length, ContainerKey.ManifestIdentity(container, BackupId));
+            sha256 = Convert.ToHexStringLower(SHA256.HashData(file));
+            return file;
+        }
         var digest = new byte[body.Length + 1];
         body.CopyTo(digest, 0);
         digest[^1] = (byte)'\n';
@@ -41,21 +54,27 @@ public sealed record Manifest(
         return [.. header, (byte)'\n', .. digest];
     }
 
-    // Throws BackupDataException naming the backup when the file is not a whole, valid manifest of it.
-    // Without verifyDigest only the structure is checked: enough to know which chunks a damaged manifest names.
-    public static Manifest Parse(ReadOnlySpan<byte> file, Guid backupId, bool verifyDigest = true)
+    // Format 1 files are JSON text; format 2 files start with the envelope's version byte.
+    public static bool IsEncrypted(ReadOnlySpan<byte> file) => !file.IsEmpty && file[0] != (byte)'{';
+
+    // Throws BackupDataException naming the backup when the file is not a whole, valid manifest of it. An encrypted file
+    // needs its container's key; a plain one is read whatever the key (what to trust it for is the caller's choice).
+    // Without verifyDigest a plain file's structure alone is checked: enough to know which chunks a damaged manifest names.
+    public static Manifest Parse(byte[] file, Guid backupId, string container, ContainerKey? key, bool verifyDigest = true)
     {
-        var newline = file.IndexOf((byte)'\n');
+        if (IsEncrypted(file))
+            return ParseEncrypted(file, backupId, container, key);
+        var newline = file.AsSpan().IndexOf((byte)'\n');
         if (newline < 0)
             throw Corrupt(backupId, "it has no header line");
         ManifestHeader? header;
         Manifest? manifest;
         try
         {
-            header = JsonSerializer.Deserialize(file[..newline], RepositoryJson.Default.ManifestHeader);
+            header = JsonSerializer.Deserialize(file.AsSpan(0, newline), RepositoryJson.Default.ManifestHeader);
             if (header?.Format != Format)
                 throw Corrupt(backupId, "its header does not name the manifest format");
-            var body = file[(newline + 1)..];
+            var body = file.AsSpan(newline + 1);
             var sha256 = Convert.ToHexStringLower(SHA256.HashData(body));
             if (verifyDigest && sha256 != header.Sha256)
                 throw Corrupt(backupId, $"its body's SHA-256 is {sha256}, the header says {header.Sha256}");
@@ -68,14 +87,39 @@ public sealed record Manifest(
         {
             throw Corrupt(backupId, $"it is not valid JSON ({e.Message})", e);
         }
-        manifest.Validate(backupId);
+        manifest.Validate(backupId, PlainFormatVersion);
         return manifest;
     }
 
-    void Validate(Guid backupId)
+    static Manifest ParseEncrypted(byte[] file, Guid backupId, string container, ContainerKey? key)
     {
-        if (FormatVersion != CurrentFormatVersion)
-            throw Corrupt(backupId, $"its format version {FormatVersion} is not supported (this agent reads {CurrentFormatVersion})");
+        if (key is not { Encrypted: true })
+            throw Corrupt(backupId, "it is encrypted, and this repository has no master key to read it");
+        var sha256 = Convert.ToHexStringLower(SHA256.HashData(file));
+        Manifest? manifest;
+        try
+        {
+            // A copy: Open decrypts in place, and the caller's bytes stay as read.
+            var body = key.Open(file.AsSpan().ToArray(), ContainerKey.ManifestIdentity(container, backupId));
+            manifest = JsonSerializer.Deserialize(body, RepositoryJson.Default.Manifest) ?? throw Corrupt(backupId, "its body is empty");
+        }
+        catch (InvalidDataException e)
+        {
+            throw Corrupt(backupId, e.Message, e);
+        }
+        catch (JsonException e)
+        {
+            throw Corrupt(backupId, $"it is not valid JSON ({e.Message})", e);
+        }
+        manifest = manifest with { Sha256 = sha256 };
+        manifest.Validate(backupId, CurrentFormatVersion);
+        return manifest;
+    }
+
+    void Validate(Guid backupId, int formatVersion)
+    {
+        if (FormatVersion != formatVersion)
+            throw Corrupt(backupId, $"its format version {FormatVersion} is not that of its file ({formatVersion})");
         if (BackupId != backupId)
             throw Corrupt(backupId, $"it describes backup {BackupId}");
         if (ChunkSize is < RepositoryOptions.MinChunkSize or > RepositoryOptions.MaxChunkSize || SizeBytes < 0)
@@ -85,8 +129,8 @@ public sealed record Manifest(
         for (var i = 0; i < Chunks.Length; i++)
         {
             // Hashes become paths on the share: only well-formed ones may leave this method.
-            if (Chunks[i] is { } chunk && (!ChunkStore.IsHash(chunk.Sha256) || chunk.StoredSize <= 0))
-                throw Corrupt(backupId, $"its chunk {i} has a malformed hash or size");
+            if (Chunks[i] is { } chunk && (!ChunkStore.IsName(chunk.Name) || chunk.StoredSize <= 0))
+                throw Corrupt(backupId, $"its chunk {i} has a malformed name or size");
         }
     }
 
@@ -94,7 +138,8 @@ public sealed record Manifest(
         new($"The manifest of backup {backupId} is corrupt: {why}.", backupId, inner: inner);
 }
 
-public sealed record ChunkRef(string Sha256, int StoredSize);
+// Name: the chunk's file name, HMAC-SHA-256 of its plain data under the container's naming key (format 1: SHA-256).
+public sealed record ChunkRef([property: JsonPropertyName("sha256")] string Name, int StoredSize);
 
 // ObjectCount, StoredBytes: the distinct non-zero chunks referenced. ChangedChunks: chunk positions that differ
 // from the parent (all non-zero ones for a full). ChunksWritten, BytesWritten: what this backup newly stored.
@@ -103,12 +148,12 @@ public sealed record ManifestTotals(int ObjectCount, long StoredBytes, long Data
     bool Cbt = false, long BytesRead = 0);
 
 // A chunk or manifest missing or corrupt: never restore past it.
-public sealed class BackupDataException(string message, Guid backupId, long? chunkIndex = null, string? chunkSha256 = null, Exception? inner = null)
+public sealed class BackupDataException(string message, Guid backupId, long? chunkIndex = null, string? chunkName = null, Exception? inner = null)
     : Exception(message, inner)
 {
     public Guid BackupId { get; } = backupId;
     public long? ChunkIndex { get; } = chunkIndex;
-    public string? ChunkSha256 { get; } = chunkSha256;
+    public string? ChunkName { get; } = chunkName;
     /// <summary>How many chunks failed, when a verify read them all (1 otherwise).</summary>
     public int ChunksFailed { get; init; } = 1;
 }
@@ -131,4 +176,5 @@ sealed record Tombstone(Guid BackupId, string[] Chunks);
 [JsonSerializable(typeof(ManifestHeader))]
 [JsonSerializable(typeof(WriterMarker))]
 [JsonSerializable(typeof(Tombstone))]
+[JsonSerializable(typeof(KeyFile))]
 partial class RepositoryJson : JsonSerializerContext;

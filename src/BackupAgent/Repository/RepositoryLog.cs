@@ -26,8 +26,8 @@ static partial class RepositoryLog
     [LoggerMessage(3011, LogLevel.Information, "Backup {BackupId} in {Container} verified in {ElapsedMs} ms: {Chunks} chunks, {Bytes} stored bytes read and checked")]
     public static partial void VerifyPassed(this ILogger logger, Guid backupId, string container, long elapsedMs, int chunks, long bytes);
 
-    [LoggerMessage(3012, LogLevel.Warning, "Backup {BackupId} in {Container} failed verification: {Failed} of {Chunks} chunks missing or corrupt, the first at index {ChunkIndex} (sha256 {ChunkSha256})")]
-    public static partial void VerifyFailed(this ILogger logger, Guid backupId, string container, int failed, int chunks, long? chunkIndex, string? chunkSha256);
+    [LoggerMessage(3012, LogLevel.Warning, "Backup {BackupId} in {Container} failed verification: {Failed} of {Chunks} chunks missing or corrupt, the first at index {ChunkIndex} ({ChunkName})")]
+    public static partial void VerifyFailed(this ILogger logger, Guid backupId, string container, int failed, int chunks, long? chunkIndex, string? chunkName);
 
     [LoggerMessage(3020, LogLevel.Information, "Backup {BackupId} deleted from {Container} (manifest found: {Existed}): {ChunksDeleted} chunks freed ({BytesFreed} bytes), {ChunksDeferred} kept for running backups")]
     public static partial void BackupDeleted(this ILogger logger, Guid backupId, string container, bool existed, int chunksDeleted, long bytesFreed, int chunksDeferred);
@@ -61,4 +61,10 @@ static partial class RepositoryLog
 
     [LoggerMessage(3032, LogLevel.Warning, "Heartbeat of {Path} failed")]
     public static partial void HeartbeatFailed(this ILogger logger, string path, Exception exception);
+
+    [LoggerMessage(3040, LogLevel.Information, "Container {Container}: a new data key was made and wrapped under master key {MasterKeyId}")]
+    public static partial void ContainerKeyCreated(this ILogger logger, string container, string masterKeyId);
+
+    [LoggerMessage(3041, LogLevel.Information, "Container {Container}: data key re-wrapped from master key {FromKeyId} to {ToKeyId}")]
+    public static partial void ContainerKeyRewrapped(this ILogger logger, string container, string fromKeyId, string toKeyId);
 }

@@ -100,9 +100,26 @@ public sealed class BackupsApiTests(ApiFactory api) : IClassFixture<ApiFactory>
             b.UseSetting("Storage:Hosts:0:Name", "host-a");
             b.UseSetting("Storage:Hosts:0:Address", "https://127.0.0.1:9");
             foreach (var (key, value) in TestPki.Deployment.Settings(TestPki.Deployment.Api, ":")) b.UseSetting(key, value);
+            b.UseSetting("Encryption:MasterKeyFile", TestServices.MasterKeyFile);
         });
 
         var error = Assert.ThrowsAny<Exception>(() => unconfigured.Server);
         Assert.Contains("Mode", error.ToString());
+    }
+
+    [Fact]
+    public void The_Api_does_not_start_without_a_master_key()
+    {
+        using var unconfigured = new Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactory<Program>().WithWebHostBuilder(b =>
+        {
+            b.UseSetting("ConnectionStrings:Postgres", "Host=127.0.0.1;Database=none");
+            b.UseSetting("ConnectionStrings:RabbitMq", "amqp://guest:guest@127.0.0.1:5672/");
+            b.UseSetting("Auth:Mode", "noauth");
+            b.UseSetting("Storage:Hosts:0:Name", "host-a");
+            b.UseSetting("Storage:Hosts:0:Address", "http://127.0.0.1:9");
+        });
+
+        var error = Assert.ThrowsAny<Exception>(() => unconfigured.Server);
+        Assert.Contains("Encryption:MasterKeyFile is required", error.ToString());
     }
 }

@@ -91,7 +91,7 @@ public sealed class ConsumerTests : IAsyncLifetime
     {
         var (sound, _) = await BackupAsync(TestFiles.RandomBytes(3 << 20, seed: 8));
         var (damaged, _) = await BackupAsync(TestFiles.RandomBytes(3 << 20, seed: 9));
-        var hash = (await agent.Repository.Repository().ReadManifestAsync(RepositoryFixture.Container, damaged, CancellationToken.None))!.Chunks[5]!.Sha256;
+        var hash = (await agent.Repository.Repository().ReadManifestAsync(RepositoryFixture.Container, damaged, CancellationToken.None))!.Chunks[5]!.Name;
         File.Delete(agent.Repository.ChunkFile(hash));
 
         await agent.Bus.Bus.Publish(new VerifyBackup(sound, RepositoryFixture.Container, "nova"));
@@ -101,8 +101,8 @@ public sealed class ConsumerTests : IAsyncLifetime
         Assert.True(await agent.Bus.Published.Any<BackupVerifyFailed>(x => x.Context.Message.BackupId == damaged));
         Assert.Equal(48, agent.PublishedSoFar<BackupVerified>().Single().ChunksChecked);   // 3 MiB in 64 KiB chunks
         var failed = agent.PublishedSoFar<BackupVerifyFailed>().Single();
-        Assert.Equal((5L, hash, 1), (failed.ChunkIndex, failed.ChunkSha256, failed.ChunksFailed));
-        Assert.Contains($"chunk 5 (sha256 {hash}) is missing", failed.Reason, StringComparison.Ordinal);
+        Assert.Equal((5L, hash, 1), (failed.ChunkIndex, failed.ChunkName, failed.ChunksFailed));
+        Assert.Contains($"chunk 5 ({hash}) is missing", failed.Reason, StringComparison.Ordinal);
         Assert.Empty(agent.PublishedSoFar<Fault<VerifyBackup>>());
     }
 

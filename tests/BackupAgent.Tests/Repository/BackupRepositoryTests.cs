@@ -126,7 +126,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal(1, manifest!.Totals.ChangedChunks);
         Assert.Equal(full.Id, manifest.ParentId);
         Assert.All(manifest.Chunks, chunk => Assert.NotNull(chunk));
-        Assert.Equal(ChunkSize + 1, incremental.BytesWritten);   // random data is stored plain, after its codec byte
+        Assert.Equal(ChunkStore.MaxStoredSize(ChunkSize), incremental.BytesWritten);   // random data is stored plain, after its codec byte, encrypted
         Assert.Equal(full.StoredBytes, incremental.StoredBytes);
         Assert.Equal(data, await RestoreAsync(fx.Repository(), incremental, data.Length));
     }
@@ -169,24 +169,25 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Theory]
-    [InlineData(0)]        // the codec byte
+    [InlineData(0)]        // the envelope's version byte
+    [InlineData(5)]        // the nonce
     [InlineData(1000)]     // the data
     public async Task Corrupt_chunk_fails_the_restore_naming_backup_and_chunk(int position)
     {
         var data = RandomBytes(4 * ChunkSize, 11);
         var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
         var manifest = await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct);
-        var hash = manifest!.Chunks[2]!.Sha256;
+        var hash = manifest!.Chunks[2]!.Name;
         var stored = File.ReadAllBytes(fx.ChunkFile(hash));
-        stored[position] ^= 0x5a;
+        stored[position] ^= 0x01;
         File.WriteAllBytes(fx.ChunkFile(hash), stored);
 
         var error = await Assert.ThrowsAsync<BackupDataException>(() =>
             fx.Repository().RestoreAsync(Container, summary.Id, fx.EmptyTarget(data.Length), null, Ct));
 
-        Assert.Equal((summary.Id, 2L, hash), (error.BackupId, error.ChunkIndex, error.ChunkSha256));
+        Assert.Equal((summary.Id, 2L, hash), (error.BackupId, error.ChunkIndex, error.ChunkName));
         Assert.Contains($"Backup {summary.Id}", error.Message, StringComparison.Ordinal);
-        Assert.Contains($"chunk 2 (sha256 {hash}) is corrupt", error.Message, StringComparison.Ordinal);
+        Assert.Contains($"chunk 2 ({hash}) is corrupt", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -196,15 +197,15 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
         var chunks = (await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct))!.Chunks;
         Assert.Equal(6, (await fx.Repository().VerifyAsync(Container, summary.Id, Ct)).ChunksChecked);
-        var stored = File.ReadAllBytes(fx.ChunkFile(chunks[4]!.Sha256));
+        var stored = File.ReadAllBytes(fx.ChunkFile(chunks[4]!.Name));
         stored[1000] ^= 0x01;
-        File.WriteAllBytes(fx.ChunkFile(chunks[4]!.Sha256), stored);
-        File.Delete(fx.ChunkFile(chunks[1]!.Sha256));
+        File.WriteAllBytes(fx.ChunkFile(chunks[4]!.Name), stored);
+        File.Delete(fx.ChunkFile(chunks[1]!.Name));
 
         var error = await Assert.ThrowsAsync<BackupDataException>(() => fx.Repository().VerifyAsync(Container, summary.Id, Ct));
 
-        Assert.Equal((summary.Id, 1L, chunks[1]!.Sha256, 2), (error.BackupId, error.ChunkIndex, error.ChunkSha256, error.ChunksFailed));
-        Assert.Contains($"chunk 1 (sha256 {chunks[1]!.Sha256}) is missing", error.Message, StringComparison.Ordinal);
+        Assert.Equal((summary.Id, 1L, chunks[1]!.Name, 2), (error.BackupId, error.ChunkIndex, error.ChunkName, error.ChunksFailed));
+        Assert.Contains($"chunk 1 ({chunks[1]!.Name}) is missing", error.Message, StringComparison.Ordinal);
         Assert.EndsWith("(2 of 6 chunks failed)", error.Message, StringComparison.Ordinal);
         await Assert.ThrowsAsync<BackupDataException>(() => fx.Repository().VerifyAsync(Container, Guid.NewGuid(), Ct));   // no manifest
     }
@@ -214,14 +215,14 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     {
         var data = RandomBytes(4 * ChunkSize, 12);
         var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
-        var hash = (await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct))!.Chunks[3]!.Sha256;
+        var hash = (await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct))!.Chunks[3]!.Name;
         File.Delete(fx.ChunkFile(hash));
 
         var error = await Assert.ThrowsAsync<BackupDataException>(() =>
             fx.Repository().RestoreAsync(Container, summary.Id, fx.EmptyTarget(data.Length), null, Ct));
 
-        Assert.Equal((summary.Id, 3L, hash), (error.BackupId, error.ChunkIndex, error.ChunkSha256));
-        Assert.Contains($"chunk 3 (sha256 {hash}) is missing", error.Message, StringComparison.Ordinal);
+        Assert.Equal((summary.Id, 3L, hash), (error.BackupId, error.ChunkIndex, error.ChunkName));
+        Assert.Contains($"chunk 3 ({hash}) is missing", error.Message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -232,7 +233,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         const int chunks = 64, failing = 10, connections = 8, workers = 2;
         var data = RandomBytes(chunks * ChunkSize, 21);
         var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
-        var hash = (await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct))!.Chunks[failing]!.Sha256;
+        var hash = (await fx.Repository().ReadManifestAsync(Container, summary.Id, Ct))!.Chunks[failing]!.Name;
         if (damage == "missing")
             File.Delete(fx.ChunkFile(hash));
         else
@@ -244,7 +245,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         var error = await Assert.ThrowsAsync<BackupDataException>(() =>
             fx.Repository(store, workers: workers, connections: connections).RestoreAsync(Container, summary.Id, target, null, Ct));
 
-        Assert.Equal((summary.Id, (long)failing, hash), (error.BackupId, error.ChunkIndex, error.ChunkSha256));
+        Assert.Equal((summary.Id, (long)failing, hash), (error.BackupId, error.ChunkIndex, error.ChunkName));
         Assert.Equal(0, store.ReadsInFlight);   // no read still filling a pooled buffer once the restore has failed
         var started = store.Reads.Count(path => path.Contains("/chunks/", StringComparison.Ordinal));
         // Fetched chunks wait in Connections + Workers buffers: the read-ahead can run that far past the chunks written.
@@ -271,29 +272,29 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
-    public async Task Manifest_whose_body_does_not_match_its_digest_is_refused()
+    public async Task Manifest_with_one_bit_flipped_is_refused()
     {
         var data = RandomBytes(4 * ChunkSize, 13);
         var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
-        var file = File.ReadAllText(fx.ManifestFile(summary.Id));
-        File.WriteAllText(fx.ManifestFile(summary.Id), file.Replace($"\"sizeBytes\":{data.Length}", $"\"sizeBytes\":{data.Length - 1}", StringComparison.Ordinal));
+        var file = File.ReadAllBytes(fx.ManifestFile(summary.Id));
+        file[file.Length / 2] ^= 0x01;
+        File.WriteAllBytes(fx.ManifestFile(summary.Id), file);
 
         var error = await Assert.ThrowsAsync<BackupDataException>(() =>
             fx.Repository().RestoreAsync(Container, summary.Id, fx.EmptyTarget(data.Length), null, Ct));
 
         Assert.Contains($"The manifest of backup {summary.Id} is corrupt", error.Message, StringComparison.Ordinal);
-        Assert.Contains("SHA-256", error.Message, StringComparison.Ordinal);
+        Assert.Contains("fails authentication", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
-    public async Task Manifest_digest_is_the_sha256_of_its_body_line()
+    public async Task Manifest_digest_is_the_sha256_of_the_file_as_stored()
     {
         var summary = await BackupAsync(fx.Repository(), fx.Volume(RandomBytes(ChunkSize, 14)), ChunkSize);
 
         var file = File.ReadAllBytes(fx.ManifestFile(summary.Id));
-        var body = file.AsSpan(file.AsSpan().IndexOf((byte)'\n') + 1);
 
-        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(body)), summary.Backup.ManifestSha256);
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(file)), summary.Backup.ManifestSha256);
     }
 
     [Fact]
@@ -348,11 +349,11 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         var b = a[..(5 * ChunkSize)].Concat(RandomBytes(5 * ChunkSize, 20)).ToArray();
         var first = await BackupAsync(fx.Repository(), fx.Volume(a), a.Length);
         var second = await BackupAsync(fx.Repository(), fx.Volume(b), b.Length, volumeId: Guid.NewGuid());
-        var secondChunks = (await fx.Repository().ReadManifestAsync(Container, second.Id, Ct))!.Chunks.Select(c => c!.Sha256).Order();
+        var secondChunks = (await fx.Repository().ReadManifestAsync(Container, second.Id, Ct))!.Chunks.Select(c => c!.Name).Order();
 
         var deleted = await fx.Repository().DeleteAsync(Container, first.Id, Ct);
 
-        Assert.Equal(new DeleteSummary(ManifestFound: true, ChunksDeleted: 5, BytesFreed: 5L * (ChunkSize + 1), ChunksDeferred: 0), deleted);
+        Assert.Equal(new DeleteSummary(ManifestFound: true, ChunksDeleted: 5, BytesFreed: 5L * ChunkStore.MaxStoredSize(ChunkSize), ChunksDeferred: 0), deleted);
         Assert.Equal(secondChunks, fx.ChunkFiles());
         Assert.Null(await fx.Repository().ReadManifestAsync(Container, first.Id, Ct));
         Assert.Equal(b, await RestoreAsync(fx.Repository(), second, b.Length));
@@ -446,7 +447,7 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
             output.WriteLine($"iteration {iteration}: delete freed {deleted.ChunksDeleted} chunks and spared {deleted.ChunksDeferred}; backup wrote {backup.ChunksWritten}");
 
             var manifest = await fx.Repository().ReadManifestAsync(Container, backup.Id, Ct);
-            Assert.All(manifest!.Chunks, chunk => Assert.True(File.Exists(fx.ChunkFile(chunk!.Sha256)), $"iteration {iteration}: chunk {chunk!.Sha256} missing"));
+            Assert.All(manifest!.Chunks, chunk => Assert.True(File.Exists(fx.ChunkFile(chunk!.Name)), $"iteration {iteration}: chunk {chunk!.Name} missing"));
             Assert.Equal(data, await RestoreAsync(fx.Repository(), backup, data.Length));
             survivors.Add((backup, data));
         }

@@ -33,6 +33,7 @@ public sealed class ContainerNameTests
     [InlineData("with space")]
     [InlineData("ümlaut")]
     [InlineData("a/gc.lock")]
+    [InlineData("a/keys.json")]
     [InlineData(" ")]
     public void Unsafe_names_are_refused_with_a_message_for_the_user(string name)
     {

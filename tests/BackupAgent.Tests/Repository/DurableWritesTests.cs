@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using VolumeBackup.BackupAgent.Repository;
+using VolumeBackup.Contracts;
 using VolumeBackup.TestSupport;
 using Xunit.Abstractions;
 using static VolumeBackup.TestSupport.TestFiles;
@@ -40,7 +41,7 @@ public sealed class DurableWritesTests(ITestOutputHelper output) : IAsyncLifetim
         await File.WriteAllBytesAsync(volume, data, Ct);
         await using var store = new NfsStore(server.Url, connections: 4, timeout: TimeSpan.FromSeconds(10));
         var repository = new BackupRepository(store, Options.Create(new RepositoryOptions { Target = server.Url, ChunkSize = ChunkSize, Workers = 4 }),
-            NullLogger<BackupRepository>.Instance);
+            MasterKey.Load(TestServices.MasterKeyFile), NullLogger<BackupRepository>.Instance);
 
         var first = Guid.NewGuid();
         var backup = repository.BackupAsync(Container, first, Guid.Empty, null, volume, data.Length, null, Ct);

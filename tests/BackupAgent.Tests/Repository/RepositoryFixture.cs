@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using VolumeBackup.BackupAgent.Repository;
+using VolumeBackup.Contracts;
+using VolumeBackup.TestSupport;
 
 namespace VolumeBackup.BackupAgent.Tests.Repository;
 
@@ -16,16 +18,19 @@ public sealed class RepositoryFixture : IDisposable
 
     public DirectoryStore Store { get; }
 
+    // The agents' master key (a file made as deploy/ makes it); a repository of this fixture encrypts with it unless told otherwise.
+    public MasterKey MasterKey { get; } = MasterKey.Load(TestServices.CreateMasterKeyFile());
+
     public string ContainerPath => Path.Join(root, "share", Container);
 
     public BackupRepository Repository(IRepositoryStore? store = null, int workers = 4, TimeSpan? sweepEvery = null, int chunkSize = ChunkSize,
-        int connections = 8, TimeSpan? staleAfter = null) =>
+        int connections = 8, TimeSpan? staleAfter = null, MasterKey? masterKey = null, bool plain = false) =>
         new(store ?? Store, Options.Create(new RepositoryOptions
             {
                 Target = root, ChunkSize = chunkSize, Workers = workers, Connections = connections, SweepEvery = sweepEvery ?? TimeSpan.FromDays(1),
                 StaleAfter = staleAfter ?? TimeSpan.FromMinutes(5),
             }),
-            NullLogger<BackupRepository>.Instance);
+            plain ? null : masterKey ?? MasterKey, NullLogger<BackupRepository>.Instance);
 
     public string Volume(byte[] data)
     {
@@ -52,7 +57,7 @@ public sealed class RepositoryFixture : IDisposable
             ? [.. Directory.EnumerateFiles(Path.Join(ContainerPath, "chunks"), "*", SearchOption.AllDirectories).Select(Path.GetFileName).Order()!]
             : [];
 
-    public string ChunkFile(string sha256) => Path.Join(ContainerPath, "chunks", sha256[..2], sha256);
+    public string ChunkFile(string name) => Path.Join(ContainerPath, "chunks", name[..2], name);
 
     public string ManifestFile(Guid backupId) => Path.Join(ContainerPath, "backups", $"{backupId}.manifest");
 

@@ -32,4 +32,24 @@ public sealed class RecordsTests(Backend backend)
         Assert.NotEqual(0, again.ExitCode);
         Assert.Contains("already exists", again.Error);
     }
+
+    [Fact]
+    public async Task A_deployment_with_another_master_key_refuses_the_record()
+    {
+        var cli = new CinderCli(backend.Api.Address, Backend.Project);
+        var volumeId = (await cli.OkAsync("create", "1")).Properties()["id"];
+        await cli.WaitForStatusAsync("", volumeId, "available");
+        TestFiles.WriteGuestData(backend.VolumeFile(volumeId), seed: 71, offset: 1 << 20, bytes: 1 << 20);
+        var backupId = (await cli.OkAsync("backup-create", volumeId)).Properties()["id"];
+        await cli.WaitForStatusAsync("backup", backupId, "available");
+        var record = (await cli.As("admin").OkAsync("backup-export", backupId)).Properties();
+
+        await using var stranger = await Backend.SharingRepositoryWithAsync(backend, TestServices.CreateMasterKeyFile());
+        var strangerCli = new CinderCli(stranger.Api.Address, Backend.Project);
+        var refused = await strangerCli.As("admin").RunAsync("backup-import", record["backup_service"], record["backup_url"]);
+
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("was exported under master key", refused.Error);
+        Assert.NotEqual(0, (await strangerCli.RunAsync("backup-show", backupId)).ExitCode);   // nothing imported
+    }
 }
