@@ -22,6 +22,7 @@ public static class VolumesApi
         volumes.MapGet("", List);
         volumes.MapGet("/detail", ListDetail);
         volumes.MapGet("/{id}", Get);
+        volumes.MapPut("/{id}", Update).Validate(Schemas.VolumeUpdate);
         volumes.MapDelete("/{id}", Delete);
         volumes.MapPost("/{id}/action", Action).Validate(BodyValidation.ByAction(Schemas.VolumeActions));
         return project;
@@ -86,7 +87,7 @@ public static class VolumesApi
     static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> ListDetail(Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
     {
         var baseUrl = Wire.BaseUrl(http);
-        return await Listing.PageAsync(Visible(db, caller, http), SortKeys, v => VolumeView.From(v, baseUrl), "volumes/detail", caller.ProjectId, http.HttpContext, ct);
+        return await Listing.PageAsync(Visible(db, caller, http), SortKeys, v => VolumeView.From(v, baseUrl, extended: true, caller.IsAdmin), "volumes/detail", caller.ProjectId, http.HttpContext, ct);
     }
 
     // The volumes table's columns Cinder's clients sort by ("name" is display_name).
@@ -106,8 +107,26 @@ public static class VolumesApi
 
     static async Task<Results<Ok<Dictionary<string, VolumeView>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct) =>
         await db.FindVolumeAsync(caller, id, ct) is { } volume
-            ? TypedResults.Ok(Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))))
+            ? TypedResults.Ok(Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http), extended: true, caller.IsAdmin)))
             : VolumeNotFound(id);
+
+    /// <summary>Name, description and metadata (which it replaces whole), as Cinder's update; 200 with the volume.</summary>
+    static async Task<Results<Ok<Dictionary<string, VolumeView>>, ProblemHttpResult>> Update(
+        string id, JsonElement body, Caller caller, AppDbContext db, HttpRequest http, TimeProvider clock, CancellationToken ct)
+    {
+        if (await db.FindVolumeAsync(caller, id, ct) is not { } volume) return VolumeNotFound(id);
+        var changes = body.GetProperty("volume");                                  // the schema requires it
+        // A key that is present changes the field, null included; "name" wins over the v1 "display_name".
+        foreach (var key in new[] { "display_name", "name" })
+            if (changes.TryGetProperty(key, out var name)) volume.Name = name.GetString()?.Trim();
+        foreach (var key in new[] { "display_description", "description" })
+            if (changes.TryGetProperty(key, out var description)) volume.Description = description.GetString()?.Trim();
+        if (changes.TryGetProperty("metadata", out var metadata))
+            volume.Metadata = metadata.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()!);
+        volume.UpdatedAt = clock.GetUtcNow();
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Ok(Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))));
+    }
 
     static async Task<Results<Accepted, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, VolumeHosts hosts, CancellationToken ct)
     {
