@@ -34,10 +34,10 @@ public static class QuotasApi
     public static RouteGroupBuilder MapQuotas(this RouteGroupBuilder project)
     {
         var quotas = project.MapGroup("/os-quota-sets").WithTags("Quotas");
-        quotas.MapGet("/{target}", Get);
-        quotas.MapGet("/{target}/defaults", GetDefaults);
+        quotas.MapGet("/{target}", Get).Rule("volume_extension:quotas:show");
+        quotas.MapGet("/{target}/defaults", GetDefaults).Rule("volume_extension:quotas:show");
         quotas.MapPut("/{target}", Update).RequireAdmin("volume_extension:quotas:update").Validate(Schemas.QuotaUpdate);
-        project.MapGet("/limits", Limits).WithTags("Quotas");
+        project.MapGet("/limits", Limits).WithTags("Quotas").Rule("limits_extension:used_limits");
         return project;
     }
 
@@ -132,7 +132,7 @@ public static class QuotasApi
         var backups = await db.Backups.AsNoTracking().Where(b => b.ProjectId == projectId && b.State != nameof(BackupSaga.Error))
             .Select(b => new { b.State, b.Size }).ToListAsync(ct);
         var volumes = await db.Volumes.AsNoTracking().Where(v => v.ProjectId == projectId).Select(v => v.Size).ToListAsync(ct);
-        var snapshots = await db.Snapshots.AsNoTracking().CountAsync(s => s.ProjectId == projectId, ct);
+        var snapshots = await db.Snapshots.AsNoTracking().Where(s => s.ProjectId == projectId).Select(s => s.Size).ToListAsync(ct);
         var creating = backups.Where(b => BackupStatus.Of(b.State) == BackupStatus.Creating).ToList();
         var done = backups.Where(b => BackupStatus.Of(b.State) != BackupStatus.Creating).ToList();
         return new()
@@ -140,9 +140,31 @@ public static class QuotasApi
             ["backups"] = (done.Count, creating.Count),
             ["backup_gigabytes"] = (done.Sum(b => b.Size), creating.Sum(b => b.Size)),
             ["volumes"] = (volumes.Count, 0),
-            ["gigabytes"] = (volumes.Sum(), 0),
-            ["snapshots"] = (snapshots, 0),
+            ["gigabytes"] = (volumes.Sum() + snapshots.Sum(), 0),     // Cinder counts snapshots in gigabytes too
+            ["snapshots"] = (snapshots.Count, 0),
         };
+    }
+
+    /// <summary>
+    /// Checks that one more volume (<paramref name="snapshot"/> false) or snapshot of <paramref name="sizeGb"/> fits the project's
+    /// quota, under the same per-project lock as backups. Null when it fits; else Cinder's message.
+    /// </summary>
+    public static async Task<string?> CheckVolumeAsync(AppDbContext db, string projectId, int sizeGb, bool snapshot, CancellationToken ct)
+    {
+        await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtext({"quota:" + projectId}))", ct);
+        var limits = await LimitsAsync(db, projectId, ct);
+        if (!snapshot && limits["per_volume_gigabytes"] >= 0 && sizeGb > limits["per_volume_gigabytes"])
+            return $"Requested volume size {sizeGb}G is larger than maximum allowed limit {limits["per_volume_gigabytes"]}G.";
+        var (resource, count) = snapshot
+            ? ("snapshots", await db.Snapshots.CountAsync(s => s.ProjectId == projectId, ct))
+            : ("volumes", await db.Volumes.CountAsync(v => v.ProjectId == projectId, ct));
+        if (limits[resource] >= 0 && count + 1 > limits[resource])
+            return $"Maximum number of {resource} allowed ({limits[resource]}) exceeded for quota '{resource}'.";
+        var gigabytes = await db.Volumes.Where(v => v.ProjectId == projectId).SumAsync(v => v.Size, ct)
+                        + await db.Snapshots.Where(s => s.ProjectId == projectId).SumAsync(s => s.Size, ct);
+        if (limits["gigabytes"] >= 0 && gigabytes + sizeGb > limits["gigabytes"])
+            return $"Requested volume or snapshot exceeds allowed gigabytes quota. Requested {sizeGb}G, quota is {limits["gigabytes"]}G and {gigabytes}G has been consumed.";
+        return null;
     }
 
     /// <summary>

@@ -5,6 +5,7 @@ using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Quotas;
 using VolumeBackup.Api.Storage;
 using VolumeBackup.Api.Validation;
 using Host = VolumeBackup.Contracts.Grpc;
@@ -16,12 +17,12 @@ public static class SnapshotsApi
     public static RouteGroupBuilder MapSnapshots(this RouteGroupBuilder project)
     {
         var snapshots = project.MapGroup("/snapshots").WithTags("Snapshots");
-        snapshots.MapPost("", Create).Validate(Schemas.SnapshotCreate);
-        snapshots.MapGet("", List);
-        snapshots.MapGet("/detail", ListDetail);
-        snapshots.MapGet("/{id}", Get);
-        snapshots.MapPut("/{id}", Update).Validate(Schemas.SnapshotUpdate);
-        snapshots.MapDelete("/{id}", Delete);
+        snapshots.MapPost("", Create).Rule("volume:create_snapshot").Validate(Schemas.SnapshotCreate);
+        snapshots.MapGet("", List).Rule("volume:get_all_snapshots");
+        snapshots.MapGet("/detail", ListDetail).Rule("volume:get_all_snapshots");
+        snapshots.MapGet("/{id}", Get).Rule("volume:get_snapshot");
+        snapshots.MapPut("/{id}", Update).Rule("volume:update_snapshot").Validate(Schemas.SnapshotUpdate);
+        snapshots.MapDelete("/{id}", Delete).Rule("volume:delete_snapshot");
         return project;
     }
 
@@ -38,8 +39,13 @@ public static class SnapshotsApi
             Id = Guid.NewGuid(), ProjectId = volume.ProjectId, UserId = caller.UserId, VolumeId = volume.Id, Name = request.Name,
             Description = request.Description, Size = volume.Size, Metadata = request.Metadata ?? [], CreatedAt = clock.GetUtcNow(),
         };
-        db.Snapshots.Add(snapshot);
-        await db.SaveChangesAsync(ct);
+        await using (var tx = await db.Database.BeginTransactionAsync(ct))
+        {
+            if (await QuotasApi.CheckVolumeAsync(db, snapshot.ProjectId, snapshot.Size, snapshot: true, ct) is { } overQuota) return CinderErrors.OverLimit(overQuota);
+            db.Snapshots.Add(snapshot);
+            await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
+        }
         try
         {
             await hosts.Client(volume.Host).CreateSnapshotAsync(new Host.CreateSnapshotRequest { SnapshotId = snapshot.Id.ToString(), VolumeId = volume.Id.ToString() }, deadline: hosts.Deadline, cancellationToken: ct);

@@ -7,6 +7,7 @@ using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Quotas;
 using VolumeBackup.Api.Storage;
 using VolumeBackup.Api.Validation;
 using Host = VolumeBackup.Contracts.Grpc;
@@ -18,15 +19,22 @@ public static class VolumesApi
     public static RouteGroupBuilder MapVolumes(this RouteGroupBuilder project)
     {
         var volumes = project.MapGroup("/volumes").WithTags("Volumes");
-        volumes.MapPost("", Create).Validate(Schemas.ForVolumeCreate);
-        volumes.MapGet("", List);
-        volumes.MapGet("/detail", ListDetail);
-        volumes.MapGet("/{id}", Get);
-        volumes.MapPut("/{id}", Update).Validate(Schemas.VolumeUpdate);
-        volumes.MapDelete("/{id}", Delete);
-        volumes.MapPost("/{id}/action", Action).Validate(BodyValidation.ByAction(Schemas.VolumeActions));
+        volumes.MapPost("", Create).Rule("volume:create").Validate(Schemas.ForVolumeCreate);
+        volumes.MapGet("", List).Rule("volume:get_all");
+        volumes.MapGet("/detail", ListDetail).Rule("volume:get_all");
+        volumes.MapGet("/{id}", Get).Rule("volume:get");
+        volumes.MapPut("/{id}", Update).Rule("volume:update").Validate(Schemas.VolumeUpdate);
+        volumes.MapDelete("/{id}", Delete).Rule("volume:delete");
+        volumes.MapPost("/{id}/action", Action).Rules(ActionRules).Validate(BodyValidation.ByAction(Schemas.VolumeActions));
         return project;
     }
+
+    static readonly Dictionary<string, string> ActionRules = new()
+    {
+        ["os-attach"] = "volume_extension:volume_actions:attach",
+        ["os-detach"] = "volume_extension:volume_actions:detach",
+        ["os-reset_status"] = "volume_extension:volume_admin_actions:reset_status",
+    };
 
     static async Task<Results<Accepted<Dictionary<string, VolumeView>>, ProblemHttpResult>> Create(
         CreateVolumeBody body, Caller caller, AppDbContext db, VolumeHosts hosts, HttpRequest http, TimeProvider clock, CancellationToken ct)
@@ -53,8 +61,13 @@ public static class VolumesApi
             Size = size, AvailabilityZone = zone, Host = host.Name, SnapshotId = snapshotId, Metadata = request.Metadata ?? [],
             CreatedAt = clock.GetUtcNow(),
         };
-        db.Volumes.Add(volume);
-        await db.SaveChangesAsync(ct);
+        await using (var tx = await db.Database.BeginTransactionAsync(ct))
+        {
+            if (await QuotasApi.CheckVolumeAsync(db, caller.ProjectId, size, snapshot: false, ct) is { } overQuota) return CinderErrors.OverLimit(overQuota);
+            db.Volumes.Add(volume);
+            await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
+        }
         await CreateOnHostAsync(volume, hosts, db, clock, ct);
         return TypedResults.Accepted($"{Wire.BaseUrl(http)}/v3/{volume.ProjectId}/volumes/{volume.Id}", Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))));
     }
