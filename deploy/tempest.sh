@@ -33,6 +33,7 @@ eval "$("$REPO/deploy/services.sh" env)"
 # shellcheck disable=SC2154 # VB_* come from services.sh env
 WORKSPACE=${VB_TEMPEST_DIR:-$VB_STATE/tempest}
 SELECTION=$REPO/deploy/tempest-tests.txt
+EXCLUDED=$REPO/deploy/tempest-exclude.txt
 API=http://127.0.0.1:${VB_API_PORT:-8776}
 CONCURRENCY=2
 ACCOUNT_PREFIX=vb-tempest
@@ -213,14 +214,14 @@ EOF
 cd "$WORKSPACE"
 [[ -d .stestr ]] || stestr init >/dev/null
 if [[ $list == yes ]]; then
-  tempest run --config-file etc/tempest.conf --include-list "$SELECTION" --list-tests
+  tempest run --config-file etc/tempest.conf --include-list "$SELECTION" --exclude-list "$EXCLUDED" --list-tests
   exit 0
 fi
 
 say "running the selection in $SELECTION against $API (microversions $MIN_MV to $MAX_MV, region $REGION, $CONCURRENCY workers)"
 t0=$SECONDS
 rc=0
-tempest run --config-file etc/tempest.conf --include-list "$SELECTION" --concurrency "$CONCURRENCY" || rc=$?
+tempest run --config-file etc/tempest.conf --include-list "$SELECTION" --exclude-list "$EXCLUDED" --concurrency "$CONCURRENCY" || rc=$?
 say "tempest run took $((SECONDS - t0)) s (exit code $rc); log $WORKSPACE/logs/tempest.log"
 
 # The counts and each skipped test with Tempest's reason, from stestr's record of this run.

@@ -71,7 +71,9 @@ public static class BackupsApi
         Guid? parentId = null;
         if (request.Incremental == true)
         {
-            var candidates = db.Backups.Where(b => b.VolumeId == volume.Id);
+            // As Cinder: the parent is the caller's project's latest backup of the volume (an admin's backups of a member's volume
+            // are the admin's project's, and neither builds on the other's).
+            var candidates = db.Backups.Where(b => b.VolumeId == volume.Id && b.ProjectId == caller.ProjectId);
             if (snapshot is not null) candidates = candidates.Where(b => b.DataTimestamp < snapshot.CreatedAt);
             var latest = await candidates.OrderByDescending(b => b.DataTimestamp).FirstOrDefaultAsync(ct);
             if (latest is null) return CinderErrors.BadRequest("Invalid backup: No backups available to do an incremental backup.");
@@ -82,11 +84,11 @@ public static class BackupsApi
         var now = clock.GetUtcNow();
         if (await NoBackupServiceAsync(db, volume.AvailabilityZone, now, ct) is { } noService) return noService;
         await using var tx = await db.Database.BeginTransactionAsync(ct);
-        if (await QuotasApi.CheckBackupAsync(db, volume.ProjectId, volume.Size, ct) is { } overQuota)
+        if (await QuotasApi.CheckBackupAsync(db, caller.ProjectId, volume.Size, ct) is { } overQuota)
             return CinderErrors.OverLimit(overQuota);
         var backup = new Backup
         {
-            Id = Guid.NewGuid(), ProjectId = volume.ProjectId, UserId = caller.UserId, VolumeId = volume.Id, SnapshotId = snapshot?.Id,
+            Id = Guid.NewGuid(), ProjectId = caller.ProjectId, UserId = caller.UserId, VolumeId = volume.Id, SnapshotId = snapshot?.Id,
             Name = request.Name, Description = request.Description, Container = container, Size = volume.Size, ParentId = parentId,
             AvailabilityZone = volume.AvailabilityZone, DataTimestamp = snapshot?.CreatedAt ?? now, CreatedAt = now,
             Metadata = request.Metadata ?? [],

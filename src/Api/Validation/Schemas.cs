@@ -116,6 +116,9 @@ public static class Schemas
         ["os-detach"] = Wrapped("os-detach", $$"""
             {"type": ["object", "null"], "properties": {"attachment_id": {{UuidAllowNull}}}, "additionalProperties": false}
             """),
+        // Cinder gives os-reserve and os-unreserve no schema; their body is {"os-reserve": null}.
+        ["os-reserve"] = Wrapped("os-reserve", """{"type": ["object", "null"]}"""),
+        ["os-unreserve"] = Wrapped("os-unreserve", """{"type": ["object", "null"]}"""),
         ["os-reset_status"] = Wrapped("os-reset_status", """
             {"type": "object", "format": "validate_volume_reset_body", "properties": {
                 "status": {"type": ["string", "null"], "format": "volume_status"},

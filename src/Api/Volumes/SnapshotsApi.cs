@@ -76,6 +76,7 @@ public static class SnapshotsApi
     {
         var query = db.Snapshots.AsNoTracking();
         if (!(caller.IsAdmin && Wire.Flag(http.Query, "all_tenants"))) query = query.Where(s => s.ProjectId == caller.ProjectId);
+        else if (http.Query["project_id"] is [var project]) query = query.Where(s => s.ProjectId == project);   // an admin's filter
         if (http.Query["name"] is [var name]) query = query.Where(s => s.Name == name);
         if (http.Query["status"] is [var status]) query = query.Where(s => s.Status == status);
         if (http.Query["volume_id"] is [var volumeText]) query = Guid.TryParse(volumeText, out var volumeId) ? query.Where(s => s.VolumeId == volumeId) : query.Where(s => false);

@@ -6,6 +6,7 @@ public static class VolumeStatus
     public const string Creating = "creating";
     public const string Available = "available";
     public const string Reserved = "reserved";
+    public const string Attaching = "attaching";
     public const string InUse = "in-use";
     public const string BackingUp = "backing-up";
     public const string RestoringBackup = "restoring-backup";

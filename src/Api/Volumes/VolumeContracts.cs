@@ -4,7 +4,9 @@ using VolumeBackup.Api.Cinder;
 namespace VolumeBackup.Api.Volumes;
 
 public sealed record CreateVolumeBody(CreateVolumeRequest? Volume);
-public sealed record CreateVolumeRequest(int? Size, string? Name, string? Description, string? AvailabilityZone, string? SnapshotId, Dictionary<string, string>? Metadata);
+public sealed record CreateVolumeRequest(
+    int? Size, string? Name, string? Description, string? AvailabilityZone, string? SnapshotId, Dictionary<string, string>? Metadata,
+    string? VolumeType, string? SourceVolid);
 
 public sealed record CreateSnapshotBody(CreateSnapshotRequest? Snapshot);
 public sealed record CreateSnapshotRequest(string? VolumeId, string? Name, string? Description, bool? Force, Dictionary<string, string>? Metadata);
@@ -26,7 +28,7 @@ public sealed record VolumeView(
     /// </summary>
     public static VolumeView From(Volume v, string baseUrl, bool extended = false, bool admin = false) => new(
         v.Id.ToString(), v.Status, v.Size, v.AvailabilityZone, Wire.Time(v.CreatedAt), Wire.Time(v.UpdatedAt),
-        v.Name, v.Description, "__DEFAULT__", v.SnapshotId?.ToString(), null, v.Metadata,
+        v.Name, v.Description, VolumesApi.DefaultVolumeType, v.SnapshotId?.ToString(), null, v.Metadata,
         Wire.Links(baseUrl, v.ProjectId, "volumes", v.Id), v.UserId, "false", false, false,
         v.AttachmentId is { } a
             ? [new AttachmentView(a.ToString(), a.ToString(), v.Id.ToString(), v.AttachedInstance?.ToString(), null, v.Mountpoint, Wire.Time(v.UpdatedAt))]

@@ -10,6 +10,7 @@ using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Quotas;
 using VolumeBackup.Api.Storage;
 using VolumeBackup.Api.Validation;
+using VolumeBackup.Api.Versions;
 using Host = VolumeBackup.Contracts.Grpc;
 
 namespace VolumeBackup.Api.Volumes;
@@ -22,6 +23,7 @@ public static class VolumesApi
         volumes.MapPost("", Create).Rule("volume:create").Validate(Schemas.ForVolumeCreate);
         volumes.MapGet("", List).Rule("volume:get_all");
         volumes.MapGet("/detail", ListDetail).Rule("volume:get_all");
+        volumes.MapGet("/summary", Summary).Rule("volume:get_all");
         volumes.MapGet("/{id}", Get).Rule("volume:get");
         volumes.MapPut("/{id}", Update).Rule("volume:update").Validate(Schemas.VolumeUpdate);
         volumes.MapDelete("/{id}", Delete).Rule("volume:delete");
@@ -33,6 +35,8 @@ public static class VolumesApi
     {
         ["os-attach"] = "volume_extension:volume_actions:attach",
         ["os-detach"] = "volume_extension:volume_actions:detach",
+        ["os-reserve"] = "volume_extension:volume_actions:reserve",
+        ["os-unreserve"] = "volume_extension:volume_actions:unreserve",
         ["os-reset_status"] = "volume_extension:volume_admin_actions:reset_status",
     };
 
@@ -42,6 +46,12 @@ public static class VolumesApi
         if (body.Volume is not { } request) return CinderErrors.BadRequest("Missing required element 'volume' in request body.");
         if (request.Size is not ({ } size and > 0))
             return CinderErrors.BadRequest("Invalid input for field/attribute size. Value: must be an integer greater than 0.");
+        // One volume type, Cinder's default; no clones of volumes.
+        if (request.VolumeType is { } type && type != DefaultVolumeType)
+            return CinderErrors.NotFound($"Volume type with name {type} could not be found.");
+        if (request.SourceVolid is { } source)
+            return await db.FindVolumeAsync(caller, source, ct) is null ? VolumeNotFound(source)
+                : CinderErrors.BadRequest("Invalid input received: this service does not clone volumes (source_volid); back the volume up and restore it instead.");
         var zone = request.AvailabilityZone ?? hosts.All[0].Zone;
         if (hosts.PickHost(zone) is not { } host) return CinderErrors.BadRequest($"Availability zone '{zone}' is invalid.");
 
@@ -113,9 +123,26 @@ public static class VolumesApi
     {
         var query = db.Volumes.AsNoTracking();
         if (!(caller.IsAdmin && Wire.Flag(http.Query, "all_tenants"))) query = query.Where(v => v.ProjectId == caller.ProjectId);
+        else if (http.Query["project_id"] is [var project]) query = query.Where(v => v.ProjectId == project);   // an admin's filter
         if (http.Query["name"] is [var name]) query = query.Where(v => v.Name == name);
         if (http.Query["status"] is [var status]) query = query.Where(v => v.Status == status);
         return query;
+    }
+
+    public const string DefaultVolumeType = "__DEFAULT__";
+
+    /// <summary>Cinder's volume summary (3.12): count and size of the volumes listed, and from 3.36 their metadata's values.</summary>
+    static async Task<Results<Ok<Dictionary<string, Dictionary<string, object>>>, ProblemHttpResult>> Summary(
+        Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
+    {
+        var version = Microversion.Of(http.HttpContext);
+        if (version < new Microversion(3, 12)) return CinderErrors.NotFound("The resource could not be found.");
+        var volumes = await Visible(db, caller, http).Select(v => new { v.Size, v.Metadata }).ToListAsync(ct);
+        var summary = new Dictionary<string, object> { ["total_count"] = volumes.Count, ["total_size"] = volumes.Sum(v => v.Size) };
+        if (version >= new Microversion(3, 36))
+            summary["metadata"] = volumes.SelectMany(v => v.Metadata).GroupBy(m => m.Key)
+                .ToDictionary(g => g.Key, g => g.Select(m => m.Value).Distinct().ToList());
+        return TypedResults.Ok(Wire.Wrap("volume-summary", summary));
     }
 
     static async Task<Results<Ok<Dictionary<string, VolumeView>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct) =>
@@ -182,6 +209,14 @@ public static class VolumesApi
                 volume.Attach(
                     action.Value.TryGetProperty("instance_uuid", out var instance) && Guid.TryParse(instance.GetString(), out var i) ? i : null,
                     action.Value.TryGetProperty("mountpoint", out var mount) ? mount.GetString() : null, clock.GetUtcNow());
+                break;
+            case "os-reserve":
+                if (volume.Status != VolumeStatus.Available)
+                    return CinderErrors.BadRequest($"Invalid volume: Volume status must be available to reserve, but the status is {volume.Status}.");
+                volume.Status = VolumeStatus.Attaching;
+                break;
+            case "os-unreserve":
+                if (volume.Status == VolumeStatus.Attaching) volume.Status = VolumeStatus.Available;   // Cinder: only an attaching volume
                 break;
             case "os-detach":
                 if (volume.Status != VolumeStatus.InUse)
