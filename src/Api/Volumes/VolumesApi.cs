@@ -15,8 +15,11 @@ using Host = VolumeBackup.Contracts.Grpc;
 
 namespace VolumeBackup.Api.Volumes;
 
-public static class VolumesApi
+public static partial class VolumesApi
 {
+    [System.Text.RegularExpressions.GeneratedRegex(@"['""]([^'""]*)['""]\s*:\s*['""]([^'""]*)['""]")]
+    private static partial System.Text.RegularExpressions.Regex MetadataPair();
+
     public static RouteGroupBuilder MapVolumes(this RouteGroupBuilder project)
     {
         var volumes = project.MapGroup("/volumes").WithTags("Volumes");
@@ -126,6 +129,13 @@ public static class VolumesApi
         else if (http.Query["project_id"] is [var project]) query = query.Where(v => v.ProjectId == project);   // an admin's filter
         if (http.Query["name"] is [var name]) query = query.Where(v => v.Name == name);
         if (http.Query["status"] is [var status]) query = query.Where(v => v.Status == status);
+        // Cinder's metadata filter is a Python dict's repr ({'k': 'v'}); a volume matches when its metadata holds every pair.
+        if (http.Query["metadata"] is [{ } wanted])
+        {
+            var pairs = MetadataPair().Matches(wanted).ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
+            var json = System.Text.Json.JsonSerializer.Serialize(pairs);
+            query = query.Where(v => EF.Functions.JsonContains(v.Metadata, json));
+        }
         return query;
     }
 
