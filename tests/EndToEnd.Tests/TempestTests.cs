@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using VolumeBackup.TestSupport;
+using Xunit.Abstractions;
 
 namespace VolumeBackup.EndToEnd.Tests;
 
@@ -9,7 +10,7 @@ namespace VolumeBackup.EndToEnd.Tests;
 /// (deploy/tempest-tests.txt) against a whole backend whose Api validates Keystone tokens, which the script enters in
 /// Keystone's catalog under a region of its own.
 /// </summary>
-public sealed partial class TempestTests : IAsyncLifetime
+public sealed partial class TempestTests(ITestOutputHelper output) : IAsyncLifetime
 {
     // What the selection passes on this service (README, "Tempest"); fewer means a test went from passing to skipped.
     const int MinimumPassed = 60;
@@ -37,7 +38,7 @@ public sealed partial class TempestTests : IAsyncLifetime
             Environment = { ["VB_TEMPEST_DIR"] = workspace },
         };
         using var process = Process.Start(info)!;
-        var output = process.StandardOutput.ReadToEndAsync();
+        var printed = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
         using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(20)))
         {
@@ -45,10 +46,14 @@ public sealed partial class TempestTests : IAsyncLifetime
             catch (OperationCanceledException)
             {
                 process.Kill(entireProcessTree: true);
-                Assert.Fail($"deploy/tempest.sh still ran after 20 minutes:\n{Tail(await output)}");
+                Assert.Fail($"deploy/tempest.sh still ran after 20 minutes:\n{Tail(await printed)}");
             }
         }
-        var text = await output;
+        var text = await printed;
+        // The counts and every skipped test with its reason, in the test's log (the README's Tempest section quotes them).
+        foreach (var line in text.Split('\n').Where(l => l.StartsWith("SKIPPED", StringComparison.Ordinal) || l.StartsWith("FAILED", StringComparison.Ordinal)
+                     || l.StartsWith("passed=", StringComparison.Ordinal) || l.StartsWith("tempest:", StringComparison.Ordinal)))
+            output.WriteLine(line);
 
         var counts = Counts().Match(text);
         Assert.True(counts.Success, $"deploy/tempest.sh printed no counts (exit code {process.ExitCode}):\n{Tail(text)}\n{await error}");

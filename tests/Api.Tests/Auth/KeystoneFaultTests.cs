@@ -106,18 +106,17 @@ public sealed class KeystoneProxy : IDisposable
         stopped.Cancel();
         listener.Stop();
         lock (open)
-            foreach (var client in open)
+        {
+            foreach (var client in open.Where(c => c.Client is not null))
             {
                 client.Client.LingerState = new LingerOption(true, 0);          // RST, as a killed process's sockets
                 client.Dispose();
             }
+            open.Clear();                                                       // Stop may come again (Dispose)
+        }
     }
 
-    public void Dispose()
-    {
-        Stop();
-        stopped.Dispose();
-    }
+    public void Dispose() => Stop();       // the token source stays: connections still closing may read its token
 }
 
 /// <summary>Tokens that stop being valid, and Keystone going away, as the "Bad input and faults" lists them.</summary>
