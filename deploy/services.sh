@@ -61,7 +61,8 @@ KEYSTONE_API_ENDPOINT=${VB_KEYSTONE_API_ENDPOINT:-http://127.0.0.1:8776/v3/%(pro
 PACKAGES=(rabbitmq-server nfs-ganesha nfs-ganesha-vfs rpcbind libnfs13 libnfs-utils
           xfsprogs python3-cinderclient jq curl openssl iproute2
           python3-oslo.messaging prometheus chromium chromium-driver
-          python3-keystone uwsgi-core uwsgi-plugin-python3 python3-openstackclient python3-openstacksdk)
+          python3-keystone uwsgi-core uwsgi-plugin-python3 python3-openstackclient python3-openstacksdk
+          tempest cinder-tempest-plugin)
 
 say()  { echo "services: $*"; }
 warn() { echo "services: WARNING: $*" >&2; }

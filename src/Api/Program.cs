@@ -5,6 +5,7 @@ using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Backups;
+using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Dashboard;
 using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Messaging;
@@ -54,6 +55,7 @@ app.UseStatusCodePages();
 app.UseRequestBodyLimit();                                                  // before authentication, as Cinder's sizelimit filter
 app.UseAuthentication();
 app.UseAuthorization();
+app.UseCinderNotFound();
 app.UseBodyValidation();
 
 await using (var scope = app.Services.CreateAsyncScope())

@@ -19,6 +19,8 @@ public sealed class Backend : IAsyncLifetime
 
     /// <summary>The Api in keystone mode (validating with the Keystone deploy/services.sh runs) instead of noauth.</summary>
     public bool Keystone { get; init; }
+    /// <summary>More settings for the Api (environment variable names), on top of the ones every test uses.</summary>
+    public Dictionary<string, string> ApiSettings { get; init; } = [];
     /// <summary>The project the tests work in: <see cref="Project"/> in noauth, Keystone's demo project in keystone mode.</summary>
     public string ProjectId { get; private set; } = Project;
 
@@ -76,6 +78,7 @@ public sealed class Backend : IAsyncLifetime
             (token, ProjectId, _) = await TestSupport.Keystone.LoginAsync("demo-member");
             (adminToken, _, _) = await TestSupport.Keystone.LoginAsync("admin");
         }
+        foreach (var (key, value) in ApiSettings) api[key] = value;
         Api = await Start("Api", api);
         Http = new HttpClient { BaseAddress = new Uri(Api.Address), Timeout = TimeSpan.FromSeconds(60) };
         Http.DefaultRequestHeaders.Add("X-Auth-Token", token);

@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using System.Security.Claims;
+using System.Text.Json;
 using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
@@ -76,10 +77,43 @@ public static class CinderAuth
         (await authorization.AuthorizeAsync(user, AdminPolicy)).Succeeded ? null : CinderErrors.Forbidden(Denied(rule));
 
     public static string Denied(string rule) => $"Policy doesn't allow {rule} to be performed.";
+
+    /// <summary>Cinder's policy rule for the route, which a refused call's 403 names.</summary>
+    public static RouteHandlerBuilder Rule(this RouteHandlerBuilder route, string rule) => route.WithMetadata(new PolicyRule(rule));
+
+    /// <summary>For an action route: Cinder's rule for each action (the body's one key).</summary>
+    public static RouteHandlerBuilder Rules(this RouteHandlerBuilder route, IReadOnlyDictionary<string, string> byAction) =>
+        route.WithMetadata(new ActionPolicyRules(byAction));
+
+    /// <summary>The rule Cinder checks for this call: the action's for an action route, else the route's.</summary>
+    public static async Task<string?> RuleAsync(HttpContext http)
+    {
+        var metadata = http.GetEndpoint()?.Metadata;
+        if (metadata?.GetMetadata<ActionPolicyRules>() is { } actions)
+        {
+            http.Request.EnableBuffering();                 // the handler reads the body again if the call goes on
+            try
+            {
+                using var body = await JsonDocument.ParseAsync(http.Request.Body, cancellationToken: http.RequestAborted);
+                if (body.RootElement.ValueKind == JsonValueKind.Object && body.RootElement.EnumerateObject().FirstOrDefault() is { Name: { } action }
+                    && actions.ByAction.TryGetValue(action, out var rule))
+                    return rule;
+            }
+            catch (JsonException)
+            {
+                return metadata.GetMetadata<PolicyRule>()?.Name;  // no action to name: the route's rule
+            }
+            finally { http.Request.Body.Position = 0; }
+        }
+        return metadata?.GetMetadata<PolicyRule>()?.Name;
+    }
 }
 
-/// <summary>Cinder's policy name for an admin-only route.</summary>
+/// <summary>Cinder's policy name for a route.</summary>
 public sealed record PolicyRule(string Name);
+
+/// <summary>Cinder's policy names for the actions of an action route.</summary>
+public sealed record ActionPolicyRules(IReadOnlyDictionary<string, string> ByAction);
 
 /// <summary>
 /// Reads the caller from <c>X-Auth-Token</c>. A mode is one branch here: it turns a token into the caller's identity.
@@ -167,14 +201,13 @@ public sealed class RoleRequirement : AuthorizationHandler<RoleRequirement, Http
     static readonly string[] Readers = [CinderAuth.ReaderRole, CinderAuth.MemberRole, CinderAuth.AdminRole];
     static readonly string[] Members = [CinderAuth.MemberRole, CinderAuth.AdminRole];
 
-    protected override Task HandleRequirementAsync(AuthorizationHandlerContext context, RoleRequirement requirement, HttpContext http)
+    protected override async Task HandleRequirementAsync(AuthorizationHandlerContext context, RoleRequirement requirement, HttpContext http)
     {
         var reads = HttpMethods.IsGet(http.Request.Method) || HttpMethods.IsHead(http.Request.Method);
         if ((reads ? Readers : Members).Any(context.User.IsInRole))
             context.Succeed(requirement);
         else
-            context.Fail(new AuthorizationFailureReason(this, CinderAuth.Denied(reads ? "a read" : "a change (it needs the member role)")));
-        return Task.CompletedTask;
+            context.Fail(new AuthorizationFailureReason(this, CinderAuth.Denied(await CinderAuth.RuleAsync(http) ?? "this action")));
     }
 }
 

@@ -19,7 +19,8 @@ public sealed record BackupRecord(
     string AvailabilityZone, string? Name, string? Description, DateTimeOffset DataTimestamp, DateTimeOffset CreatedAt,
     Dictionary<string, string> Metadata)
 {
-    public const string Service = "volumebackup.repository";
+    // Cinder names the backup driver's module here; clients and Tempest expect that prefix.
+    public const string Service = "cinder.backup.drivers.volumebackup";
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     public static Dictionary<string, string> Export(Backup b, RecordSigner signer)

@@ -21,19 +21,27 @@ public static class BackupsApi
     public static RouteGroupBuilder MapBackups(this RouteGroupBuilder project)
     {
         var backups = project.MapGroup("/backups").WithTags("Backups");
-        backups.MapPost("", Create).Validate(Schemas.ForBackupCreate);
-        backups.MapGet("", List);
-        backups.MapGet("/detail", ListDetail);
-        backups.MapGet("/{id}", Get);
-        backups.MapPut("/{id}", Update).Validate(Schemas.ForBackupUpdate);
-        backups.MapDelete("/{id}", Delete);
-        backups.MapPost("/{id}/restore", Restore).Validate(Schemas.BackupRestore);
-        backups.MapPost("/{id}/action", Action).Validate(BodyValidation.ByAction(Schemas.BackupActions));
+        backups.MapPost("", Create).Rule("backup:create").Validate(Schemas.ForBackupCreate);
+        backups.MapGet("", List).Rule("backup:get_all");
+        backups.MapGet("/detail", ListDetail).Rule("backup:get_all");
+        backups.MapGet("/{id}", Get).Rule("backup:get");
+        backups.MapPut("/{id}", Update).Rule("backup:update").Validate(Schemas.ForBackupUpdate);
+        backups.MapDelete("/{id}", Delete).Rule("backup:delete");
+        backups.MapPost("/{id}/restore", Restore).Rule("backup:restore").Validate(Schemas.BackupRestore);
+        backups.MapPost("/{id}/action", Action).Rules(ActionRules).Validate(BodyValidation.ByAction(Schemas.BackupActions));
         backups.MapGet("/{id}/export_record", ExportRecord).RequireAdmin("backup:export-import");
-        backups.MapPost("/import_record", ImportRecord).RequireAdmin("backup:export-import").Validate(Schemas.BackupImportRecord);
+        backups.MapPost("/import_record", ImportRecord).RequireAdmin("backup:backup-import").Validate(Schemas.BackupImportRecord);
         backups.MapPost("/verify", VerifyContainer).RequireAdmin("backup:backup-verify").Validate(Schemas.BackupVerifyContainer);
         return project;
     }
+
+    // Cinder's admin actions controller: volume_extension:<resource>_admin_actions:<action>.
+    static readonly Dictionary<string, string> ActionRules = new()
+    {
+        ["os-reset_status"] = "volume_extension:backup_admin_actions:reset_status",
+        ["os-force_delete"] = "volume_extension:backup_admin_actions:force_delete",
+        ["os-verify"] = "backup:backup-verify",   // ours: Cinder has no verify
+    };
 
     static async Task<Results<Accepted<Dictionary<string, BackupSummary>>, ProblemHttpResult>> Create(
         CreateBackupBody body, Caller caller, AppDbContext db, OutboxSignal outbox, HttpRequest http, TimeProvider clock, CancellationToken ct)
@@ -65,7 +73,9 @@ public static class BackupsApi
         Guid? parentId = null;
         if (request.Incremental == true)
         {
-            var candidates = db.Backups.Where(b => b.VolumeId == volume.Id);
+            // As Cinder: the parent is the caller's project's latest backup of the volume (an admin's backups of a member's volume
+            // are the admin's project's, and neither builds on the other's).
+            var candidates = db.Backups.Where(b => b.VolumeId == volume.Id && b.ProjectId == caller.ProjectId);
             if (snapshot is not null) candidates = candidates.Where(b => b.DataTimestamp < snapshot.CreatedAt);
             var latest = await candidates.OrderByDescending(b => b.DataTimestamp).FirstOrDefaultAsync(ct);
             if (latest is null) return CinderErrors.BadRequest("Invalid backup: No backups available to do an incremental backup.");
@@ -76,11 +86,11 @@ public static class BackupsApi
         var now = clock.GetUtcNow();
         if (await NoBackupServiceAsync(db, volume.AvailabilityZone, now, ct) is { } noService) return noService;
         await using var tx = await db.Database.BeginTransactionAsync(ct);
-        if (await QuotasApi.CheckBackupAsync(db, volume.ProjectId, volume.Size, ct) is { } overQuota)
+        if (await QuotasApi.CheckBackupAsync(db, caller.ProjectId, volume.Size, ct) is { } overQuota)
             return CinderErrors.OverLimit(overQuota);
         var backup = new Backup
         {
-            Id = Guid.NewGuid(), ProjectId = volume.ProjectId, UserId = caller.UserId, VolumeId = volume.Id, SnapshotId = snapshot?.Id,
+            Id = Guid.NewGuid(), ProjectId = caller.ProjectId, UserId = caller.UserId, VolumeId = volume.Id, SnapshotId = snapshot?.Id,
             Name = request.Name, Description = request.Description, Container = container, Size = volume.Size, ParentId = parentId,
             AvailabilityZone = volume.AvailabilityZone, DataTimestamp = snapshot?.CreatedAt ?? now, CreatedAt = now,
             Metadata = request.Metadata ?? [],
@@ -169,7 +179,7 @@ public static class BackupsApi
         if (body.ValueKind != System.Text.Json.JsonValueKind.Object || body.EnumerateObject().FirstOrDefault() is not { Name: not null } action)
             return CinderErrors.BadRequest("Malformed request body");
         if (action.Name is not ("os-reset_status" or "os-force_delete" or "os-verify")) return CinderErrors.BadRequest($"There is no such action: {action.Name}");
-        if (await authorization.AuthorizeAdminAsync(user, $"backup:backup-{action.Name[3..]}") is { } denied) return denied;
+        if (await authorization.AuthorizeAdminAsync(user, ActionRules[action.Name]) is { } denied) return denied;
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         var now = clock.GetUtcNow();
         if (action.Name == "os-reset_status")
@@ -308,11 +318,14 @@ public static class BackupsApi
         {
             if (hosts.PickHost(backup.AvailabilityZone) is not { } host)
                 return CinderErrors.BadRequest($"Availability zone '{backup.AvailabilityZone}' has no storage host.");
+            // Cinder restores the source volume's metadata with the data; this takes the source's metadata as it is now (the
+            // backup record keeps no copy), none when the source is gone.
+            var source = await db.Volumes.AsNoTracking().FirstOrDefaultAsync(v => v.Id == backup.VolumeId, ct);
             volume = new Volume
             {
                 Id = Guid.NewGuid(), ProjectId = caller.ProjectId, UserId = caller.UserId, Size = backup.Size, Host = host.Name,
                 AvailabilityZone = backup.AvailabilityZone, Name = request.Name ?? $"restore_backup_{backup.Id}",
-                Description = $"auto-created_from_restore_from_backup", CreatedAt = now,
+                Description = $"auto-created_from_restore_from_backup", CreatedAt = now, Metadata = new(source?.Metadata ?? []),
             };
             await using (var tx = await db.Database.BeginTransactionAsync(ct))
             {

@@ -35,8 +35,9 @@ internal sealed class SortKey<T>(LambdaExpression column, Microversion since)
 
 /// <summary>
 /// Cinder's listing grammar, done in SQL: sort (<c>key[:dir],...</c> or sort_key/sort_dir lists, descending unless asked,
-/// created_at desc by default, id breaking the last tie), limit (at most osapi_max_limit) and marker, a
-/// <c>{collection}_links</c> next link when more rows follow, and <c>count</c> from 3.45 when <c>with_count</c> is asked.
+/// created_at desc by default, id breaking the last tie), limit (at most osapi_max_limit), offset and marker, a
+/// <c>{collection}_links</c> next link whenever a page is full (as Cinder: so a last page that is exactly full links to an
+/// empty one, which Tempest checks), and <c>count</c> from 3.45 when <c>with_count</c> is asked.
 /// </summary>
 public static class Listing
 {
@@ -72,6 +73,9 @@ public static class Listing
             if (asked < 0) return CinderErrors.BadRequest("limit param must be positive");
             limit = (int)BigInteger.Min(asked, MaxLimit);
         }
+        var offset = 0;
+        if (q["offset"] is [var offsetText] && (!int.TryParse(offsetText, out offset) || offset < 0))
+            return CinderErrors.BadRequest("offset param must be positive");
 
         var from = rows;
         if (q["marker"] is [var marker])
@@ -81,12 +85,12 @@ public static class Listing
                 return CinderErrors.NotFound($"Marker {marker} could not be found.");
             from = rows.Where(After(order, at));
         }
-        var page = await Sorted(from, order).Take(limit).ToListAsync(ct);
+        var page = await Sorted(from, order).Skip(offset).Take(limit).ToListAsync(ct);
 
         var list = path.Split('/')[0];
         var result = new Dictionary<string, object> { [list] = page.Select(view).ToList() };
         var baseUrl = Wire.BaseUrl(http.Request);
-        if (page.Count > 0 && page.Count == limit && await rows.Where(After(order, order.Select(o => o.Key.Read(page[^1])).ToArray())).AnyAsync(ct))
+        if (page.Count > 0 && page.Count == limit)
         {
             var next = q.Where(p => p.Key != "marker").ToDictionary(p => p.Key, p => p.Value.ToString());
             next["marker"] = keys.Id.Read(page[^1])!.ToString()!;

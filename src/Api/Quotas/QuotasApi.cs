@@ -36,10 +36,11 @@ public static class QuotasApi
     public static RouteGroupBuilder MapQuotas(this RouteGroupBuilder project)
     {
         var quotas = project.MapGroup("/os-quota-sets").WithTags("Quotas");
-        quotas.MapGet("/{target}", Get);
-        quotas.MapGet("/{target}/defaults", GetDefaults);
+        quotas.MapGet("/{target}", Get).Rule("volume_extension:quotas:show");
+        quotas.MapGet("/{target}/defaults", GetDefaults).Rule("volume_extension:quotas:show");
         quotas.MapPut("/{target}", Update).RequireAdmin("volume_extension:quotas:update").Validate(Schemas.QuotaUpdate);
-        project.MapGet("/limits", Limits).WithTags("Quotas");
+        quotas.MapDelete("/{target}", Delete).RequireAdmin("volume_extension:quotas:delete");
+        project.MapGet("/limits", Limits).WithTags("Quotas").Rule("limits_extension:used_limits");
         return project;
     }
 
@@ -116,6 +117,13 @@ public static class QuotasApi
         var result = new Dictionary<string, object>();
         foreach (var (resource, limit) in await LimitsAsync(db, target, ct)) result[resource] = limit;
         return TypedResults.Ok(Wire.Wrap("quota_set", result));
+    }
+
+    /// <summary>Back to the defaults: the project's own limits are removed (Cinder's quota delete, 200 with no body).</summary>
+    static async Task<Ok> Delete(string target, AppDbContext db, CancellationToken ct)
+    {
+        await db.Quotas.Where(q => q.ProjectId == target).ExecuteDeleteAsync(ct);
+        return TypedResults.Ok();
     }
 
     /// <summary>The largest limit Cinder stores (db.MAX_INT).</summary>

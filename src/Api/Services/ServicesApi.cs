@@ -4,6 +4,7 @@ using Microsoft.EntityFrameworkCore;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
+using VolumeBackup.Api.Versions;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.Contracts;
 
@@ -26,21 +27,31 @@ public static class ServicesApi
         if (http.Query["host"] is [var host]) query = query.Where(s => s.Host == host);
         var now = clock.GetUtcNow();
         var rows = await query.OrderBy(s => s.Binary).ThenBy(s => s.Host).ToListAsync(ct);
-        return TypedResults.Ok(Wire.Wrap("services", rows.Select(s => new Dictionary<string, object?>
+        var version = Microversion.Of(http.HttpContext);
+        return TypedResults.Ok(Wire.Wrap("services", rows.Select(s =>
         {
-            ["id"] = s.Id,
-            ["binary"] = s.Binary,
-            ["host"] = s.Host,
-            ["zone"] = s.Zone,
-            ["status"] = s.Disabled ? "disabled" : "enabled",
-            ["state"] = s.IsUp(now) ? "up" : "down",
-            ["updated_at"] = Wire.Time(s.LastHeartbeat),
-            ["disabled_reason"] = s.DisabledReason,
-            ["frozen"] = false,
-            ["cluster"] = null,
-            ["replication_status"] = "disabled",
-            ["active_backend_id"] = null,
-            ["backend_state"] = null,
+            // The fields Cinder's services index writes: cluster from 3.7, a volume service's replication fields, its
+            // back end's state from 3.49.
+            var up = s.IsUp(now);
+            var row = new Dictionary<string, object?>
+            {
+                ["binary"] = s.Binary,
+                ["host"] = s.Host,
+                ["zone"] = s.Zone,
+                ["status"] = s.Disabled ? "disabled" : "enabled",
+                ["state"] = up ? "up" : "down",
+                ["updated_at"] = Wire.Time(s.LastHeartbeat),
+                ["disabled_reason"] = s.DisabledReason,
+            };
+            if (version >= Microversion.ClusterSupport) row["cluster"] = null;
+            if (s.Binary == AgentService.Volume)
+            {
+                row["replication_status"] = "disabled";
+                row["active_backend_id"] = null;
+                row["frozen"] = false;
+                if (version >= Microversion.BackendStateReport) row["backend_state"] = up ? "up" : "down";
+            }
+            return row;
         }).ToList()));
     }
 

@@ -106,6 +106,16 @@ public static class Schemas
     public static CinderSchema ForVolumeCreate(Microversion v, JsonElement _) =>
         v >= new Microversion(3, 53) ? VolumeCreateV353 : v >= new Microversion(3, 47) ? VolumeCreateV347 : v >= new Microversion(3, 13) ? VolumeCreateV313 : VolumeCreateV30;
 
+    public static readonly CinderSchema VolumeUpdate = Wrapped("volume", $$"""
+        {"type": "object", "properties": {
+            "name": {"type": ["string", "null"], "format": "name_non_mandatory_remove_white_spaces"},
+            "description": {"type": ["string", "null"], "format": "description_non_mandatory_remove_white_spaces"},
+            "display_name": {"type": ["string", "null"], "format": "name_non_mandatory_remove_white_spaces"},
+            "display_description": {"type": ["string", "null"], "format": "description_non_mandatory_remove_white_spaces"},
+            "metadata": {{ExtraSpecs}}},
+         "additionalProperties": false}
+        """);
+
     public static readonly IReadOnlyDictionary<string, CinderSchema> VolumeActions = new Dictionary<string, CinderSchema>
     {
         ["os-attach"] = Wrapped("os-attach", $$"""
@@ -116,6 +126,9 @@ public static class Schemas
         ["os-detach"] = Wrapped("os-detach", $$"""
             {"type": ["object", "null"], "properties": {"attachment_id": {{UuidAllowNull}}}, "additionalProperties": false}
             """),
+        // Cinder gives os-reserve and os-unreserve no schema; their body is {"os-reserve": null}.
+        ["os-reserve"] = Wrapped("os-reserve", """{"type": ["object", "null"]}"""),
+        ["os-unreserve"] = Wrapped("os-unreserve", """{"type": ["object", "null"]}"""),
         ["os-reset_status"] = Wrapped("os-reset_status", """
             {"type": "object", "format": "validate_volume_reset_body", "properties": {
                 "status": {"type": ["string", "null"], "format": "volume_status"},
@@ -129,6 +142,12 @@ public static class Schemas
         {"type": "object", "properties": {"name": {{Name}}, "display_name": {{Name}}, "description": {{Description}},
                                           "volume_id": {{UuidAllowNull}}, "force": {{Boolean}}, "metadata": {{MetadataAllowsNull}}},
          "required": ["volume_id"], "additionalProperties": false}
+        """);
+
+    public static readonly CinderSchema SnapshotUpdate = Wrapped("snapshot", $$"""
+        {"type": "object", "properties": {"name": {{Name}}, "description": {{Description}}, "display_name": {{Name}}, "display_description": {{Description}}},
+         "additionalProperties": false,
+         "anyOf": [{"required": ["name"]}, {"required": ["description"]}, {"required": ["display_name"]}, {"required": ["display_description"]}]}
         """);
 
     static string AttachmentCreate(string more) => $$"""

@@ -10,6 +10,7 @@ public readonly record struct Microversion(int Major, int Minor) : IComparable<M
     public static readonly Microversion Max = new(3, 70);       // what Cinder 21 (Zed) serves, and cinderclient 9.1 asks for
 
     // The versions our views and handlers branch on (cinder/api/microversions.py).
+    public static readonly Microversion ClusterSupport = new(3, 7);
     public static readonly Microversion BackupUpdate = new(3, 9);
     public static readonly Microversion BackupProject = new(3, 18);
     public static readonly Microversion NewAttach = new(3, 27);
@@ -17,6 +18,7 @@ public readonly record struct Microversion(int Major, int Minor) : IComparable<M
     public static readonly Microversion BackupMetadata = new(3, 43);
     public static readonly Microversion AttachmentComplete = new(3, 44);
     public static readonly Microversion CountInfo = new(3, 45);
+    public static readonly Microversion BackendStateReport = new(3, 49);
     public static readonly Microversion BackupProjectUserId = new(3, 56);
 
     public int CompareTo(Microversion other) => Major != other.Major ? Major.CompareTo(other.Major) : Minor.CompareTo(other.Minor);

@@ -10,22 +10,22 @@ using VolumeBackup.Api.Versions;
 namespace VolumeBackup.Api.Volumes;
 
 /// <summary>
-/// Cinder's attachments API (3.27), as far as backups care: creating one makes the volume in-use, deleting it makes it
-/// available. A create with a connector (<c>attachment-create --connect True</c>) gets a <c>local</c> connection_info
-/// naming the volume's storage host: this service stores volumes, it does not export them to hypervisors.
-/// <c>os-complete</c> (3.44), which clients and Nova send once attached, is accepted; the volume is already in-use.
+/// Cinder's attachments API (3.27), as far as backups care: creating one reserves the volume (<c>reserved</c>),
+/// <c>os-complete</c> (3.44, which clients and Nova send once the host attached it) makes it <c>in-use</c>, deleting the
+/// attachment makes it available. A create with a connector (<c>attachment-create --connect True</c>) gets a <c>local</c>
+/// connection_info naming the volume's storage host: this service stores volumes, it does not export them to hypervisors.
 /// </summary>
 public static class AttachmentsApi
 {
     public static RouteGroupBuilder MapAttachments(this RouteGroupBuilder project)
     {
         var attachments = project.MapGroup("/attachments").WithTags("Attachments");
-        attachments.MapPost("", Create).Validate(Schemas.ForAttachmentCreate);
+        attachments.MapPost("", Create).Rule("volume:attachment_create").Validate(Schemas.ForAttachmentCreate);
         attachments.MapGet("", List);
         attachments.MapGet("/detail", List);
         attachments.MapGet("/{id}", Get);
-        attachments.MapDelete("/{id}", Delete);
-        attachments.MapPost("/{id}/action", Action);
+        attachments.MapDelete("/{id}", Delete).Rule("volume:attachment_delete");
+        attachments.MapPost("/{id}/action", Action).Rules(new Dictionary<string, string> { ["os-complete"] = "volume:attachment_complete" });
         return project;
     }
 
@@ -41,19 +41,23 @@ public static class AttachmentsApi
         if (await db.FindVolumeAsync(caller, volumeId, ct) is not { } volume) return VolumesApi.VolumeNotFound(volumeId);
         if (volume.Status != VolumeStatus.Available)
             return CinderErrors.BadRequest($"Invalid volume: Volume {volume.Id} status must be available or downloading to reserve, but the current status is {volume.Status}.");
-        volume.Attach(instance, null, clock.GetUtcNow());
+        volume.Reserve(instance, clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
         var connected = request.TryGetProperty("connector", out var connector) && connector.ValueKind == JsonValueKind.Object;
         return TypedResults.Ok(Wire.Wrap("attachment", View(volume, connected)));
     }
 
     /// <summary><c>{"os-complete": null}</c> (3.44): the attach finished on the host. Anything else is refused.</summary>
-    static async Task<Results<NoContent, ProblemHttpResult>> Action(string id, JsonElement body, Caller caller, AppDbContext db, HttpContext http, CancellationToken ct)
+    static async Task<Results<NoContent, ProblemHttpResult>> Action(
+        string id, JsonElement body, Caller caller, AppDbContext db, HttpContext http, TimeProvider clock, CancellationToken ct)
     {
         if (Microversion.Of(http) < Microversion.AttachmentComplete) return CinderErrors.NotFound("The resource could not be found.");
         if (body.ValueKind != JsonValueKind.Object || !body.TryGetProperty("os-complete", out _) || body.EnumerateObject().Count() != 1)
             return CinderErrors.BadRequest("Invalid input: the only attachment action is os-complete.");
-        return await FindAsync(db, caller, id, ct) is null ? CinderErrors.NotFound($"VolumeAttachment {id} could not be found.") : TypedResults.NoContent();
+        if (await FindAsync(db, caller, id, ct) is not { } volume) return CinderErrors.NotFound($"VolumeAttachment {id} could not be found.");
+        volume.CompleteAttach(clock.GetUtcNow());
+        await db.SaveChangesAsync(ct);
+        return TypedResults.NoContent();
     }
 
     /// <summary>Cinder's listing grammar (limit, marker, sort) over the project's attached volumes; the attachment's id is the marker.</summary>
@@ -78,7 +82,7 @@ public static class AttachmentsApi
         string id, Caller caller, AppDbContext db, HttpContext http, TimeProvider clock, CancellationToken ct)
     {
         if (Microversion.Of(http) < Microversion.NewAttach || await FindAsync(db, caller, id, ct) is not { } volume) return CinderErrors.NotFound($"VolumeAttachment {id} could not be found.");
-        if (volume.Status != VolumeStatus.InUse)
+        if (volume.Status is not (VolumeStatus.InUse or VolumeStatus.Reserved))
             return CinderErrors.BadRequest($"Invalid volume: Volume {volume.Id} is {volume.Status}; detach it when the backup or restore ends.");
         volume.Detach(clock.GetUtcNow());
         await db.SaveChangesAsync(ct);
@@ -93,7 +97,7 @@ public static class AttachmentsApi
     static Dictionary<string, object?> View(Volume v, bool connected) => new()
     {
         ["id"] = v.AttachmentId.ToString(),
-        ["status"] = "attached",
+        ["status"] = v.Status == VolumeStatus.Reserved ? "reserved" : "attached",
         ["instance"] = v.AttachedInstance?.ToString(),
         ["volume_id"] = v.Id.ToString(),
         ["attach_mode"] = "rw",

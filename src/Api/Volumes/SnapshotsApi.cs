@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Grpc.Core;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -16,11 +17,12 @@ public static class SnapshotsApi
     public static RouteGroupBuilder MapSnapshots(this RouteGroupBuilder project)
     {
         var snapshots = project.MapGroup("/snapshots").WithTags("Snapshots");
-        snapshots.MapPost("", Create).Validate(Schemas.SnapshotCreate);
-        snapshots.MapGet("", List);
-        snapshots.MapGet("/detail", ListDetail);
-        snapshots.MapGet("/{id}", Get);
-        snapshots.MapDelete("/{id}", Delete);
+        snapshots.MapPost("", Create).Rule("volume:create_snapshot").Validate(Schemas.SnapshotCreate);
+        snapshots.MapGet("", List).Rule("volume:get_all_snapshots");
+        snapshots.MapGet("/detail", ListDetail).Rule("volume:get_all_snapshots");
+        snapshots.MapGet("/{id}", Get).Rule("volume:get_snapshot");
+        snapshots.MapPut("/{id}", Update).Rule("volume:update_snapshot").Validate(Schemas.SnapshotUpdate);
+        snapshots.MapDelete("/{id}", Delete).Rule("volume:delete_snapshot");
         return project;
     }
 
@@ -28,7 +30,7 @@ public static class SnapshotsApi
         CreateSnapshotBody body, Caller caller, AppDbContext db, VolumeHosts hosts, TimeProvider clock, CancellationToken ct)
     {
         if (body.Snapshot is not { } request) return CinderErrors.BadRequest("Missing required element 'snapshot' in request body.");
-        if (request.VolumeId is null) return CinderErrors.BadRequest("'volume_id' is a required property");
+        if (request.VolumeId is null) return VolumesApi.VolumeNotFound("None");   // Cinder's schema allows null, then finds no volume None
         if (await db.FindVolumeAsync(caller, request.VolumeId, ct) is not { } volume) return VolumesApi.VolumeNotFound(request.VolumeId);
         if (volume.Status == VolumeStatus.InUse && request.Force != true || volume.Status is not (VolumeStatus.Available or VolumeStatus.InUse))
             return CinderErrors.BadRequest($"Invalid volume: Volume {volume.Id} status must be available or in-use, but current status is: {volume.Status}.");
@@ -59,10 +61,10 @@ public static class SnapshotsApi
     }
 
     static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> List(Caller caller, AppDbContext db, HttpContext http, CancellationToken ct) =>
-        await Listing.PageAsync(Visible(db, caller, http.Request), SortKeys, SnapshotView.From, "snapshots", caller.ProjectId, http, ct);
+        await Listing.PageAsync(Visible(db, caller, http.Request), SortKeys, s => SnapshotView.From(s), "snapshots", caller.ProjectId, http, ct);
 
     static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> ListDetail(Caller caller, AppDbContext db, HttpContext http, CancellationToken ct) =>
-        await Listing.PageAsync(Visible(db, caller, http.Request), SortKeys, SnapshotView.From, "snapshots/detail", caller.ProjectId, http, ct);
+        await Listing.PageAsync(Visible(db, caller, http.Request), SortKeys, SnapshotView.Extended, "snapshots/detail", caller.ProjectId, http, ct);
 
     // The snapshots table's columns Cinder's clients sort by ("name" is display_name).
     static readonly SortKeys<Snapshot> SortKeys = new SortKeys<Snapshot>(s => s.Id)
@@ -74,6 +76,7 @@ public static class SnapshotsApi
     {
         var query = db.Snapshots.AsNoTracking();
         if (!(caller.IsAdmin && Wire.Flag(http.Query, "all_tenants"))) query = query.Where(s => s.ProjectId == caller.ProjectId);
+        else if (http.Query["project_id"] is [var project]) query = query.Where(s => s.ProjectId == project);   // an admin's filter
         if (http.Query["name"] is [var name]) query = query.Where(s => s.Name == name);
         if (http.Query["status"] is [var status]) query = query.Where(s => s.Status == status);
         if (http.Query["volume_id"] is [var volumeText]) query = Guid.TryParse(volumeText, out var volumeId) ? query.Where(s => s.VolumeId == volumeId) : query.Where(s => false);
@@ -81,7 +84,22 @@ public static class SnapshotsApi
     }
 
     static async Task<Results<Ok<Dictionary<string, SnapshotView>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, CancellationToken ct) =>
-        await db.FindSnapshotAsync(caller, id, ct) is { } snapshot ? TypedResults.Ok(Wire.Wrap("snapshot", SnapshotView.From(snapshot))) : SnapshotNotFound(id);
+        await db.FindSnapshotAsync(caller, id, ct) is { } snapshot ? TypedResults.Ok(Wire.Wrap("snapshot", SnapshotView.Extended(snapshot))) : SnapshotNotFound(id);
+
+    /// <summary>Name and description, as Cinder's snapshot update; 200 with the snapshot.</summary>
+    static async Task<Results<Ok<Dictionary<string, SnapshotView>>, ProblemHttpResult>> Update(
+        string id, JsonElement body, Caller caller, AppDbContext db, TimeProvider clock, CancellationToken ct)
+    {
+        if (await db.FindSnapshotAsync(caller, id, ct) is not { } snapshot) return SnapshotNotFound(id);
+        var changes = body.GetProperty("snapshot");                                // the schema requires it
+        foreach (var key in new[] { "display_name", "name" })
+            if (changes.TryGetProperty(key, out var name)) snapshot.Name = name.GetString();
+        foreach (var key in new[] { "display_description", "description" })
+            if (changes.TryGetProperty(key, out var description)) snapshot.Description = description.GetString();
+        snapshot.UpdatedAt = clock.GetUtcNow();
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Ok(Wire.Wrap("snapshot", SnapshotView.From(snapshot)));
+    }
 
     static async Task<Results<Accepted, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, VolumeHosts hosts, CancellationToken ct)
     {

@@ -5,6 +5,8 @@ public static class VolumeStatus
 {
     public const string Creating = "creating";
     public const string Available = "available";
+    public const string Reserved = "reserved";
+    public const string Attaching = "attaching";
     public const string InUse = "in-use";
     public const string BackingUp = "backing-up";
     public const string RestoringBackup = "restoring-backup";
@@ -52,6 +54,21 @@ public sealed class Volume
         AttachmentId = Guid.NewGuid();
         AttachedInstance = instance;
         Mountpoint = mountpoint;
+        UpdatedAt = now;
+    }
+
+    /// <summary>Reserves an available volume for an attachment (3.27): in-use only once the attachment completes.</summary>
+    public void Reserve(Guid? instance, DateTimeOffset now)
+    {
+        Attach(instance, null, now);
+        Status = VolumeStatus.Reserved;
+    }
+
+    /// <summary>The attach finished on the host (os-complete): a reserved volume becomes in-use; again is a no-op.</summary>
+    public void CompleteAttach(DateTimeOffset now)
+    {
+        if (Status != VolumeStatus.Reserved) return;
+        Status = VolumeStatus.InUse;
         UpdatedAt = now;
     }
 

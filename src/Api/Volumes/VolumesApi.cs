@@ -10,23 +10,38 @@ using VolumeBackup.Api.Errors;
 using VolumeBackup.Api.Quotas;
 using VolumeBackup.Api.Storage;
 using VolumeBackup.Api.Validation;
+using VolumeBackup.Api.Versions;
 using Host = VolumeBackup.Contracts.Grpc;
 
 namespace VolumeBackup.Api.Volumes;
 
-public static class VolumesApi
+public static partial class VolumesApi
 {
+    [System.Text.RegularExpressions.GeneratedRegex(@"['""]([^'""]*)['""]\s*:\s*['""]([^'""]*)['""]")]
+    private static partial System.Text.RegularExpressions.Regex MetadataPair();
+
     public static RouteGroupBuilder MapVolumes(this RouteGroupBuilder project)
     {
         var volumes = project.MapGroup("/volumes").WithTags("Volumes");
-        volumes.MapPost("", Create).Validate(Schemas.ForVolumeCreate);
-        volumes.MapGet("", List);
-        volumes.MapGet("/detail", ListDetail);
-        volumes.MapGet("/{id}", Get);
-        volumes.MapDelete("/{id}", Delete);
-        volumes.MapPost("/{id}/action", Action).Validate(BodyValidation.ByAction(Schemas.VolumeActions));
+        volumes.MapPost("", Create).Rule("volume:create").Validate(Schemas.ForVolumeCreate);
+        volumes.MapGet("", List).Rule("volume:get_all");
+        volumes.MapGet("/detail", ListDetail).Rule("volume:get_all");
+        volumes.MapGet("/summary", Summary).Rule("volume:get_all");
+        volumes.MapGet("/{id}", Get).Rule("volume:get");
+        volumes.MapPut("/{id}", Update).Rule("volume:update").Validate(Schemas.VolumeUpdate);
+        volumes.MapDelete("/{id}", Delete).Rule("volume:delete");
+        volumes.MapPost("/{id}/action", Action).Rules(ActionRules).Validate(BodyValidation.ByAction(Schemas.VolumeActions));
         return project;
     }
+
+    static readonly Dictionary<string, string> ActionRules = new()
+    {
+        ["os-attach"] = "volume_extension:volume_actions:attach",
+        ["os-detach"] = "volume_extension:volume_actions:detach",
+        ["os-reserve"] = "volume_extension:volume_actions:reserve",
+        ["os-unreserve"] = "volume_extension:volume_actions:unreserve",
+        ["os-reset_status"] = "volume_extension:volume_admin_actions:reset_status",
+    };
 
     static async Task<Results<Accepted<Dictionary<string, VolumeView>>, ProblemHttpResult>> Create(
         CreateVolumeBody body, Caller caller, AppDbContext db, VolumeHosts hosts, HttpRequest http, TimeProvider clock, CancellationToken ct)
@@ -34,6 +49,12 @@ public static class VolumesApi
         if (body.Volume is not { } request) return CinderErrors.BadRequest("Missing required element 'volume' in request body.");
         if (request.Size is not ({ } size and > 0))
             return CinderErrors.BadRequest("Invalid input for field/attribute size. Value: must be an integer greater than 0.");
+        // One volume type, Cinder's default; no clones of volumes.
+        if (request.VolumeType is { } type && type != DefaultVolumeType)
+            return CinderErrors.NotFound($"Volume type with name {type} could not be found.");
+        if (request.SourceVolid is { } source)
+            return await db.FindVolumeAsync(caller, source, ct) is null ? VolumeNotFound(source)
+                : CinderErrors.BadRequest("Invalid input received: this service does not clone volumes (source_volid); back the volume up and restore it instead.");
         var zone = request.AvailabilityZone ?? hosts.All[0].Zone;
         if (hosts.PickHost(zone) is not { } host) return CinderErrors.BadRequest($"Availability zone '{zone}' is invalid.");
 
@@ -92,7 +113,7 @@ public static class VolumesApi
     static async Task<Results<Ok<Dictionary<string, object>>, ProblemHttpResult>> ListDetail(Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
     {
         var baseUrl = Wire.BaseUrl(http);
-        return await Listing.PageAsync(Visible(db, caller, http), SortKeys, v => VolumeView.From(v, baseUrl), "volumes/detail", caller.ProjectId, http.HttpContext, ct);
+        return await Listing.PageAsync(Visible(db, caller, http), SortKeys, v => VolumeView.From(v, baseUrl, extended: true, caller.IsAdmin), "volumes/detail", caller.ProjectId, http.HttpContext, ct);
     }
 
     // The volumes table's columns Cinder's clients sort by ("name" is display_name).
@@ -105,15 +126,57 @@ public static class VolumesApi
     {
         var query = db.Volumes.AsNoTracking();
         if (!(caller.IsAdmin && Wire.Flag(http.Query, "all_tenants"))) query = query.Where(v => v.ProjectId == caller.ProjectId);
+        else if (http.Query["project_id"] is [var project]) query = query.Where(v => v.ProjectId == project);   // an admin's filter
         if (http.Query["name"] is [var name]) query = query.Where(v => v.Name == name);
         if (http.Query["status"] is [var status]) query = query.Where(v => v.Status == status);
+        // Cinder's metadata filter is a Python dict's repr ({'k': 'v'}); a volume matches when its metadata holds every pair.
+        if (http.Query["metadata"] is [{ } wanted])
+        {
+            var pairs = MetadataPair().Matches(wanted).ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
+            var json = System.Text.Json.JsonSerializer.Serialize(pairs);
+            query = query.Where(v => EF.Functions.JsonContains(v.Metadata, json));
+        }
         return query;
+    }
+
+    public const string DefaultVolumeType = "__DEFAULT__";
+
+    /// <summary>Cinder's volume summary (3.12): count and size of the volumes listed, and from 3.36 their metadata's values.</summary>
+    static async Task<Results<Ok<Dictionary<string, Dictionary<string, object>>>, ProblemHttpResult>> Summary(
+        Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct)
+    {
+        var version = Microversion.Of(http.HttpContext);
+        if (version < new Microversion(3, 12)) return CinderErrors.NotFound("The resource could not be found.");
+        var volumes = await Visible(db, caller, http).Select(v => new { v.Size, v.Metadata }).ToListAsync(ct);
+        var summary = new Dictionary<string, object> { ["total_count"] = volumes.Count, ["total_size"] = volumes.Sum(v => v.Size) };
+        if (version >= new Microversion(3, 36))
+            summary["metadata"] = volumes.SelectMany(v => v.Metadata).GroupBy(m => m.Key)
+                .ToDictionary(g => g.Key, g => g.Select(m => m.Value).Distinct().ToList());
+        return TypedResults.Ok(Wire.Wrap("volume-summary", summary));
     }
 
     static async Task<Results<Ok<Dictionary<string, VolumeView>>, ProblemHttpResult>> Get(string id, Caller caller, AppDbContext db, HttpRequest http, CancellationToken ct) =>
         await db.FindVolumeAsync(caller, id, ct) is { } volume
-            ? TypedResults.Ok(Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))))
+            ? TypedResults.Ok(Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http), extended: true, caller.IsAdmin)))
             : VolumeNotFound(id);
+
+    /// <summary>Name, description and metadata (which it replaces whole), as Cinder's update; 200 with the volume.</summary>
+    static async Task<Results<Ok<Dictionary<string, VolumeView>>, ProblemHttpResult>> Update(
+        string id, JsonElement body, Caller caller, AppDbContext db, HttpRequest http, TimeProvider clock, CancellationToken ct)
+    {
+        if (await db.FindVolumeAsync(caller, id, ct) is not { } volume) return VolumeNotFound(id);
+        var changes = body.GetProperty("volume");                                  // the schema requires it
+        // A key that is present changes the field, null included; "name" wins over the v1 "display_name".
+        foreach (var key in new[] { "display_name", "name" })
+            if (changes.TryGetProperty(key, out var name)) volume.Name = name.GetString()?.Trim();
+        foreach (var key in new[] { "display_description", "description" })
+            if (changes.TryGetProperty(key, out var description)) volume.Description = description.GetString()?.Trim();
+        if (changes.TryGetProperty("metadata", out var metadata))
+            volume.Metadata = metadata.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()!);
+        volume.UpdatedAt = clock.GetUtcNow();
+        await db.SaveChangesAsync(ct);
+        return TypedResults.Ok(Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))));
+    }
 
     static async Task<Results<Accepted, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, VolumeHosts hosts, CancellationToken ct)
     {
@@ -156,6 +219,14 @@ public static class VolumesApi
                 volume.Attach(
                     action.Value.TryGetProperty("instance_uuid", out var instance) && Guid.TryParse(instance.GetString(), out var i) ? i : null,
                     action.Value.TryGetProperty("mountpoint", out var mount) ? mount.GetString() : null, clock.GetUtcNow());
+                break;
+            case "os-reserve":
+                if (volume.Status != VolumeStatus.Available)
+                    return CinderErrors.BadRequest($"Invalid volume: Volume status must be available to reserve, but the status is {volume.Status}.");
+                volume.Status = VolumeStatus.Attaching;
+                break;
+            case "os-unreserve":
+                if (volume.Status == VolumeStatus.Attaching) volume.Status = VolumeStatus.Available;   // Cinder: only an attaching volume
                 break;
             case "os-detach":
                 if (volume.Status != VolumeStatus.InUse)

@@ -13,9 +13,9 @@ public sealed class AuthTests(ApiFactory api) : IClassFixture<ApiFactory>
         { "GET", "os-services", null, "volume_extension:services:index" },
         { "PUT", "os-quota-sets/p", """{"quota_set": {"backups": 5}}""", "volume_extension:quotas:update" },
         { "GET", "backups/{backup}/export_record", null, "backup:export-import" },
-        { "POST", "backups/import_record", """{"backup-record": {"backup_service": "x", "backup_url": "eyJ9"}}""", "backup:export-import" },
-        { "POST", "backups/{backup}/action", """{"os-reset_status": {"status": "error"}}""", "backup:backup-reset_status" },
-        { "POST", "backups/{backup}/action", """{"os-force_delete": {}}""", "backup:backup-force_delete" },
+        { "POST", "backups/import_record", """{"backup-record": {"backup_service": "x", "backup_url": "eyJ9"}}""", "backup:backup-import" },
+        { "POST", "backups/{backup}/action", """{"os-reset_status": {"status": "error"}}""", "volume_extension:backup_admin_actions:reset_status" },
+        { "POST", "backups/{backup}/action", """{"os-force_delete": {}}""", "volume_extension:backup_admin_actions:force_delete" },
         { "POST", "volumes/{volume}/action", """{"os-reset_status": {"status": "error"}}""", "volume_extension:volume_admin_actions:reset_status" },
     };
 

@@ -16,7 +16,7 @@ public class KeystoneApiFactory : ApiFactory
         builder.UseSetting("Auth:Keystone:Url", KeystoneUrl);
         builder.UseSetting("Auth:Keystone:Username", "vb-api");
         builder.UseSetting("Auth:Keystone:PasswordFile", Keystone.PasswordFile("vb-api"));
-        builder.UseSetting("Auth:Keystone:TimeoutSeconds", "5");
+        builder.UseSetting("Auth:Keystone:TimeoutSeconds", "30");   // a Keystone on SQLite is slow on a loaded machine
     }
 }
 

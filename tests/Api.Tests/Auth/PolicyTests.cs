@@ -1,4 +1,6 @@
+using System.Net.Http.Json;
 using System.Text;
+using System.Text.Json.Nodes;
 using VolumeBackup.TestSupport;
 
 namespace VolumeBackup.Api.Tests.Auth;
@@ -20,10 +22,13 @@ public sealed class PolicyTests(KeystoneApiFactory api) : IClassFixture<Keystone
         { "GET", "volumes/detail", null, $"{R} {M} {A}" },
         { "GET", "volumes/{volume}", null, $"{R} {M} {A}" },
         { "POST", "volumes", """{"volume": {"size": 1}}""", $"{M} {A}" },
+        { "PUT", "volumes/{volume}", """{"volume": {"name": "renamed"}}""", $"{M} {A}" },
         { "DELETE", "volumes/{volume}", null, $"{M} {A}" },
         { "POST", "volumes/{volume}/action", """{"os-reset_status": {"status": "error"}}""", A },
         { "GET", "snapshots/detail", null, $"{R} {M} {A}" },
         { "POST", "snapshots", """{"snapshot": {"volume_id": "{volume}"}}""", $"{M} {A}" },
+        { "PUT", "snapshots/{attachment}", """{"snapshot": {"name": "renamed"}}""", $"{M} {A}" },
+        { "DELETE", "snapshots/{attachment}", null, $"{M} {A}" },
         { "GET", "backups", null, $"{R} {M} {A}" },
         { "GET", "backups/detail", null, $"{R} {M} {A}" },
         { "GET", "backups/{backup}", null, $"{R} {M} {A}" },
@@ -43,6 +48,7 @@ public sealed class PolicyTests(KeystoneApiFactory api) : IClassFixture<Keystone
         { "GET", "os-quota-sets/{project}", null, $"{R} {M} {A}" },
         { "GET", "os-quota-sets/{project}/defaults", null, $"{R} {M} {A}" },
         { "PUT", "os-quota-sets/{project}", """{"quota_set": {"backups": 5}}""", A },
+        { "DELETE", "os-quota-sets/{project}", null, A },
         { "GET", "limits", null, $"{R} {M} {A}" },
         { "GET", "os-availability-zone", null, $"{R} {M} {A}" },
         { "GET", "os-services", null, A },
@@ -80,5 +86,47 @@ public sealed class PolicyTests(KeystoneApiFactory api) : IClassFixture<Keystone
                 Assert.Equal(before, await Seed.ChangesAboutAsync(api, volume, backup));
             }
         }
+    }
+
+    // A reader's refusal names the rule Cinder checks, as Cinder's 403 does: the route's, or for an action route the action's.
+    public static TheoryData<string, string, string?, string> ReaderRefusals => new()
+    {
+        { "POST", "volumes", """{"volume": {"size": 1}}""", "volume:create" },
+        { "PUT", "volumes/{volume}", """{"volume": {"name": "x"}}""", "volume:update" },
+        { "DELETE", "volumes/{volume}", null, "volume:delete" },
+        { "POST", "volumes/{volume}/action", """{"os-attach": {"mountpoint": "/dev/vdb", "host_name": "h"}}""", "volume_extension:volume_actions:attach" },
+        { "POST", "volumes/{volume}/action", """{"os-reset_status": {"status": "error"}}""", "volume_extension:volume_admin_actions:reset_status" },
+        { "POST", "snapshots", """{"snapshot": {"volume_id": "{volume}"}}""", "volume:create_snapshot" },
+        { "POST", "backups", """{"backup": {"volume_id": "{volume}"}}""", "backup:create" },
+        { "PUT", "backups/{backup}", """{"backup": {"name": "x"}}""", "backup:update" },
+        { "POST", "backups/{backup}/restore", """{"restore": {"name": "x"}}""", "backup:restore" },
+        { "DELETE", "backups/{backup}", null, "backup:delete" },
+        { "POST", "backups/{backup}/action", """{"os-force_delete": {}}""", "volume_extension:backup_admin_actions:force_delete" },
+        { "POST", "attachments", """{"attachment": {"volume_uuid": "{volume}"}}""", "volume:attachment_create" },
+        { "PUT", "os-quota-sets/{project}", """{"quota_set": {"backups": 5}}""", "volume_extension:quotas:update" },
+    };
+
+    [Theory]
+    [MemberData(nameof(ReaderRefusals))]
+    public async Task A_readers_refusal_names_Cinders_rule_and_changes_nothing(string method, string route, string? json, string rule)
+    {
+        var (token, demo, _) = await Keystone.SharedLoginAsync("demo-reader");
+        var (volume, backup) = await Seed.VolumeWithBackupAsync(api, demo);
+        var before = await Seed.ChangesAboutAsync(api, volume, backup);
+        string? Fill(string? text) => text?.Replace("{volume}", volume.Id.ToString()).Replace("{backup}", backup.Id.ToString()).Replace("{project}", demo);
+        using var client = api.CreateClient();
+        client.DefaultRequestHeaders.Add("X-Auth-Token", token);
+        client.DefaultRequestHeaders.Add("OpenStack-API-Version", "volume 3.44");
+
+        var response = await client.SendAsync(new HttpRequestMessage(new HttpMethod(method), $"/v3/{demo}/{Fill(route)}")
+        {
+            Content = json is null ? null : new StringContent(Fill(json)!, Encoding.UTF8, "application/json"),
+        });
+
+        Assert.Equal(403, (int)response.StatusCode);
+        var fault = (await response.Content.ReadFromJsonAsync<JsonObject>())!["forbidden"]!;
+        Assert.Equal(403, (int)fault["code"]!);
+        Assert.Equal($"Policy doesn't allow {rule} to be performed.", (string?)fault["message"]);
+        Assert.Equal(before, await Seed.ChangesAboutAsync(api, volume, backup));
     }
 }

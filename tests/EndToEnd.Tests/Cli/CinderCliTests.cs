@@ -84,6 +84,9 @@ public sealed class CinderCliTests(Backend backend)
     {
         var volumeId = await CreateVolumeAsync();
         var attachment = (await Cli.OkAsync("attachment-create", volumeId, Guid.NewGuid().ToString())).Properties();
+        Assert.Equal("reserved", (await Cli.OkAsync("show", volumeId)).Properties()["status"]);      // as Cinder: in-use at os-complete
+        Assert.Contains("must be available or in-use", (await Cli.RunAsync("backup-create", "--force", volumeId)).Error);
+        await Cli.OkAsync("attachment-complete", attachment["id"]);
         Assert.Equal("in-use", (await Cli.OkAsync("show", volumeId)).Properties()["status"]);
 
         var refused = await Cli.RunAsync("backup-create", volumeId);
@@ -104,6 +107,7 @@ public sealed class CinderCliTests(Backend backend)
             "--initiator", "iqn.1993-08.org.debian:01:test", "--ip", "127.0.0.1", "--host", "compute-1", "--platform", "x86_64",
             "--ostype", "linux", "--multipath", "False", "--mountpoint", "/dev/vdb")).Properties();
         Assert.Equal("local", attachment["driver_volume_type"]);            // cinder prints connection_info as a second table
+        Assert.Equal("reserved", (await Cli.OkAsync("show", volumeId)).Properties()["status"]);
         await Cli.OkAsync("attachment-complete", attachment["id"]);
         Assert.Equal("in-use", (await Cli.OkAsync("show", volumeId)).Properties()["status"]);
 
