@@ -345,9 +345,9 @@ EOF
 #   vb-backup-agent: reads its command queues; publishes its events and faults; its own temporary queues.
 #   vb-notifications: a subscriber of the oslo.messaging notifications (billing, audit): declares, binds and reads
 #                     its notifications.<priority> queues on the openstack exchange; publishes nothing the service hears.
-AGENT_EVENTS='VolumeBackup\.Contracts:(BackupTaken|BackupStarted|BackupProgressed|BackupCompleted|RestoreStarted|RestoreProgressed|BackupRestored|BackupDeleted|AgentHeartbeat)'
-AGENT_OWN='MassTransit:Fault.*|(create|restore|delete)-backup-.+_(error|skipped)|cancel-backup-.+|[^:]+_bus_[a-z0-9]+'
-AGENT_COMMAND_QUEUES='(create|restore|delete)-backup-.+'
+AGENT_EVENTS='VolumeBackup\.Contracts:(BackupTaken|BackupStarted|BackupProgressed|BackupCompleted|RestoreStarted|RestoreProgressed|BackupRestored|BackupDeleted|BackupVerified|BackupVerifyFailed|AgentHeartbeat)'
+AGENT_OWN='MassTransit:Fault.*|(create|restore|delete|verify)-backup-.+_(error|skipped)|cancel-backup-.+|[^:]+_bus_[a-z0-9]+'
+AGENT_COMMAND_QUEUES='(create|restore|delete|verify)-backup-.+'
 AGENT_CONFIGURE="^($AGENT_EVENTS|$AGENT_OWN|$AGENT_COMMAND_QUEUES|VolumeBackup\\.Contracts:CancelBackup)\$"
 AGENT_WRITE="^($AGENT_EVENTS|$AGENT_OWN)\$"
 AGENT_READ="^($AGENT_OWN|$AGENT_COMMAND_QUEUES|VolumeBackup\\.Contracts:CancelBackup)\$"

@@ -42,7 +42,7 @@ public sealed class CommandQueues(IConfiguration configuration, IOptions<AgentOp
             {
                 await using var connection = await factory.CreateConnectionAsync(cancellationToken);
                 await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
-                foreach (var queue in new[] { Queues.CreateBackup(zone), Queues.RestoreBackup(zone), Queues.DeleteBackup(zone) })
+                foreach (var queue in new[] { Queues.CreateBackup(zone), Queues.RestoreBackup(zone), Queues.DeleteBackup(zone), Queues.VerifyBackup(zone) })
                     await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, cancellationToken: cancellationToken);
                 return;
             }

@@ -64,8 +64,8 @@ public sealed record BackupRecord(
             return (null, "Invalid input received: The backup record's signature does not match: it was edited, or not exported by this service.");
         try
         {
-            return JsonSerializer.Deserialize<BackupRecord>(body, Json) is { Container: not null } record
-                ? (record, null)
+            return JsonSerializer.Deserialize<BackupRecord>(body, Json) is { } record
+                ? (record, null)                         // its fields are checked by Problem, which names what is wrong
                 : (null, "Invalid input received: Can't parse backup record.");
         }
         catch (JsonException)

@@ -22,7 +22,7 @@ public sealed class VerifyApiTests(ApiFactory api) : IClassFixture<ApiFactory>
         }
         using var admin = api.ClientFor("verify-refused", "admin");
         await using var before = api.NewDbContext();
-        var outbox = await before.Outbox.CountAsync();
+        var outbox = (await before.Outbox.Select(m => m.Body).ToListAsync()).Count(b => b.Contains(backup.Id.ToString()));   // other tests write to the outbox meanwhile
 
         var response = await admin.PostAsJsonAsync($"/v3/verify-refused/backups/{backup.Id}/action", new Dictionary<string, object?> { ["os-verify"] = null });
 
@@ -30,7 +30,7 @@ public sealed class VerifyApiTests(ApiFactory api) : IClassFixture<ApiFactory>
         Assert.Equal("Invalid backup: Backup status must be available but is error.",
             (string?)(await response.Content.ReadFromJsonAsync<JsonObject>())!["badRequest"]!["message"]);
         await using var after = api.NewDbContext();
-        Assert.Equal(outbox, await after.Outbox.CountAsync());
+        Assert.Equal(outbox, (await after.Outbox.Select(m => m.Body).ToListAsync()).Count(b => b.Contains(backup.Id.ToString())));
         Assert.Null((await after.Backups.SingleAsync(b => b.Id == backup.Id)).VerifyRequestedAt);
     }
 

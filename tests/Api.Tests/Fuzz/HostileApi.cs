@@ -47,7 +47,9 @@ public sealed class HostileApi : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Pool = TestServices.CreatePoolFolder("fuzz");
-        volumeAgent = await HostProcess.StartAsync("VolumeAgent", new Dictionary<string, string> { ["Volumes__PoolPath"] = Pool }, "VolumeAgent-fuzz");
+        var pki = TestPki.Deployment;   // mutual TLS, as in a deployment: the Api presents its certificate (ApiFactory)
+        volumeAgent = await HostProcess.StartAsync("VolumeAgent", new Dictionary<string, string>(pki.Settings(pki.VolumeAgent)) { ["Volumes__PoolPath"] = Pool },
+            "VolumeAgent-fuzz", tls: () => pki.Handler(pki.Api));
         await ((IAsyncLifetime)Api).InitializeAsync();
         Api.VolumeAgentAddress = volumeAgent.Address;
         Api.UseKestrel(0);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -168,10 +169,15 @@ public sealed class RequestLimitTests(ApiFactory api) : IClassFixture<ApiFactory
         var (volume, backup) = await Seed.VolumeWithBackupAsync(api);
         using var admin = api.ClientFor("p", user: "admin");
         var record = (await admin.GetFromJsonAsync<JsonObject>($"/v3/p/backups/{backup.Id}/export_record"))!["backup-record"]!;
-        var fields = JsonNode.Parse(Convert.FromBase64String((string)record["backup_url"]!))!.AsObject();
+        // Edited and signed again as this deployment would sign it: the limits are checked on a record the signature accepts.
+        var signed = JsonNode.Parse(Convert.FromBase64String((string)record["backup_url"]!))!.AsObject();
+        var fields = JsonNode.Parse(Convert.FromBase64String((string)signed["record"]!))!.AsObject();
         fields["id"] = Guid.NewGuid().ToString();
         foreach (var (key, value) in JsonNode.Parse(change)!.AsObject()) fields[key] = value?.DeepClone();
-        var url = Convert.ToBase64String(Encoding.UTF8.GetBytes(fields.ToJsonString()));
+        var body = Encoding.UTF8.GetBytes(fields.ToJsonString());
+        signed["record"] = Convert.ToBase64String(body);
+        signed["hmac_sha256"] = Convert.ToBase64String(api.Services.GetRequiredService<RecordSigner>().Sign(body));
+        var url = Convert.ToBase64String(Encoding.UTF8.GetBytes(signed.ToJsonString()));
         var before = await Seed.StateAsync(api, volume, backup);
 
         var response = await admin.PostAsJsonAsync("/v3/p/backups/import_record", new JsonObject { ["backup-record"] = new JsonObject { ["backup_service"] = BackupRecord.Service, ["backup_url"] = url } });

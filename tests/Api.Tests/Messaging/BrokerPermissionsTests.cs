@@ -13,7 +13,7 @@ namespace VolumeBackup.Api.Tests.Messaging;
 /// </summary>
 public sealed class BrokerPermissionsTests : IAsyncLifetime
 {
-    static readonly string[] Commands = ["CreateBackup", "RestoreBackup", "DeleteBackup", "CancelBackup"];
+    static readonly string[] Commands = ["CreateBackup", "RestoreBackup", "DeleteBackup", "VerifyBackup", "CancelBackup"];
     string api = "";
     string agent = "";
 
@@ -36,6 +36,7 @@ public sealed class BrokerPermissionsTests : IAsyncLifetime
             await setup.ExchangeDeclareAsync("create-backup-nova", ExchangeType.Fanout, durable: true);
             await setup.QueueDeclareAsync("create-backup-nova", durable: true, exclusive: false, autoDelete: false);
             await setup.QueueBindAsync("create-backup-nova", "create-backup-nova", "");
+            await setup.ExchangeDeclareAsync("verify-backup-nova", ExchangeType.Fanout, durable: true);
             foreach (var command in Commands)
             {
                 await setup.ExchangeDeclareAsync($"VolumeBackup.Contracts:{command}", ExchangeType.Fanout, durable: true);
@@ -45,7 +46,7 @@ public sealed class BrokerPermissionsTests : IAsyncLifetime
         await PublishAsync(asApi, "create-backup-nova", "");                            // the Api's command is accepted
         await using var asAgent = await ConnectAsync(agent);
 
-        foreach (var (exchange, routingKey) in Commands.Select(c => ($"VolumeBackup.Contracts:{c}", "")).Append(("create-backup-nova", "")).Append(("", "create-backup-nova")))
+        foreach (var (exchange, routingKey) in Commands.Select(c => ($"VolumeBackup.Contracts:{c}", "")).Append(("create-backup-nova", "")).Append(("", "create-backup-nova")).Append(("verify-backup-nova", "")))
         {
             var refused = await Assert.ThrowsAnyAsync<Exception>(() => PublishAsync(asAgent, exchange, routingKey));
             Assert.Contains("ACCESS_REFUSED", refused.ToString());
