@@ -35,6 +35,47 @@ public sealed class PasswordCli(string user, string region)
         Assert.True(result.ExitCode == 0, $"openstack {result.Command} failed ({result.ExitCode}): {result.Error}{result.Output}");
     }
 
+    /// <summary>
+    /// <c>openstack ARGS</c> configured as a cloud user configures it, by a clouds.yaml (0600) with the same password, that also
+    /// tells openstacksdk the image API's version and endpoint: python3-openstackclient 6.0's <c>volume create</c> builds an
+    /// image client before it reads its arguments, and without both it looks for Glance in the catalog (this cloud has none).
+    /// Nothing is ever sent to that endpoint unless an image is named.
+    /// </summary>
+    public async Task<CliResult> OpenStackWithCloudsYamlAsync(params string[] args)
+    {
+        var folder = Directory.CreateTempSubdirectory("clouds-");
+        try
+        {
+            var file = Path.Combine(folder.FullName, "clouds.yaml");
+            File.WriteAllText(file, "");
+            File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);   // it holds a password
+            File.WriteAllText(file, $"""
+                clouds:
+                  vb:
+                    auth:
+                      auth_url: "{Keystone.Url}"
+                      username: "{user}"
+                      password: "{Keystone.Password(user)}"
+                      project_name: "{Keystone.ProjectOf(user)}"
+                      user_domain_id: default
+                      project_domain_id: default
+                    identity_api_version: 3
+                    region_name: "{region}"
+                    interface: public
+                    image_api_version: "2"
+                    image_endpoint_override: "http://127.0.0.1:9/"
+                """);
+            var environment = Environment.ToDictionary(e => e.Key, _ => (string?)null);   // the clouds.yaml alone
+            environment["OS_CLIENT_CONFIG_FILE"] = file;
+            environment["OS_CLOUD"] = "vb";
+            return await CinderCli.RunProcessAsync("openstack", ["--os-volume-api-version", "3.44"], args, environment);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
     /// <summary><c>cinder ARGS</c> with the same password authentication.</summary>
     public Task<CliResult> CinderAsync(params string[] args) => CinderCli.RunProcessAsync("cinder", ["--os-volume-api-version", CinderCli.ApiVersion], args, Environment);
 

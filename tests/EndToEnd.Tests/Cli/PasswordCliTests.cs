@@ -10,8 +10,9 @@ public sealed class PasswordCliTests(KeystoneBackend fixture)
     PasswordCli Member => new("demo-member", fixture.Region);
     PasswordCli Reader => new("demo-reader", fixture.Region);
 
-    // With `cinder create`: python3-openstackclient 6.0's `volume create` builds an image client first and fails with
-    // "public endpoint for image service ... not found" in a catalog without Glance, before it sends anything.
+    // With `cinder create`: python3-openstackclient 6.0's `volume create` with OS_* variables alone builds an image client
+    // first and fails with "public endpoint for image service ... not found" in a catalog without Glance (a clouds.yaml
+    // fixes it: see OpenStackWithCloudsYamlAsync).
     async Task<string> CreateVolumeAsync(string name)
     {
         var created = await Member.CinderAsync("create", "--name", name, "1");
@@ -56,6 +57,23 @@ public sealed class PasswordCliTests(KeystoneBackend fixture)
         await Member.OpenStackOkAsync("volume", "delete", volumeId, targetId);
         await Eventually.UntilAsync(async () => (await Member.OpenStackAsync("volume", "show", volumeId)).ExitCode != 0,
             TimeSpan.FromSeconds(60), $"volume {volumeId} to be gone");
+    }
+
+    [Fact]
+    public async Task The_openstack_client_creates_and_deletes_a_volume_when_told_there_is_no_image_service_to_discover()
+    {
+        var name = $"oscc-{Guid.NewGuid():N}"[..12];
+
+        var created = await Member.OpenStackWithCloudsYamlAsync("volume", "create", "--size", "1", name, "-f", "json");
+
+        Assert.True(created.ExitCode == 0, created.Error + created.Output);
+        var id = (string)System.Text.Json.Nodes.JsonNode.Parse(created.Output)!["id"]!;
+        await Member.WaitForStatusAsync("volume", id, "available");
+        Assert.True(File.Exists(Backend.VolumeFile(id)));
+        var deleted = await Member.OpenStackWithCloudsYamlAsync("volume", "delete", id);
+        Assert.True(deleted.ExitCode == 0, deleted.Error + deleted.Output);
+        await Eventually.UntilAsync(async () => (await Member.OpenStackAsync("volume", "show", id)).ExitCode != 0,
+            TimeSpan.FromSeconds(60), $"volume {id} to be gone");
     }
 
     [Fact]
