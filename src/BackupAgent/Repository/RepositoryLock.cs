@@ -89,8 +89,18 @@ sealed class RepositoryLock : IAsyncDisposable
 
     static async Task<RepositoryLock> HeldAsync(IRepositoryStore store, string path, string token, TimeSpan staleAfter, ILogger logger, CancellationToken ct)
     {
-        var entry = await store.StatAsync(path, ct) ?? throw new IOException($"The lock {path} on {store.Describe} vanished as it was taken.");
-        return new RepositoryLock(store, path, token, entry.Modified, staleAfter, logger);
+        try
+        {
+            var entry = await store.StatAsync(path, ct) ?? throw new IOException($"The lock {path} on {store.Describe} vanished as it was taken.");
+            return new RepositoryLock(store, path, token, entry.Modified, staleAfter, logger);
+        }
+        catch
+        {
+            // Taken but never handed out (the job cancelled this instant, say as its broker connection went): given back at
+            // once (by token), or every backup of the container would wait staleAfter for a holder that never refreshes it.
+            await CompareAndDeleteAsync(store, path, token, CancellationToken.None);
+            throw;
+        }
     }
 
     // Throws LockLostException unless gc.lock still holds this acquisition's token.
