@@ -28,7 +28,7 @@ public sealed record BackupRecord(
         var record = new BackupRecord(b.Id, b.VolumeId, b.SnapshotId, b.Container, b.Size, b.ObjectCount, b.StoredBytes, b.ParentId,
             b.AvailabilityZone, b.Name, b.Description, b.DataTimestamp, b.CreatedAt, b.Metadata);
         var body = JsonSerializer.SerializeToUtf8Bytes(record, Json);
-        var signed = new SignedRecord(Convert.ToBase64String(body), signer.MasterKeyId, Convert.ToBase64String(signer.Sign(body)));
+        var signed = new SignedRecord(b.Id, Convert.ToBase64String(body), signer.MasterKeyId, Convert.ToBase64String(signer.Sign(body)));
         return new()
         {
             ["backup_service"] = Service,
@@ -64,8 +64,10 @@ public sealed record BackupRecord(
             return (null, "Invalid input received: The backup record's signature does not match: it was edited, or not exported by this service.");
         try
         {
+            // Its fields are checked by Problem, which names what is wrong. The outer id, outside the signature, is the id the
+            // row is imported under: Cinder's users (and Tempest) change it to import a second row for the same backup.
             return JsonSerializer.Deserialize<BackupRecord>(body, Json) is { } record
-                ? (record, null)                         // its fields are checked by Problem, which names what is wrong
+                ? (signed.Id is { } id && id != record.Id ? record with { Id = id } : record, null)
                 : (null, "Invalid input received: Can't parse backup record.");
         }
         catch (JsonException)
@@ -95,9 +97,9 @@ public sealed record BackupRecord(
         Description = Description, DataTimestamp = DataTimestamp, CreatedAt = CreatedAt, UpdatedAt = now, Metadata = Metadata ?? [],
     };
 
-    // backup_url decoded: the record's JSON (base64, signed as is: no canonical form to agree on), the master key it was
-    // exported under, and the HMAC-SHA-256.
-    sealed record SignedRecord(string? Record, [property: JsonPropertyName("master_key_id")] string? MasterKeyId,
+    // backup_url decoded: the id to import under, the record's JSON (base64, signed as is: no canonical form to agree on),
+    // the master key it was exported under, and the HMAC-SHA-256.
+    sealed record SignedRecord(Guid? Id, string? Record, [property: JsonPropertyName("master_key_id")] string? MasterKeyId,
         [property: JsonPropertyName("hmac_sha256")] string? Signature);
 }
 
