@@ -158,9 +158,12 @@ remove_earlier_runs() {
       | select(.has_dependent_backups | not) | .id" <<<"$json")
     ((${#ids[@]} > 0)) || break
     for id in "${ids[@]}"; do api DELETE "/backups/$id" >/dev/null; done
-    # Deletion is asynchronous: deleting, then the row goes.
+    # Deletion is asynchronous (the saga takes the request from the outbox): wait until each one asked is gone, not
+    # merely until nothing is "deleting", which is also true before the saga has begun.
+    local asked
+    asked=$(printf '%s\n' "${ids[@]}" | jq -R . | jq -s .)
     for _ in $(seq 1 150); do
-      api GET /backups/detail | jq -e '[.backups[] | select(.status == "deleting")] | length == 0' >/dev/null && break
+      api GET /backups/detail | jq -e --argjson asked "$asked" '[.backups[] | select(.id as $id | $asked | index($id))] | length == 0' >/dev/null && break
       sleep 0.2
     done
   done
