@@ -1,6 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using VolumeBackup.BackupAgent;
+using VolumeBackup.BackupAgent.Devices;
 using VolumeBackup.BackupAgent.Repository;
 using VolumeBackup.Contracts.Grpc;
 using VolumeBackup.ServiceDefaults;
@@ -18,18 +19,18 @@ builder.Services.AddSingleton(sp =>
     return RepositoryStores.Open(repository.Target, repository.Connections);
 });
 builder.Services.AddSingleton<BackupRepository>();
+builder.Services.AddSingleton<VolumeAgents>();
 builder.Services.AddGrpcClient<VolumeHost.VolumeHostClient>((sp, o) => o.Address = new Uri(sp.GetRequiredService<IOptions<AgentOptions>>().Value.VolumeAgentAddress));
 builder.Services.AddMassTransit(x =>
 {
     x.SetKebabCaseEndpointNameFormatter();
-    x.AddConsumer<CreateBackupConsumer, CreateBackupConsumerDefinition>();
-    x.AddConsumer<RestoreBackupConsumer, RestoreBackupConsumerDefinition>();
-    x.AddConsumer<DeleteBackupConsumer, DeleteBackupConsumerDefinition>();
+    x.AddCommandConsumers();
     // Every agent hears every cancel: a temporary queue of its own, named for this process.
     x.AddConsumer<CancelBackupConsumer>().Endpoint(e => { e.Temporary = true; e.InstanceId = $"-{Environment.MachineName}-{Environment.ProcessId}"; });
     x.UsingRabbitMq((context, bus) =>
     {
         bus.Host(new Uri(builder.Configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")));
+        bus.ConfigureCommandQueues(context);
         bus.ConfigureEndpoints(context);
     });
 });

@@ -31,4 +31,10 @@ internal static partial class Log
 
     [LoggerMessage(1010, LogLevel.Information, "Volume {VolumeId}: changed-block-tracking base of backup {BackupId} dropped ({Reason})")]
     public static partial void BaseDropped(this ILogger logger, Guid volumeId, Guid backupId, string reason);
+
+    [LoggerMessage(1011, LogLevel.Information, "Device {DeviceId} read by a remote agent: {Ranges} ranges, {Bytes} data bytes in {Messages} messages, {Milliseconds} ms")]
+    public static partial void DeviceRead(this ILogger logger, string deviceId, int ranges, long bytes, long messages, double milliseconds);
+
+    [LoggerMessage(1012, LogLevel.Information, "Device {DeviceId} written by a remote agent: {Bytes} data bytes, {Milliseconds} ms")]
+    public static partial void DeviceWritten(this ILogger logger, string deviceId, long bytes, double milliseconds);
 }

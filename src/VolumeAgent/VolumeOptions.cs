@@ -18,4 +18,10 @@ public sealed class VolumeOptions
     /// device. Zero keeps no bases at all.
     /// </summary>
     [Range(0, long.MaxValue)] public long MaxBaseBytes { get; init; } = 64L << 30;
+
+    /// <summary>
+    /// The pool's size as reported to the Api for placement, when smaller than its filesystem's (several pools on one
+    /// filesystem, or space kept for other uses). Zero reports the filesystem's size.
+    /// </summary>
+    [Range(0, long.MaxValue)] public long CapacityBytes { get; init; }
 }

@@ -257,8 +257,10 @@ public static class BackupsApi
         }
         else
         {
-            if (hosts.PickHost(backup.AvailabilityZone) is not { } host)
+            if (!hosts.ServesZone(backup.AvailabilityZone))
                 return CinderErrors.BadRequest($"Availability zone '{backup.AvailabilityZone}' has no storage host.");
+            if (await hosts.PickHostAsync(backup.AvailabilityZone, (long)backup.Size << 30, db, ct) is not { } host)
+                return VolumesApi.NoValidBackend(backup.AvailabilityZone, backup.Size);
             volume = new Volume
             {
                 Id = Guid.NewGuid(), ProjectId = caller.ProjectId, UserId = caller.UserId, Size = backup.Size, Host = host.Name,
