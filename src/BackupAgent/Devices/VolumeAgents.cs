@@ -6,10 +6,11 @@ using VolumeBackup.Contracts.Grpc;
 namespace VolumeBackup.BackupAgent.Devices;
 
 /// <summary>
-/// The VolumeAgents this agent may call: its own host's and those listed in Agent:VolumeAgents. One long-lived channel
-/// each, on the HTTP handler configured for the VolumeHost gRPC client, so its transport settings (TLS) apply to all.
+/// The VolumeAgents this agent may call: its own host's (the VolumeHost gRPC client) and those listed in
+/// Agent:VolumeAgents, one long-lived channel each, on the HTTP handler configured for that same client, so its
+/// transport settings (TLS) apply to all.
 /// </summary>
-public sealed class VolumeAgents(IOptions<AgentOptions> options, IHttpMessageHandlerFactory handlers) : IDisposable
+public sealed class VolumeAgents(IOptions<AgentOptions> options, VolumeHost.VolumeHostClient own, IHttpMessageHandlerFactory handlers) : IDisposable
 {
     readonly AgentOptions agent = options.Value;
     readonly Dictionary<string, GrpcChannel> channels = [];
@@ -20,8 +21,8 @@ public sealed class VolumeAgents(IOptions<AgentOptions> options, IHttpMessageHan
     /// <summary>The client of a host's VolumeAgent; an unknown host is a configuration error, reported in the job's failure.</summary>
     public VolumeHost.VolumeHostClient Client(string host)
     {
-        var address = IsLocal(host) ? agent.VolumeAgentAddress
-            : agent.VolumeAgents.GetValueOrDefault(host)
+        if (IsLocal(host)) return own;
+        var address = agent.VolumeAgents.GetValueOrDefault(host)
               ?? throw new InvalidOperationException($"Storage host '{host}' is not among this agent's VolumeAgents (Agent:VolumeAgents); it cannot reach that host's volumes.");
         lock (channels)
         {
