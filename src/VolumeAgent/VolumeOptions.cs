@@ -20,8 +20,8 @@ public sealed class VolumeOptions
     [Range(0, long.MaxValue)] public long MaxBaseBytes { get; init; } = 64L << 30;
 
     /// <summary>
-    /// The pool's size as reported to the Api for placement, when smaller than its filesystem's (several pools on one
-    /// filesystem, or space kept for other uses). Zero reports the filesystem's size.
+    /// The pool's size as reported to the Api for placement, instead of its filesystem's: several pools sharing one
+    /// filesystem, space kept for other uses, or thin pools over-subscribed on purpose. Zero reports the filesystem's size.
     /// </summary>
     [Range(0, long.MaxValue)] public long CapacityBytes { get; init; }
 }

@@ -83,11 +83,11 @@ public sealed class VolumePool
         ResolveDevice(deviceId) is { } path && Path.GetFileName(path).StartsWith("volume-", StringComparison.Ordinal)
         && path.Contains(RestoreMark, StringComparison.Ordinal) ? path : null;
 
-    /// <summary>The pool's size (its filesystem's, or the configured capacity when smaller) and the filesystem's free bytes.</summary>
+    /// <summary>The pool's size (its filesystem's, or the configured capacity) and the filesystem's free bytes.</summary>
     public (long Total, long Free) Capacity()
     {
         var drive = new DriveInfo(root);
-        var total = capacity > 0 ? Math.Min(capacity, drive.TotalSize) : drive.TotalSize;
+        var total = capacity > 0 ? capacity : drive.TotalSize;
         return (total, Math.Min(total, drive.AvailableFreeSpace));
     }
 
