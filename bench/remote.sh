@@ -17,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ENV_FROM=${ENV_FROM:-deploy/services.sh}
 eval "$($ENV_FROM env)"
 GIB=${BENCH_GIB:-2} DATA_GIB=${BENCH_DATA_GIB:-1} ROUNDS=${BENCH_ROUNDS:-2} SEED=${BENCH_SEED:-42}
-OUT=.state/bench
+OUT=$PWD/.state/bench
 mkdir -p "$OUT/build" "$OUT/results"
 say() { echo "remote: $*" >&2; }
 

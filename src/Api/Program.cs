@@ -29,6 +29,7 @@ builder.Services.ConfigureHttpJsonOptions(o =>
 });
 builder.Services.AddCinderAuth();
 builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddOptions<ServiceOptions>().BindConfiguration(ServiceOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<VolumeHosts>();
 builder.Services.AddSingleton<DashboardFeed>();

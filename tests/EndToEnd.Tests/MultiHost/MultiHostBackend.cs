@@ -49,6 +49,7 @@ public sealed class MultiHostBackend : IAsyncLifetime
             ["ConnectionStrings__Postgres"] = Database,
             ["ConnectionStrings__RabbitMq"] = broker,
             ["Auth__Mode"] = "noauth",
+            ["Services__DownTime"] = "00:00:15",             // Cinder's service_down_time, shortened: the test waits for a host to go down
         };
         for (var i = 0; i < Hosts.Length; i++)
         {
@@ -85,6 +86,7 @@ public sealed class MultiHostBackend : IAsyncLifetime
             ["Agent__Zone"] = zone,
             ["Agent__VolumeAgentAddress"] = volumeAgents[host].Address,
             ["Agent__SpillAfter"] = "00:00:02",
+            ["Agent__HeartbeatSeconds"] = "2",
             ["Agent__RetryIntervalsMs__0"] = "200",
             ["Agent__RetryIntervalsMs__1"] = "500",
             ["Repository__Target"] = repository,
