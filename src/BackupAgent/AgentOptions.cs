@@ -24,6 +24,9 @@ public sealed class AgentOptions
     /// <summary>How long a command waits on this host's queue for one of its agents before any agent of the zone may take it.</summary>
     [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")] public TimeSpan SpillAfter { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>ReadDevice streams a remote backup reads at once (chunk i on stream i mod N), as a local one reads with several workers.</summary>
+    [Range(1, 16)] public int RemoteStreams { get; init; } = 4;
+
     /// <summary>Longest whole remote read or write of a device (ReadDevice, WriteDevice).</summary>
     [Range(typeof(TimeSpan), "00:00:01", "7.00:00:00")] public TimeSpan RemoteStreamTimeout { get; init; } = TimeSpan.FromHours(6);
 

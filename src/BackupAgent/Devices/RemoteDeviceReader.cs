@@ -6,10 +6,11 @@ using VolumeBackup.Contracts.Grpc;
 namespace VolumeBackup.BackupAgent.Devices;
 
 /// <summary>
-/// Reads a device of another host through its VolumeAgent: one ReadDevice stream over the chunks the backup needs
-/// (holes never travel). A pump copies each message straight into the buffer of the worker that asked for its chunk,
-/// so at most one chunk per worker is held here; while no worker has asked for the next chunk the pump stops reading,
-/// and HTTP/2 flow control stops the VolumeAgent. Every message's XXH3 is checked; a stream silent for
+/// Reads a device of another host through its VolumeAgent: <see cref="AgentOptions.RemoteStreams"/> ReadDevice streams
+/// over the chunks the backup needs (holes never travel), chunk i on stream i mod N, so the VolumeAgent reads and sends
+/// several at once as a local backup's workers read. Each stream's pump copies every message straight into the buffer
+/// of the worker that asked for its chunk, so at most one chunk per worker is held here; while no worker has asked for
+/// a stream's next chunk its pump stops reading, and HTTP/2 flow control stops the VolumeAgent. Every message's XXH3 is checked; a stream silent for
 /// <see cref="AgentOptions.RemoteStallTimeout"/> fails, and the whole call has a deadline.
 /// </summary>
 public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, string host, Device device, AgentOptions options) : DeviceReader
@@ -17,9 +18,10 @@ public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, strin
     int chunkSize;
     readonly ConcurrentDictionary<long, Slot> slots = new();
     readonly CancellationTokenSource stop = new();
-    Task? pump;
-    long passed;                  // chunks below this index are done: not asked before the pump moved on means a hole
-    volatile bool ended;
+    readonly int streams = options.RemoteStreams;
+    Task[] pumps = [];
+    // Per stream: its chunks below passed[s] are done (one not asked for before its pump moved on is a hole).
+    readonly long[] passed = new long[options.RemoteStreams];
     volatile Exception? failure;
 
     public override string Describe => $"device {device.DeviceId} on {host}";
@@ -29,26 +31,21 @@ public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, strin
     public override void Start(int chunkSize, IReadOnlyList<(long Offset, int Length)> chunks, CancellationToken ct)
     {
         this.chunkSize = chunkSize;
-        var request = new ReadDeviceRequest { DeviceId = device.DeviceId, SplitAt = SplitAt(chunkSize) };
+        var requests = Enumerable.Range(0, streams).Select(_ => new ReadDeviceRequest { DeviceId = device.DeviceId, SplitAt = SplitAt(chunkSize) }).ToArray();
         foreach (var (offset, length) in chunks)
         {
+            var request = requests[offset / chunkSize % streams];
             if (request.Ranges.Count > 0 && request.Ranges[^1] is var last && last.Offset + last.Length == offset)
                 last.Length += length;
             else
                 request.Ranges.Add(new VolumeBackup.Contracts.Grpc.Range { Offset = offset, Length = length });
         }
-        if (request.Ranges.Count == 0)
+        pumps = [.. requests.Select((request, stream) => Task.Run(async () =>
         {
-            ended = true;
-            return;
-        }
-        var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, stop.Token);
-        pump = Task.Run(async () =>
-        {
-            try { await PumpAsync(request, linked.Token); }
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, stop.Token);
+            try { await PumpAsync(stream, request, linked.Token); }
             catch (Exception e) { Fail(e); }
-            finally { linked.Dispose(); }
-        }, CancellationToken.None);
+        }, CancellationToken.None))];
     }
 
     public override async ValueTask<bool> ReadChunkAsync(long offset, Memory<byte> buffer, CancellationToken ct)
@@ -58,7 +55,7 @@ public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, strin
         slot.Buffer.TrySetResult(buffer);
         // Checked after the slot is visible: either the pump sees the slot, or this sees that the pump is past it.
         if (failure is { } e) slot.Done.TrySetException(e);
-        else if (ended || index < Interlocked.Read(ref passed)) slot.Done.TrySetResult(false);
+        else if (index < Interlocked.Read(ref passed[index % streams])) slot.Done.TrySetResult(false);
         try
         {
             return await slot.Done.Task.WaitAsync(ct);
@@ -79,8 +76,14 @@ public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, strin
             Verified(message).CopyTo(buffer.Span[(int)(message.Offset - offset)..]);
     }
 
-    async Task PumpAsync(ReadDeviceRequest request, CancellationToken ct)
+    async Task PumpAsync(int stream, ReadDeviceRequest request, CancellationToken ct)
     {
+        if (request.Ranges.Count == 0)
+        {
+            Interlocked.Exchange(ref passed[stream], long.MaxValue);
+            ReleaseHolesBelow(stream, long.MaxValue);
+            return;
+        }
         using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var call = client.ReadDevice(request, deadline: DateTime.UtcNow + options.RemoteStreamTimeout, cancellationToken: stall.Token);
         Slot? current = null;
@@ -107,8 +110,8 @@ public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, strin
             if (index != currentIndex)
             {
                 Finish(current, target, filled);
-                Interlocked.Exchange(ref passed, index);
-                ReleaseHolesBelow(index);
+                Interlocked.Exchange(ref passed[stream], index);
+                ReleaseHolesBelow(stream, index);
                 current = slots.GetOrAdd(index, _ => new Slot());
                 target = await current.Buffer.Task.WaitAsync(ct);   // the worker for this chunk: until it asks, the stream waits
                 currentIndex = index;
@@ -120,9 +123,8 @@ public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, strin
             filled = at + message.Data.Length;
         }
         Finish(current, target, filled);
-        ended = true;
-        Interlocked.Exchange(ref passed, long.MaxValue);
-        ReleaseHolesBelow(long.MaxValue);
+        Interlocked.Exchange(ref passed[stream], long.MaxValue);
+        ReleaseHolesBelow(stream, long.MaxValue);
     }
 
     ReadOnlySpan<byte> Verified(DeviceData message)
@@ -140,10 +142,10 @@ public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, strin
         slot.Done.TrySetResult(true);
     }
 
-    void ReleaseHolesBelow(long index)
+    void ReleaseHolesBelow(int stream, long index)
     {
         foreach (var (i, slot) in slots)
-            if (i < index) slot.Done.TrySetResult(false);
+            if (i < index && i % streams == stream) slot.Done.TrySetResult(false);
     }
 
     void Fail(Exception e)
@@ -163,7 +165,7 @@ public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, strin
     public override void Dispose()
     {
         stop.Cancel();
-        try { pump?.Wait(TimeSpan.FromSeconds(10)); }
+        try { Task.WaitAll(pumps, TimeSpan.FromSeconds(10)); }
         catch (AggregateException) { }                          // Fail() recorded it for the workers
         stop.Dispose();
         base.Dispose();
