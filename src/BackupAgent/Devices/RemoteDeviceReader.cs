@@ -10,8 +10,8 @@ namespace VolumeBackup.BackupAgent.Devices;
 /// over the chunks the backup needs (holes never travel), chunk i on stream i mod N, so the VolumeAgent reads and sends
 /// several at once as a local backup's workers read. Each stream's pump copies every message straight into the buffer
 /// of the worker that asked for its chunk, so at most one chunk per worker is held here; while no worker has asked for
-/// a stream's next chunk its pump stops reading, and HTTP/2 flow control stops the VolumeAgent. Every message's XXH3 is checked; a stream silent for
-/// <see cref="AgentOptions.RemoteStallTimeout"/> fails, and the whole call has a deadline.
+/// a stream's next chunk its pump stops reading, and HTTP/2 flow control stops the VolumeAgent. Every message's XXH3
+/// is checked; a stream silent for <see cref="AgentOptions.RemoteStallTimeout"/> fails, and each call has a deadline.
 /// </summary>
 public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, string host, Device device, AgentOptions options) : DeviceReader
 {
@@ -31,19 +31,19 @@ public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, strin
     public override void Start(int chunkSize, IReadOnlyList<(long Offset, int Length)> chunks, CancellationToken ct)
     {
         this.chunkSize = chunkSize;
-        var requests = Enumerable.Range(0, streams).Select(_ => new ReadDeviceRequest { DeviceId = device.DeviceId, SplitAt = SplitAt(chunkSize) }).ToArray();
+        var ranges = Enumerable.Range(0, streams).Select(_ => new List<VolumeBackup.Contracts.Grpc.Range>()).ToArray();
         foreach (var (offset, length) in chunks)
         {
-            var request = requests[offset / chunkSize % streams];
-            if (request.Ranges.Count > 0 && request.Ranges[^1] is var last && last.Offset + last.Length == offset)
+            var list = ranges[offset / chunkSize % streams];
+            if (list.Count > 0 && list[^1] is var last && last.Offset + last.Length == offset)
                 last.Length += length;
             else
-                request.Ranges.Add(new VolumeBackup.Contracts.Grpc.Range { Offset = offset, Length = length });
+                list.Add(new VolumeBackup.Contracts.Grpc.Range { Offset = offset, Length = length });
         }
-        pumps = [.. requests.Select((request, stream) => Task.Run(async () =>
+        pumps = [.. ranges.Select((list, stream) => Task.Run(async () =>
         {
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, stop.Token);
-            try { await PumpAsync(stream, request, linked.Token); }
+            try { await PumpAsync(stream, list, linked.Token); }
             catch (Exception e) { Fail(e); }
         }, CancellationToken.None))];
     }
@@ -76,51 +76,53 @@ public sealed class RemoteDeviceReader(VolumeHost.VolumeHostClient client, strin
             Verified(message).CopyTo(buffer.Span[(int)(message.Offset - offset)..]);
     }
 
-    async Task PumpAsync(int stream, ReadDeviceRequest request, CancellationToken ct)
+    // A call per batch of ranges keeps each request far below gRPC's 4 MiB message limit, whatever the volume's size.
+    const int RangesPerCall = 16 * 1024;
+
+    async Task PumpAsync(int stream, List<VolumeBackup.Contracts.Grpc.Range> ranges, CancellationToken ct)
     {
-        if (request.Ranges.Count == 0)
-        {
-            Interlocked.Exchange(ref passed[stream], long.MaxValue);
-            ReleaseHolesBelow(stream, long.MaxValue);
-            return;
-        }
-        using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        using var call = client.ReadDevice(request, deadline: DateTime.UtcNow + options.RemoteStreamTimeout, cancellationToken: stall.Token);
         Slot? current = null;
         Memory<byte> target = default;
         var currentIndex = -1L;
         var filled = 0;
-        while (true)
+        for (var from = 0; from < ranges.Count; from += RangesPerCall)
         {
-            stall.CancelAfter(options.RemoteStallTimeout);       // only the wait for the VolumeAgent counts, not for our workers
-            bool more;
-            try
+            var request = new ReadDeviceRequest { DeviceId = device.DeviceId, SplitAt = SplitAt(chunkSize) };
+            request.Ranges.AddRange(ranges.Skip(from).Take(RangesPerCall));
+            using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            using var call = client.ReadDevice(request, deadline: DateTime.UtcNow + options.RemoteStreamTimeout, cancellationToken: stall.Token);
+            while (true)
             {
-                more = await call.ResponseStream.MoveNext(stall.Token);
+                stall.CancelAfter(options.RemoteStallTimeout);       // only the wait for the VolumeAgent counts, not for our workers
+                bool more;
+                try
+                {
+                    more = await call.ResponseStream.MoveNext(stall.Token);
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && stall.IsCancellationRequested && !ct.IsCancellationRequested)
+                {
+                    throw new TimeoutException($"The VolumeAgent of {host} sent nothing of device {device.DeviceId} for {options.RemoteStallTimeout}.", e);
+                }
+                stall.CancelAfter(Timeout.InfiniteTimeSpan);
+                if (!more) break;
+                var message = call.ResponseStream.Current;
+                Verified(message);
+                var index = message.Offset / chunkSize;
+                if (index != currentIndex)
+                {
+                    Finish(current, target, filled);
+                    Interlocked.Exchange(ref passed[stream], index);
+                    ReleaseHolesBelow(stream, index);
+                    current = slots.GetOrAdd(index, _ => new Slot());
+                    target = await current.Buffer.Task.WaitAsync(ct);   // the worker for this chunk: until it asks, the stream waits
+                    currentIndex = index;
+                    filled = 0;
+                }
+                var at = (int)(message.Offset - index * chunkSize);
+                target.Span[filled..at].Clear();                          // a hole inside the chunk
+                message.Data.Span.CopyTo(target.Span[at..]);
+                filled = at + message.Data.Length;
             }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && stall.IsCancellationRequested && !ct.IsCancellationRequested)
-            {
-                throw new TimeoutException($"The VolumeAgent of {host} sent nothing of device {device.DeviceId} for {options.RemoteStallTimeout}.", e);
-            }
-            stall.CancelAfter(Timeout.InfiniteTimeSpan);
-            if (!more) break;
-            var message = call.ResponseStream.Current;
-            Verified(message);
-            var index = message.Offset / chunkSize;
-            if (index != currentIndex)
-            {
-                Finish(current, target, filled);
-                Interlocked.Exchange(ref passed[stream], index);
-                ReleaseHolesBelow(stream, index);
-                current = slots.GetOrAdd(index, _ => new Slot());
-                target = await current.Buffer.Task.WaitAsync(ct);   // the worker for this chunk: until it asks, the stream waits
-                currentIndex = index;
-                filled = 0;
-            }
-            var at = (int)(message.Offset - index * chunkSize);
-            target.Span[filled..at].Clear();                          // a hole inside the chunk
-            message.Data.Span.CopyTo(target.Span[at..]);
-            filled = at + message.Data.Length;
         }
         Finish(current, target, filled);
         Interlocked.Exchange(ref passed[stream], long.MaxValue);

@@ -60,6 +60,27 @@ public sealed class RemoteDeviceTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_remote_backup_of_more_chunks_than_one_call_carries_stores_the_chunks_of_a_local_one()
+    {
+        const long large = 6L << 30;                           // 96 Ki chunks of 64 KiB: 24 Ki ranges per stream, two calls each
+        var volumeId = Guid.NewGuid();
+        await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = volumeId.ToString(), SizeBytes = large });
+        await using (var file = new FileStream(Path.Combine(pool, $"volume-{volumeId}"), FileMode.Open, FileAccess.Write))
+            foreach (var offset in new[] { 0L, 3L << 30, large - (1 << 20) })
+            {
+                file.Position = offset;
+                await file.WriteAsync(TestFiles.RandomBytes(1 << 20, seed: (int)(offset >> 20)));
+            }
+        var device = await client.GetBackupDeviceAsync(new GetBackupDeviceRequest { BackupId = Guid.NewGuid().ToString(), VolumeId = volumeId.ToString() });
+        var local = Guid.NewGuid();
+        await backups.BackupAsync(Container, local, volumeId, null, new BackupSource(device.Path, large), null, CancellationToken.None);
+        var remote = Guid.NewGuid();
+        using (var reader = new RemoteDeviceReader(client, "host-a", device, Agent))
+            await backups.BackupAsync(Container, remote, volumeId, null, new BackupSource(device.Path, large, Reader: reader), null, CancellationToken.None);
+        Assert.Equal((await ManifestAsync(local)).Chunks, (await ManifestAsync(remote)).Chunks);
+    }
+
+    [Fact]
     public async Task A_remote_incremental_reads_only_the_changed_ranges_and_equals_a_full_read()
     {
         var volumeId = await VolumeAsync();
