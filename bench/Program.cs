@@ -26,6 +26,8 @@ static class BenchProgram
           phases <target> <container> <image>        one thread, one chunk at a time: seconds per phase
           cbt <target> <container> <poolFolder> <GiB> <dataGiB> <seed> <runKiB> <exportDir>
                                                      full, CBT and full-read incrementals after a 1 % change, no-change CBT
+          remote <target> <container> <volumeAgentUrl> <volumeId> <rounds>
+                                                     backups and restores of a volume in place and through the VolumeAgent
         Options set RepositoryOptions (defaults: the agent's); --profile adds per-call store timings.
         backup and restore encrypt with the master key file --master-key names (32 bytes, mode 0600), as the agent does;
         --plain writes and reads the unencrypted format instead (the baseline encryption is compared against).
@@ -66,6 +68,9 @@ static class BenchProgram
                     await Cbt.RunAsync(settings, target, container, poolFolder, int.Parse(volumeGiB, CultureInfo.InvariantCulture),
                         int.Parse(dataGiB, CultureInfo.InvariantCulture), ulong.Parse(changeSeed, CultureInfo.InvariantCulture),
                         int.Parse(runKiB, CultureInfo.InvariantCulture), exportDir);
+                    return 0;
+                case ["remote", var target, var container, var volumeAgent, var volumeId, var rounds]:
+                    await Remote.RunAsync(settings, target, container, volumeAgent, Guid.Parse(volumeId), int.Parse(rounds, CultureInfo.InvariantCulture));
                     return 0;
                 case ["phases", var target, var container, var image]:
                     await PhasesAsync(settings, target, container, image);

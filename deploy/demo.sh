@@ -10,8 +10,16 @@
 #   VB_AUTH_MODE     noauth (default) or keystone: log in as demo-member with its password
 #                    (from VB_KEYSTONE_SECRETS) and use the token and project id Keystone gives
 #   VB_VOLUME_DIR    the VolumeAgent's pool folder (default $VB_POOL/demo, from deploy/services.sh env)
+#   VB_HOST_POOLS    with several storage hosts: "host-a=/pool/folder host-b=..." (deploy/run.sh --hosts sets it)
 #   VB_DEMO_TIMEOUT  seconds any one wait may take (default 300)
+#
+# deploy/demo.sh --cross-host (run by deploy/run.sh --hosts N, N > 1): stops the BackupAgents of the host a new
+# volume lands on (VB_AGENTS_CTL, "deploy/run.sh agents"), backs the volume up and restores it into another volume
+# of that host: an agent of another host of the zone does both through that host's VolumeAgent (its log, in
+# VB_LOGS, says so); then starts the stopped agents again and compares the volumes (MATCH).
 set -euo pipefail
+CROSS_HOST=no
+[[ ${1:-} == --cross-host ]] && CROSS_HOST=yes
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 API=${VB_API:-http://127.0.0.1:8776}
@@ -104,6 +112,15 @@ wait_status() {
   done
 }
 
+# volume_file ID: the volume's file, in its host's pool (from the volume's os-vol-host-attr:host, "host#zone").
+volume_file() {
+  local host pool
+  [[ -n ${VB_HOST_POOLS:-} ]] || { echo "$VB_VOLUME_DIR/volume-$1"; return; }
+  host=$(api GET "/volumes/$1" | jq -r '.volume["os-vol-host-attr:host"] // "" | split("#")[0]')
+  for pool in $VB_HOST_POOLS; do [[ ${pool%%=*} == "$host" ]] && { echo "${pool#*=}/volume-$1"; return; }; done
+  fail "volume $1 is on host '$host', whose pool is not in VB_HOST_POOLS"
+}
+
 # sizes FILE: apparent size and what is really allocated, in MiB.
 sizes() { echo "$(du -m --apparent-size "$1" | cut -f1) MiB apparent, $(du -m "$1" | cut -f1) MiB allocated"; }
 
@@ -189,10 +206,73 @@ remove_earlier_runs() {
   fi
 }
 
+# The agent whose log says it took a backup (or restore) of ID, and how it reached the device.
+taken_by() { grep -l -- "$1" "$VB_LOGS"/backup-agent-*.log 2>/dev/null | xargs -r -n1 basename | sed 's/\.log$//' | tr '\n' ' '; }
+how_taken() { grep -ho -- "$1.*ready.*on host [a-z0-9-]*, \(read\|written\) [a-z]*" "$VB_LOGS"/backup-agent-*.log 2>/dev/null | tail -n1 | sed 's/.*ready/ready/'; }
+
+# --cross-host: a backup of a volume of host H by an agent of another host, and a restore into H the same way.
+cross_host() {
+  [[ -n ${VB_AGENTS_CTL:-} && -n ${VB_LOGS:-} ]] || fail "--cross-host needs VB_AGENTS_CTL and VB_LOGS (deploy/run.sh --hosts N sets them)"
+  local src dst host zone backup src_file dst_file sum_src sum_dst json
+  STEPS=4
+  header "Create a volume and write data into it"
+  json=$(api POST /volumes '{"volume":{"size":1,"name":"demo-xhost-src"}}')
+  src=$(jq -r .volume.id <<<"$json")
+  wait_status volume "$src" available error
+  host=$(jq -r '.volume["os-vol-host-attr:host"]' <<<"$LAST_JSON")
+  zone=${host#*#} host=${host%%#*}
+  echo "      volume   $src on $host (zone $zone), placed there by capacity"
+  src_file=$(volume_file "$src")
+  dd if=/dev/urandom of="$src_file" bs=1M count=64 seek=32 conv=notrunc,fsync status=none
+  echo "      wrote    64 MiB random at 32 MiB"
+  sum_src=$(sha256 "$src_file")
+  echo "      sha256   $sum_src"
+  step_done
+
+  header "Stop the BackupAgents of $host, back the volume up"
+  $VB_AGENTS_CTL stop "$host" | sed 's/^/      /'
+  trap '$VB_AGENTS_CTL start "$host" >/dev/null 2>&1 || true' EXIT
+  json=$(api POST /backups "{\"backup\":{\"volume_id\":\"$src\",\"name\":\"demo-xhost\"}}")
+  backup=$(jq -r .backup.id <<<"$json")
+  echo "      backup   $backup (waits on $host's queue, then spills to zone $zone's)"
+  wait_status backup "$backup" available error
+  echo "      taken by $(taken_by "$backup"): $(how_taken "$backup")"
+  step_done
+
+  header "Restore into another volume of $host, its agents still stopped"
+  while true; do                                     # placement decides; keep the first that lands on $host
+    json=$(api POST /volumes '{"volume":{"size":1,"name":"demo-xhost-dst"}}')
+    dst=$(jq -r .volume.id <<<"$json")
+    wait_status volume "$dst" available error >/dev/null
+    [[ $(jq -r '.volume["os-vol-host-attr:host"]' <<<"$LAST_JSON") == "$host#$zone" ]] && break
+    api DELETE "/volumes/$dst" >/dev/null
+  done
+  echo "      volume   $dst on $host"
+  api POST "/backups/$backup/restore" "{\"restore\":{\"volume_id\":\"$dst\"}}" >/dev/null
+  wait_status volume "$dst" available error_restoring
+  echo "      written by $(taken_by "$dst"): $(how_taken "$dst")"
+  $VB_AGENTS_CTL start "$host" | sed 's/^/      /'
+  trap - EXIT
+  step_done
+
+  header "Compare"
+  dst_file=$(volume_file "$dst")
+  sum_dst=$(sha256 "$dst_file")
+  echo "      source   sha256 $sum_src  $src_file"
+  echo "      restored sha256 $sum_dst  $dst_file"
+  [[ $sum_dst == "$sum_src" ]] || fail "checksums differ"
+  echo "      MATCH"
+  step_done
+  echo
+  echo "Cross-host demo passed in $(secs "$T_ALL") s."
+}
+
 T_ALL=$(now)
 echo "VolumeBackup demo against $API (project $PROJECT)"
 wait_backup_service
 remove_earlier_runs
+
+if [[ $CROSS_HOST == yes ]]; then cross_host; exit; fi
 
 # ---------------------------------------------------------------------------
 header "Create a 1 GiB volume"
@@ -200,7 +280,7 @@ json=$(api POST /volumes '{"volume":{"size":1,"name":"demo-src"}}')
 SRC=$(jq -r .volume.id <<<"$json")
 echo "      volume   $SRC (demo-src)"
 wait_status volume "$SRC" available error
-SRC_FILE=$VB_VOLUME_DIR/volume-$SRC
+SRC_FILE=$(volume_file "$SRC")
 [[ -f $SRC_FILE ]] || fail "the volume's file $SRC_FILE is not there"
 echo "      file     $SRC_FILE"
 echo "               $(sizes "$SRC_FILE")"
@@ -260,7 +340,7 @@ step_done
 
 # ---------------------------------------------------------------------------
 header "Compare the restored volume with the source at backup time"
-DST_FILE=$VB_VOLUME_DIR/volume-$DST
+DST_FILE=$(volume_file "$DST")
 [[ -f $DST_FILE ]] || fail "the restored volume's file $DST_FILE is not there"
 SUM_DST=$(sha256 "$DST_FILE")
 echo "      source   sha256 $SUM_INCR  (when backed up)"

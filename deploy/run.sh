@@ -13,10 +13,19 @@
 # Usage: deploy/run.sh            as above; Ctrl-C stops
 #        deploy/run.sh --no-wait  steps 1-4, then exit and leave everything running
 #        deploy/run.sh --no-demo  steps 1-3 and 5 (no demo)
+#        deploy/run.sh --hosts N [--zones Z]
+#                                 N simulated storage hosts (default 1: the single host above),
+#                                 host-a, host-b, ... on 127.0.0.11, 127.0.0.12, ..., each with its
+#                                 own XFS reflink pool image, VolumeAgent and VB_AGENTS_PER_HOST
+#                                 BackupAgents (default 1), spread round-robin over Z zones
+#                                 (zone-1 ...; "nova" when Z is 1); the demo then also shows a
+#                                 backup and a restore across hosts (deploy/demo.sh --cross-host)
 #        deploy/run.sh stop       stops everything a run.sh started (from any terminal)
-#        deploy/run.sh status     the four processes and the services
-#        deploy/run.sh rotate-key stops the four processes, re-wraps every container's data key under a
+#        deploy/run.sh status     the processes and the services
+#        deploy/run.sh rotate-key stops the processes, re-wraps every container's data key under a
 #                                 new master key (no chunk is rewritten) and puts the new key in place
+#        deploy/run.sh agents stop|start HOST
+#                                 stops or starts the BackupAgents of one simulated host (the demo uses it)
 #
 # Ports (loopback only): Api 8776 (VB_API_PORT), VolumeAgent 5201 (VB_VOLUME_AGENT_PORT) and its
 # metrics 5202 (VB_VOLUME_AGENT_METRICS_PORT), BackupAgents 5211 and 5212 (VB_BACKUP_AGENT_PORT_1,
@@ -48,13 +57,41 @@ READY_TIMEOUT=${VB_READY_TIMEOUT:-90}   # seconds each process may take to answe
 AUTH_MODE=${VB_AUTH_MODE:-keystone}
 case $AUTH_MODE in noauth|keystone) ;; *) echo "run: VB_AUTH_MODE must be noauth or keystone, not $AUTH_MODE" >&2; exit 2 ;; esac
 
-# name project port, in start order (stopped in reverse).
-PROCS=(
-  "volume-agent VolumeAgent $VOLUME_AGENT_PORT"
-  "backup-agent-1 BackupAgent ${BACKUP_AGENT_PORTS[0]}"
-  "backup-agent-2 BackupAgent ${BACKUP_AGENT_PORTS[1]}"
-  "api Api $API_PORT"
-)
+TOPOLOGY_FILE=$RUN/run-sh.topology   # "HOSTS ZONES AGENTS_PER_HOST" of the running deployment
+HOSTS=1 ZONES=1 AGENTS_PER_HOST=${VB_AGENTS_PER_HOST:-1}
+
+# Simulated host I (0-based): host-a, host-b, ...; its loopback address; its zone (round-robin).
+host_name() { printf 'host-%b' "\\x$(printf %x $((97 + $1)))"; }
+host_ip()   { echo "127.0.0.$((11 + $1))"; }
+host_zone() { if ((ZONES == 1)); then echo nova; else echo "zone-$(($1 % ZONES + 1))"; fi; }
+host_pool() { echo "$STATE/hosts/$(host_name "$1")/pool"; }
+agent_port() { echo "${BACKUP_AGENT_PORTS[$1 - 1]:-$((5210 + $1))}"; }
+
+# PROCS: "name project port address", in start order (stopped in reverse).
+build_procs() {
+  local i k
+  PROCS=()
+  if ((HOSTS == 1)); then
+    PROCS=(
+      "volume-agent VolumeAgent $VOLUME_AGENT_PORT 127.0.0.1"
+      "backup-agent-1 BackupAgent ${BACKUP_AGENT_PORTS[0]} 127.0.0.1"
+      "backup-agent-2 BackupAgent ${BACKUP_AGENT_PORTS[1]} 127.0.0.1"
+    )
+  else
+    for ((i = 0; i < HOSTS; i++)); do PROCS+=("volume-agent-$(host_name $i) VolumeAgent $VOLUME_AGENT_PORT $(host_ip $i)"); done
+    for ((i = 0; i < HOSTS; i++)); do
+      for ((k = 1; k <= AGENTS_PER_HOST; k++)); do PROCS+=("backup-agent-$(host_name $i)-$k BackupAgent $(agent_port $k) $(host_ip $i)"); done
+    done
+  fi
+  PROCS+=("api Api $API_PORT 127.0.0.1")
+}
+
+# The topology of the deployment a run.sh started, for stop, status and agents.
+load_topology() {
+  [[ -s $TOPOLOGY_FILE ]] && read -r HOSTS ZONES AGENTS_PER_HOST <"$TOPOLOGY_FILE"
+  build_procs
+}
+build_procs
 
 say()  { echo "run: $*"; }
 warn() { echo "run: WARNING: $*" >&2; }
@@ -69,7 +106,7 @@ die_log() {
 
 alive() { kill -0 "$1" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
 
-port_open() { timeout 1 bash -c ">/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+port_open() { timeout 1 bash -c ">/dev/tcp/${2:-127.0.0.1}/$1" 2>/dev/null; }
 port_holder() { ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:.*' | head -n1; }
 
 dll_of() { echo "$REPO/src/$1/bin/Release/net10.0/$1.dll"; }
@@ -78,7 +115,7 @@ scheme_of() { if [[ $1 == VolumeAgent ]]; then echo https; else echo http; fi; }
 pid_file() { echo "$RUN/$1.pid"; }
 log_file() { echo "$LOGS/$1.log"; }
 
-# proc_pid NAME PROJECT PORT: prints the PID of our running process, or fails.
+# proc_pid NAME PROJECT PORT [ADDRESS]: prints the PID of our running process, or fails.
 # The command line must name our dll and port, so a stale PID file whose
 # number now belongs to another program is never taken for ours.
 proc_pid() {
@@ -87,7 +124,7 @@ proc_pid() {
   [[ -s $file ]] || return 1
   pid=$(head -n1 "$file")
   [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$(dll_of "$2") --urls $(scheme_of "$2")://127.0.0.1:$3" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$(dll_of "$2") --urls $(scheme_of "$2")://${4:-127.0.0.1}:$3" || return 1
   echo "$pid"
 }
 
@@ -109,7 +146,7 @@ stop_proc() {
 stop_procs() {
   local i
   for ((i = ${#PROCS[@]} - 1; i >= 0; i--)); do
-    # shellcheck disable=SC2086 # split "name project port"
+    # shellcheck disable=SC2086 # split "name project port address"
     stop_proc ${PROCS[i]}
   done
 }
@@ -126,27 +163,37 @@ stop_services() {
   rm -f "$SERVICES_FILE"
 }
 
-stop_all() {
-  stop_procs
-  stop_services
+# Unmounts the simulated hosts' pools a run.sh mounted.
+stop_host_pools() {
+  local name
+  [[ -s $RUN/run-sh.host-pools ]] || return 0
+  while read -r name; do "$SERVICES" stop-host-pool "$name" || warn "could not unmount the pool of $name"; done <"$RUN/run-sh.host-pools"
+  rm -f "$RUN/run-sh.host-pools"
 }
 
-# start_proc NAME PROJECT PORT [VAR=VALUE...]: starts the built dll in its own
+stop_all() {
+  stop_procs
+  stop_host_pools
+  stop_services
+  rm -f "$TOPOLOGY_FILE"
+}
+
+# start_proc NAME PROJECT PORT ADDRESS [VAR=VALUE...]: starts the built dll in its own
 # session (Ctrl-C in the terminal reaches run.sh, which stops it in order),
-# from its output folder (where its appsettings.json is).
+# from its output folder (where its appsettings.json is), listening on ADDRESS:PORT.
 start_proc() {
-  local name=$1 project=$2 port=$3 dll log pid
-  shift 3
+  local name=$1 project=$2 port=$3 address=$4 dll log pid
+  shift 4
   dll=$(dll_of "$project")
   log=$(log_file "$name")
   [[ -f $dll ]] || die "$dll is missing (did the build run?)"
-  if port_open "$port"; then
-    die "port $port (for $name) is taken: $(port_holder "$port"); stop that process or choose another port (see the top of $0)"
+  if port_open "$port" "$address"; then
+    die "port $address:$port (for $name) is taken: $(port_holder "$port"); stop that process or choose another port (see the top of $0)"
   fi
   [[ -f $log ]] && mv -f "$log" "$log.1"   # the previous run's log stays one run
   (
     cd "$(dirname "$dll")"
-    exec env "$@" setsid dotnet "$dll" --urls "$(scheme_of "$project")://127.0.0.1:$port"
+    exec env "$@" setsid dotnet "$dll" --urls "$(scheme_of "$project")://$address:$port"
   ) >"$log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$(pid_file "$name")"
@@ -168,14 +215,14 @@ wait_ready() {
     ((SECONDS - t0 < READY_TIMEOUT)) || die_log "$name did not become ready on 127.0.0.1:$port within $READY_TIMEOUT s" "$(log_file "$name")"
     sleep 0.5
   done
-  say "$name ready on 127.0.0.1:$port (pid $pid, $((SECONDS - t0)) s, log $(log_file "$name"))"
+  say "$name ready on port $port (pid $pid, $((SECONDS - t0)) s, log $(log_file "$name"))"
 }
 
 # Readiness: /health/ready answers 200 once the host has started (the Api after
 # its migrations; the BackupAgents once their bus is connected). The VolumeAgent
 # speaks gRPC over mutual TLS only: asked as the Api asks it, with the Api's certificate.
-ready_tls()  { curl -sf --max-time 2 --cacert "$VB_PKI/ca.crt" --cert "$VB_PKI/api.crt" --key "$VB_PKI/api.key" "https://127.0.0.1:$1/health/ready"; }
-ready_http() { curl -sf --max-time 2 "http://127.0.0.1:$1/health/ready"; }
+ready_tls()  { curl -sf --max-time 2 --cacert "$VB_PKI/ca.crt" --cert "$VB_PKI/api.crt" --key "$VB_PKI/api.key" "https://${2:-127.0.0.1}:$1/health/ready"; }
+ready_http() { curl -sf --max-time 2 "http://${2:-127.0.0.1}:$1/health/ready"; }
 
 build() {
   local log=$LOGS/build.log t0=$SECONDS project
@@ -198,15 +245,17 @@ start_everything() {
   local volumes=$VB_POOL/demo repository=$VB_NFS_URL/demo i
   local ca="Tls__CaFile=$VB_PKI/ca.crt"
 
+  echo "$HOSTS $ZONES $AGENTS_PER_HOST" >"$TOPOLOGY_FILE"
+  if ((HOSTS > 1)); then start_hosts; return; fi
   install -d -m 700 "$volumes"
-  start_proc volume-agent VolumeAgent "$VOLUME_AGENT_PORT" \
+  start_proc volume-agent VolumeAgent "$VOLUME_AGENT_PORT" 127.0.0.1 \
     "Volumes__PoolPath=$volumes" "Volumes__Zone=nova" "Telemetry__Instance=volume-agent" \
     "$ca" "Tls__CertificateFile=$VB_PKI/volume-agent.crt" "Tls__KeyFile=$VB_PKI/volume-agent.key" \
     "Telemetry__MetricsListener=http://127.0.0.1:$VOLUME_AGENT_METRICS_PORT"
   wait_ready volume-agent VolumeAgent "$VOLUME_AGENT_PORT" ready_tls "$VOLUME_AGENT_PORT"
 
   for i in 1 2; do
-    start_proc "backup-agent-$i" BackupAgent "${BACKUP_AGENT_PORTS[i - 1]}" \
+    start_proc "backup-agent-$i" BackupAgent "${BACKUP_AGENT_PORTS[i - 1]}" 127.0.0.1 \
       "ConnectionStrings__RabbitMq=$VB_RABBITMQ_TLS_AGENT" \
       "$ca" "Tls__CertificateFile=$VB_PKI/backup-agent-nova.crt" "Tls__KeyFile=$VB_PKI/backup-agent-nova.key" \
       "Agent__Host=host-a" "Agent__Zone=nova" "Agent__PoolPath=$volumes" \
@@ -219,18 +268,82 @@ start_everything() {
     wait_ready "backup-agent-$i" BackupAgent "${BACKUP_AGENT_PORTS[i - 1]}" ready_http "${BACKUP_AGENT_PORTS[i - 1]}"
   done
 
-  start_proc api Api "$API_PORT" \
+  start_api "Storage__Hosts__0__Name=host-a" "Storage__Hosts__0__Zone=nova" \
+    "Storage__Hosts__0__Address=https://127.0.0.1:$VOLUME_AGENT_PORT"
+}
+
+# start_api STORAGE_SETTING...: the Api, with its list of storage hosts.
+start_api() {
+  start_proc api Api "$API_PORT" 127.0.0.1 \
     "ConnectionStrings__Postgres=$ConnectionStrings__Postgres" \
     "ConnectionStrings__RabbitMq=$VB_RABBITMQ_TLS" \
     "$ca" "Tls__CertificateFile=$VB_PKI/api.crt" "Tls__KeyFile=$VB_PKI/api.key" \
     "Auth__Mode=$AUTH_MODE" \
     "Auth__Keystone__Url=$VB_KEYSTONE_URL" "Auth__Keystone__Username=vb-api" \
     "Auth__Keystone__PasswordFile=$VB_KEYSTONE_SECRETS/vb-api" \
-    "Storage__Hosts__0__Name=host-a" "Storage__Hosts__0__Zone=nova" \
-    "Storage__Hosts__0__Address=https://127.0.0.1:$VOLUME_AGENT_PORT" \
     "Encryption__MasterKeyFile=$VB_MASTER_KEY_FILE" \
-    "Telemetry__Instance=api"
+    "$@" "Telemetry__Instance=api"
   wait_ready api Api "$API_PORT" ready_http "$API_PORT"
+}
+
+# --hosts N: each simulated host's pool, VolumeAgent and BackupAgents, then the Api knowing them all.
+start_hosts() {
+  local i h ip storage=() ca="Tls__CaFile=$VB_PKI/ca.crt"
+  for ((i = 0; i < HOSTS; i++)); do
+    h=$(host_name $i) ip=$(host_ip $i)
+    "$SERVICES" start-host-pool "$h" "${VB_HOST_POOL_SIZE:-10G}"
+    grep -qx "$h" "$RUN/run-sh.host-pools" 2>/dev/null || echo "$h" >>"$RUN/run-sh.host-pools"
+    # Each VolumeAgent's certificate names its own address; its BackupAgents' names their zone.
+    "$REPO/deploy/pki.sh" issue "volume-agent-$h" volume-agent "" "IP:$ip" >/dev/null
+    "$REPO/deploy/pki.sh" issue "backup-agent-$(host_zone $i)" backup-agent "$(host_zone $i)" >/dev/null
+    start_proc "volume-agent-$h" VolumeAgent "$VOLUME_AGENT_PORT" "$ip" \
+      "Volumes__PoolPath=$(host_pool $i)" "Volumes__Zone=$(host_zone $i)" "Telemetry__Instance=volume-agent-$h" \
+      "$ca" "Tls__CertificateFile=$VB_PKI/volume-agent-$h.crt" "Tls__KeyFile=$VB_PKI/volume-agent-$h.key" \
+      "Telemetry__MetricsListener=http://$ip:$VOLUME_AGENT_METRICS_PORT"
+    storage+=("Storage__Hosts__${i}__Name=$h" "Storage__Hosts__${i}__Zone=$(host_zone $i)" "Storage__Hosts__${i}__Address=https://$ip:$VOLUME_AGENT_PORT")
+  done
+  for ((i = 0; i < HOSTS; i++)); do
+    wait_ready "volume-agent-$(host_name $i)" VolumeAgent "$VOLUME_AGENT_PORT" ready_tls "$VOLUME_AGENT_PORT" "$(host_ip $i)"
+  done
+  # The Api first: it declares every host's command queues, which the agents may read but not create.
+  start_api "${storage[@]}"
+  for ((i = 0; i < HOSTS; i++)); do start_agents_of $i; done
+}
+
+# start_agents_of I: host I's BackupAgents, each knowing the VolumeAgents of its zone's other hosts.
+start_agents_of() {
+  local i=$1 j k h ip zone peers=()
+  h=$(host_name "$i") ip=$(host_ip "$i") zone=$(host_zone "$i")
+  for ((j = 0; j < HOSTS; j++)); do
+    if ((j != i)) && [[ $(host_zone $j) == "$zone" ]]; then
+      peers+=("Agent__VolumeAgents__$(host_name $j)=https://$(host_ip $j):$VOLUME_AGENT_PORT")
+    fi
+  done
+  for ((k = 1; k <= AGENTS_PER_HOST; k++)); do
+    start_proc "backup-agent-$h-$k" BackupAgent "$(agent_port $k)" "$ip" \
+      "ConnectionStrings__RabbitMq=$VB_RABBITMQ_TLS_AGENT" \
+      "Tls__CaFile=$VB_PKI/ca.crt" "Tls__CertificateFile=$VB_PKI/backup-agent-$zone.crt" "Tls__KeyFile=$VB_PKI/backup-agent-$zone.key" \
+      "Agent__Host=$h" "Agent__Name=$h-agent-$k" "Agent__Zone=$zone" "Agent__PoolPath=$(host_pool "$i")" \
+      "Agent__VolumeAgentAddress=https://$ip:$VOLUME_AGENT_PORT" "${peers[@]}" \
+      "Repository__Target=$VB_NFS_URL/demo" "Encryption__MasterKeyFile=$VB_MASTER_KEY_FILE" \
+      "Telemetry__Instance=backup-agent-$h-$k"
+  done
+  for ((k = 1; k <= AGENTS_PER_HOST; k++)); do
+    wait_ready "backup-agent-$h-$k" BackupAgent "$(agent_port $k)" ready_http "$(agent_port $k)" "$ip"
+  done
+}
+
+# agents stop|start HOST: one simulated host's BackupAgents (deploy/demo.sh --cross-host stops a host's agents).
+cmd_agents() {
+  local action=${1:-} host=${2:-} i k
+  load_topology
+  for ((i = 0; i < HOSTS; i++)); do [[ $(host_name $i) == "$host" ]] && break; done
+  ((HOSTS > 1 && i < HOSTS)) || die "usage: $0 agents stop|start HOST, HOST one of the hosts of a run.sh --hosts N"
+  case $action in
+    stop)  for ((k = 1; k <= AGENTS_PER_HOST; k++)); do stop_proc "backup-agent-$host-$k" BackupAgent "$(agent_port $k)" "$(host_ip $i)"; done ;;
+    start) eval "$("$SERVICES" env)"; start_agents_of "$i" ;;
+    *)     die "usage: $0 agents stop|start HOST" ;;
+  esac
 }
 
 # A run.sh that is waiting for Ctrl-C, if one is.
@@ -253,17 +366,19 @@ cmd_stop() {
     alive "$pid" && warn "deploy/run.sh (pid $pid) still runs after 120 s; stopping what is left"
   fi
   rm -f "$SELF_PID_FILE"
+  load_topology
   stop_all
 }
 
 cmd_status() {
   local entry name project port pid rc=0
+  load_topology
   for entry in "${PROCS[@]}"; do
-    read -r name project port <<<"$entry"
-    if pid=$(proc_pid "$name" "$project" "$port"); then
-      printf '%-15s running (pid %s, %s://127.0.0.1:%s)\n' "$name" "$pid" "$(scheme_of "$project")" "$port"
+    read -r name project port address <<<"$entry"
+    if pid=$(proc_pid "$name" "$project" "$port" "$address"); then
+      printf '%-24s running (pid %s, %s://%s:%s)\n' "$name" "$pid" "$(scheme_of "$project")" "$address" "$port"
     else
-      printf '%-15s stopped\n' "$name"; rc=1
+      printf '%-24s stopped\n' "$name"; rc=1
     fi
   done
   "$SERVICES" status || rc=1
@@ -301,15 +416,22 @@ case ${1:-} in
   stop)   cmd_stop; exit ;;
   status) cmd_status; exit ;;
   rotate-key) cmd_rotate_key; exit ;;
+  agents) shift; cmd_agents "$@"; exit ;;
   -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 esac
-for arg in "$@"; do
-  case $arg in
+while (($# > 0)); do
+  case $1 in
     --no-wait) wait_mode=no-wait ;;
     --no-demo) demo=no ;;
-    *) die "unknown argument: $arg (usage: $0 [--no-wait] [--no-demo] | stop | status)" ;;
+    --hosts) HOSTS=${2:-}; shift ;;
+    --zones) ZONES=${2:-}; shift ;;
+    *) die "unknown argument: $1 (usage: $0 [--no-wait] [--no-demo] [--hosts N [--zones Z]] | stop | status)" ;;
   esac
+  shift
 done
+[[ $HOSTS =~ ^[1-9][0-9]*$ && HOSTS -le 26 ]] || die "--hosts takes 1 to 26"
+[[ $ZONES =~ ^[1-9][0-9]*$ && ZONES -le HOSTS ]] || die "--zones takes 1 to the number of hosts ($HOSTS)"
+[[ $AGENTS_PER_HOST =~ ^[1-9]$ ]] || die "VB_AGENTS_PER_HOST takes 1 to 9"
 
 ((EUID == 0)) || die "run as root: deploy/services.sh installs packages, mounts the pool and starts servers"
 command -v dotnet >/dev/null || die "dotnet not found: install the .NET 10 SDK"
@@ -340,8 +462,12 @@ trap 'exit 129' HUP
 [[ $wait_mode == wait ]] && echo $$ >"$SELF_PID_FILE"
 
 t_start=$SECONDS
-# Processes left running by an earlier run (--no-wait) are restarted on the new build.
+# Processes left running by an earlier run (--no-wait) are restarted on the new build, whatever its topology.
+wanted=("$HOSTS" "$ZONES" "$AGENTS_PER_HOST")
+load_topology
 stop_procs
+read -r HOSTS ZONES AGENTS_PER_HOST <<<"${wanted[*]}"
+build_procs
 
 export VB_STARTED_FILE=$SERVICES_FILE
 "$SERVICES" install
@@ -350,16 +476,30 @@ unset VB_STARTED_FILE
 
 build
 start_everything
-say "all four processes up $((SECONDS - t_start)) s after start"
-# Prometheus scrapes the four; a run that cannot start it goes on without it.
-VB_STARTED_FILE=$SERVICES_FILE VB_PROMETHEUS_PORT=$PROMETHEUS_PORT \
-  VB_PROMETHEUS_TARGETS="127.0.0.1:$API_PORT 127.0.0.1:${BACKUP_AGENT_PORTS[0]} 127.0.0.1:${BACKUP_AGENT_PORTS[1]} 127.0.0.1:$VOLUME_AGENT_METRICS_PORT" \
+say "all ${#PROCS[@]} processes up $((SECONDS - t_start)) s after start"
+# Prometheus scrapes them all; a run that cannot start it goes on without it.
+targets=()
+for entry in "${PROCS[@]}"; do
+  read -r name project port address <<<"$entry"
+  [[ $project == VolumeAgent ]] && port=$VOLUME_AGENT_METRICS_PORT
+  targets+=("$address:$port")
+done
+VB_STARTED_FILE=$SERVICES_FILE VB_PROMETHEUS_PORT=$PROMETHEUS_PORT VB_PROMETHEUS_TARGETS="${targets[*]}" \
   "$SERVICES" start-prometheus || warn "Prometheus did not start; the programs still serve /metrics"
 
 if [[ $demo == yes ]]; then
   echo
-  VB_API="http://127.0.0.1:$API_PORT" VB_VOLUME_DIR="$VB_POOL/demo" VB_AUTH_MODE=$AUTH_MODE "$REPO/deploy/demo.sh" \
-    || die "the demo failed (exit code $?); logs are in $LOGS"
+  demo_env=(VB_API="http://127.0.0.1:$API_PORT" VB_VOLUME_DIR="$VB_POOL/demo" VB_AUTH_MODE="$AUTH_MODE")
+  if ((HOSTS > 1)); then
+    pools=()
+    for ((i = 0; i < HOSTS; i++)); do pools+=("$(host_name $i)=$(host_pool $i)"); done
+    demo_env+=(VB_HOST_POOLS="${pools[*]}" VB_AGENTS_CTL="$REPO/deploy/run.sh agents" VB_LOGS="$LOGS")
+  fi
+  env "${demo_env[@]}" "$REPO/deploy/demo.sh" || die "the demo failed (exit code $?); logs are in $LOGS"
+  if ((HOSTS > 1)); then
+    echo
+    env "${demo_env[@]}" "$REPO/deploy/demo.sh" --cross-host || die "the cross-host demo failed (exit code $?); logs are in $LOGS"
+  fi
   echo
 fi
 
@@ -401,8 +541,8 @@ echo "Press Ctrl-C to stop (or run 'deploy/run.sh stop' in another terminal)."
 # Watch the processes: one that dies ends the run, with its log.
 while true; do
   for entry in "${PROCS[@]}"; do
-    read -r name project port <<<"$entry"
-    proc_pid "$name" "$project" "$port" >/dev/null || die_log "$name exited unexpectedly" "$(log_file "$name")"
+    read -r name project port address <<<"$entry"
+    proc_pid "$name" "$project" "$port" "$address" >/dev/null || die_log "$name exited unexpectedly" "$(log_file "$name")"
   done
   sleep 2 &
   wait $! || true

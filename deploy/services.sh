@@ -6,6 +6,8 @@
 # and every process we start is recorded in a PID file so `stop` ends only ours.
 #
 # Usage: deploy/services.sh install|start [keystone|rabbitmq]|stop [PART...]|status|env|master-key|start-nfs|stop-nfs|start-prometheus|stop-prometheus
+#                          |start-host-pool NAME [SIZE]|stop-host-pool NAME
+#   start-host-pool: a simulated storage host's own XFS reflink pool at $VB_STATE/hosts/NAME/pool (run.sh --hosts).
 #   PARTs: pool postgres rabbitmq rpcbind ganesha keystone prometheus (stop without PARTs: all).
 #   `start keystone` starts Keystone alone (on 127.0.0.1:5000); plain `start` starts it last.
 #   `start rabbitmq` starts RabbitMQ alone. VB_RABBIT_NODE, VB_AMQP_PORT, VB_AMQPS_PORT and VB_RABBIT_DIST_PORT
@@ -556,6 +558,33 @@ stop_pool() {
   fi
 }
 
+# A simulated storage host's own pool (deploy/run.sh --hosts N): an XFS reflink image of its own, loop-mounted at
+# $STATE/hosts/NAME/pool, so each host has its own filesystem, its own free space and its own reflinks.
+host_pool_dir() { echo "$STATE/hosts/$1/pool"; }
+
+start_host_pool() {
+  local name=${1:?usage: services.sh start-host-pool NAME [SIZE]} size=${2:-10G} dir img
+  [[ $name =~ ^[a-z0-9-]+$ ]] || die "host name must be lower-case letters, digits and dashes: $name"
+  dir=$(host_pool_dir "$name"); img=$STATE/hosts/$name/pool.img
+  mkdir -p "$dir"
+  if mountpoint -q "$dir"; then say "pool of $name: already mounted at $dir"; return; fi
+  [[ -f $img ]] || truncate -s "$size" "$img"
+  if [[ $(blkid -o value -s TYPE "$img" 2>/dev/null) != xfs ]]; then
+    mkfs.xfs -q -m reflink=1 "$img" >"$LOG/mkfs-$name.log" 2>&1 || die_log "mkfs.xfs of $name's pool failed" "$LOG/mkfs-$name.log"
+  fi
+  mount -o loop "$img" "$dir" 2>"$LOG/mount-$name.log" || die_log "could not loop-mount $img" "$LOG/mount-$name.log"
+  say "pool of $name: XFS (reflink) mounted at $dir"
+}
+
+stop_host_pool() {
+  local dir
+  dir=$(host_pool_dir "${1:?usage: services.sh stop-host-pool NAME}")
+  if mountpoint -q "$dir"; then
+    umount "$dir" || { warn "could not unmount $dir (still in use? see: fuser -vm $dir)"; return 1; }
+    say "pool of $1: unmounted"
+  fi
+}
+
 # --------------------------------------------------------------- keystone ---
 
 # Keystone 22 (Zed) from Debian, served by uwsgi on 127.0.0.1:5000, SQLite and
@@ -814,6 +843,8 @@ case ${1:-} in
   start-nfs) install -d -m 755 "$STATE" "$RUN" "$LOG"; start_ganesha ;;
   stop-nfs)  stop_ganesha ;;
   start-prometheus) install -d -m 755 "$STATE" "$RUN" "$LOG"; start_prometheus ;;
+  start-host-pool) shift; install -d -m 755 "$STATE" "$RUN" "$LOG"; start_host_pool "$@" ;;
+  stop-host-pool)  shift; stop_host_pool "$@" ;;
   stop-prometheus)  stop_prometheus ;;
-  *) echo "usage: $0 install|start [keystone]|stop [PART...]|status|env|master-key|start-nfs|stop-nfs|start-prometheus|stop-prometheus" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start [keystone]|stop [PART...]|status|env|master-key|start-nfs|stop-nfs|start-prometheus|stop-prometheus|start-host-pool NAME [SIZE]|stop-host-pool NAME" >&2; exit 2 ;;
 esac

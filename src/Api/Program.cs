@@ -31,6 +31,7 @@ builder.Services.ConfigureHttpJsonOptions(o =>
 });
 builder.Services.AddCinderAuth();
 builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddOptions<ServiceOptions>().BindConfiguration(ServiceOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddDeploymentTls();
 builder.Services.AddSingleton<VolumeHosts>();

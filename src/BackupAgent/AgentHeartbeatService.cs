@@ -17,7 +17,7 @@ public sealed class AgentHeartbeatService(IBus bus, IOptions<AgentOptions> optio
         {
             try
             {
-                await bus.Publish(new AgentHeartbeat(AgentHeartbeat.BackupBinary, agent.Host, agent.Zone, Instance, clock.GetUtcNow()), stoppingToken);
+                await bus.Publish(new AgentHeartbeat(AgentHeartbeat.BackupBinary, agent.ServiceName, agent.Zone, Instance, clock.GetUtcNow()), stoppingToken);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {

@@ -6,13 +6,34 @@ public sealed class AgentOptions
 {
     public const string Section = "Agent";
 
-    /// <summary>The storage host this agent serves; shown in backup rows and service lists.</summary>
+    /// <summary>The storage host this agent runs on: its VolumeAgent's volumes are read in place, and their commands come to it first.</summary>
     [Required] public string Host { get; init; } = Environment.MachineName;
+
+    /// <summary>This agent's name in service lists and backup rows (several agents may share a host); the host's name by default.</summary>
+    public string? Name { get; init; }
+
+    /// <summary>The name heartbeats and events carry.</summary>
+    public string ServiceName => string.IsNullOrEmpty(Name) ? Host : Name;
+
+    /// <summary>
+    /// The VolumeAgents of the zone's other hosts, by host name (Agent:VolumeAgents:host-b=https://...): volumes there
+    /// are read and restored through them. Only these are ever called, whatever a command names.
+    /// </summary>
+    public Dictionary<string, string> VolumeAgents { get; init; } = [];
+
+    /// <summary>ReadDevice streams a remote backup reads at once (chunk i on stream i mod N), as a local one reads with several workers.</summary>
+    [Range(1, 16)] public int RemoteStreams { get; init; } = 4;
+
+    /// <summary>Longest whole remote read or write of a device (ReadDevice, WriteDevice).</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "7.00:00:00")] public TimeSpan RemoteStreamTimeout { get; init; } = TimeSpan.FromHours(6);
+
+    /// <summary>Longest wait for the next message of a remote read: a VolumeAgent that hangs fails the job instead of holding it.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")] public TimeSpan RemoteStallTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>The availability zone whose backups this agent takes.</summary>
     [Required] public string Zone { get; init; } = "nova";
 
-    /// <summary>The VolumeAgent beside this agent (same host: devices are local paths), at an https:// address: it speaks mutual TLS only.</summary>
+    /// <summary>The VolumeAgent beside this agent (same host: its devices are local paths), at an https:// address: it speaks mutual TLS only.</summary>
     [Required, Url, RegularExpression("^https://.+", ErrorMessage = "Agent:VolumeAgentAddress must be an https:// address: a VolumeAgent speaks mutual TLS only")]
     public string VolumeAgentAddress { get; init; } = "";
 

@@ -1,5 +1,6 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
+using VolumeBackup.BackupAgent.Devices;
 using VolumeBackup.BackupAgent.Repository;
 using VolumeBackup.Contracts;
 using VolumeBackup.Contracts.Grpc;
@@ -11,12 +12,13 @@ namespace VolumeBackup.BackupAgent;
 /// command whose manifest is already on the share reports that backup (BackupCompleted only) without taking a device.
 /// </summary>
 public sealed class CreateBackupConsumer(
-    VolumeHost.VolumeHostClient volumes, BackupRepository repository, RunningJobs jobs, IOptions<AgentOptions> options, TimeProvider clock,
+    VolumeAgents volumeAgents, BackupRepository repository, RunningJobs jobs, IOptions<AgentOptions> options, TimeProvider clock,
     ILogger<CreateBackupConsumer> logger) : IConsumer<CreateBackup>
 {
     public async Task Consume(ConsumeContext<CreateBackup> context)
     {
         var m = context.Message;
+        ZoneGuard.Check(options.Value, m.AvailabilityZone, m.BackupId);
         using var job = jobs.Start(m.BackupId, context.CancellationToken);
         var ct = job.Token;
         ct.ThrowIfCancellationRequested();                     // force-deleted while it waited in the queue
@@ -35,19 +37,23 @@ public sealed class CreateBackupConsumer(
     {
         var m = context.Message;
         var agent = options.Value;
-        await context.Publish(new BackupTaken(m.BackupId, agent.Host, clock.GetUtcNow()), ct);
-        var device = await volumes.GetBackupDeviceAsync(new GetBackupDeviceRequest
+        await context.Publish(new BackupTaken(m.BackupId, agent.ServiceName, clock.GetUtcNow()), ct);
+        var local = volumeAgents.IsLocal(m.VolumeHost);
+        var host = local ? agent.Host : m.VolumeHost;
+        var volumes = volumeAgents.Client(m.VolumeHost);
+        var device = await VolumeAgents.CallAsync(host, () => volumes.GetBackupDeviceAsync(new GetBackupDeviceRequest
         {
             BackupId = m.BackupId.ToString(), VolumeId = m.VolumeId.ToString(), SnapshotId = m.SnapshotId?.ToString() ?? "", InUse = m.InUse,
             BaseBackupId = m.ParentId?.ToString() ?? "",
-        }, deadline: DateTime.UtcNow + agent.DeviceCallTimeout, cancellationToken: ct);
+        }, deadline: DateTime.UtcNow + agent.DeviceCallTimeout, cancellationToken: ct).ResponseAsync);
         await using var lease = new DeviceLease(volumes, device, agent.ReleaseCallTimeout, logger);
-        logger.BackupDeviceReady(m.BackupId, m.VolumeId, device.DeviceId, device.Method);
-        await context.Publish(new BackupStarted(m.BackupId, m.VolumeId, device.Temporary, agent.Host, clock.GetUtcNow()), ct);
+        logger.BackupDeviceReady(m.BackupId, m.VolumeId, device.DeviceId, device.Method, host, local ? "locally" : "remotely");
+        await context.Publish(new BackupStarted(m.BackupId, m.VolumeId, device.Temporary, agent.ServiceName, clock.GetUtcNow()), ct);
+        using var remote = local ? null : new RemoteDeviceReader(volumes, host, device, agent);
 
         var progress = new ProgressReporter(agent.ProgressEveryBytes, done => context.Publish(new BackupProgressed(m.BackupId, done, device.SizeBytes), ct));
-        var source = new BackupSource(DevicePath.Check(agent.PoolPath, device.Path), device.SizeBytes, NullIfEmpty(device.Generation),
-            device.Cbt ? [.. device.Changed.Select(r => (r.Offset, r.Length))] : null, NullIfEmpty(device.BaseGeneration));
+        var source = new BackupSource(local ? DevicePath.Check(agent.PoolPath, device.Path) : device.Path, device.SizeBytes, NullIfEmpty(device.Generation),
+            device.Cbt ? [.. device.Changed.Select(r => (r.Offset, r.Length))] : null, NullIfEmpty(device.BaseGeneration), remote);
         var summary = await repository.BackupAsync(m.Container, m.BackupId, m.VolumeId, m.ParentId, source, progress.ReportAsync, ct);
         logger.BackupWritten(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten, summary.Cbt, summary.BytesRead);
         try

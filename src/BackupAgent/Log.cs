@@ -2,8 +2,8 @@ namespace VolumeBackup.BackupAgent;
 
 internal static partial class Log
 {
-    [LoggerMessage(2001, LogLevel.Information, "Backup {BackupId} of volume {VolumeId}: device {DeviceId} ready ({Method})")]
-    public static partial void BackupDeviceReady(this ILogger logger, Guid backupId, Guid volumeId, string deviceId, string method);
+    [LoggerMessage(2001, LogLevel.Information, "Backup {BackupId} of volume {VolumeId}: device {DeviceId} ready ({Method}) on host {VolumeHost}, read {Access}")]
+    public static partial void BackupDeviceReady(this ILogger logger, Guid backupId, Guid volumeId, string deviceId, string method, string volumeHost, string access);
 
     [LoggerMessage(2002, LogLevel.Information, "Backup {BackupId} written: {Bytes} bytes, {Objects} objects, {Written} bytes new on the share; changed-block tracking {Cbt}, {BytesRead} bytes read")]
     public static partial void BackupWritten(this ILogger logger, Guid backupId, long bytes, int objects, long written, bool cbt, long bytesRead);
@@ -35,9 +35,9 @@ internal static partial class Log
     [LoggerMessage(2008, LogLevel.Information, "Backup {BackupId} is already on the share (a redelivered command): reported from its manifest")]
     public static partial void BackupAlreadyWritten(this ILogger logger, Guid backupId);
 
-    [LoggerMessage(2009, LogLevel.Information, "Restore {RestoreId} of backup {BackupId} into volume {VolumeId}: device {DeviceId} ready")]
-    public static partial void RestoreDeviceReady(this ILogger logger, Guid restoreId, Guid backupId, Guid volumeId, string deviceId);
+    [LoggerMessage(2030, LogLevel.Information, "Restore {RestoreId} of backup {BackupId} into volume {VolumeId}: device {DeviceId} ready on host {VolumeHost}, written {Access}")]
+    public static partial void RestoreDeviceReady(this ILogger logger, Guid restoreId, Guid backupId, Guid volumeId, string deviceId, string volumeHost, string access);
 
-    [LoggerMessage(2011, LogLevel.Warning, "The zone's command queues could not be declared (is the broker up?); trying again in {Delay}")]
+    [LoggerMessage(2031, LogLevel.Warning, "The zone's command queues could not be declared (is the broker up?); trying again in {Delay}")]
     public static partial void CommandQueuesNotDeclared(this ILogger logger, TimeSpan delay, Exception exception);
 }

@@ -1,6 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using VolumeBackup.BackupAgent;
+using VolumeBackup.BackupAgent.Devices;
 using VolumeBackup.BackupAgent.Repository;
 using VolumeBackup.Contracts;
 using VolumeBackup.Contracts.Grpc;
@@ -31,7 +32,8 @@ builder.Services.AddSingleton(sp =>
 // Read at start: an agent without a usable master key refuses to run (it would write nothing readable).
 builder.Services.AddSingleton(_ => MasterKey.Load(builder.Configuration[MasterKey.ConfigKey]));
 builder.Services.AddSingleton<BackupRepository>();
-// Mutual TLS: the agent's certificate (role backup-agent, its zone) to the VolumeAgent, whose own must come from the deployment CA.
+builder.Services.AddSingleton<VolumeAgents>();
+// Mutual TLS: the agent's certificate (role backup-agent, its zone) to the VolumeAgents, whose own must come from the deployment CA.
 builder.Services.AddGrpcClient<VolumeHost.VolumeHostClient>((sp, o) => o.Address = new Uri(sp.GetRequiredService<IOptions<AgentOptions>>().Value.VolumeAgentAddress))
     .ConfigurePrimaryHttpMessageHandler(sp => sp.GetRequiredService<DeploymentTls>().ClientHandler());
 builder.Services.AddHostedService<CommandQueues>();   // before the bus starts consuming them

@@ -3,12 +3,14 @@ namespace VolumeBackup.Contracts;
 /// <summary>Back up a volume (or one of its snapshots) into a container of the repository.</summary>
 /// <param name="ParentId">The backup an incremental builds on; null for a full backup.</param>
 /// <param name="InUse">The volume is attached: the agent must back up a temporary clone.</param>
+/// <param name="VolumeHost">The storage host whose VolumeAgent owns the volume; an agent elsewhere reads it through that VolumeAgent.</param>
 public record CreateBackup(
     Guid BackupId, Guid VolumeId, Guid? SnapshotId, string Container, Guid? ParentId,
-    bool InUse, long SizeBytes, string ProjectId, string AvailabilityZone);
+    bool InUse, long SizeBytes, string ProjectId, string AvailabilityZone, string VolumeHost = "");
 
 /// <summary>Restore a backup into an existing volume (created for it or chosen by the user).</summary>
-public record RestoreBackup(Guid BackupId, Guid RestoreId, Guid VolumeId, string Container, string AvailabilityZone);
+/// <param name="VolumeHost">The storage host whose VolumeAgent owns the target volume.</param>
+public record RestoreBackup(Guid BackupId, Guid RestoreId, Guid VolumeId, string Container, string AvailabilityZone, string VolumeHost = "");
 
 /// <summary>Remove a backup's manifest and the chunks no other backup references.</summary>
 public record DeleteBackup(Guid BackupId, string Container, string AvailabilityZone);

@@ -1,10 +1,36 @@
 namespace VolumeBackup.Contracts;
 
-/// <summary>The queues commands are sent to: one per command and availability zone, where that zone's agents compete.</summary>
+/// <summary>
+/// Where commands go. Each zone has a queue per command, on which all of its agents compete. Backups and restores go
+/// first to a queue of the volume's host, which only that host's agents read: a command left there for
+/// <see cref="SpillAfterKey"/> (its agents busy, dead or never started) expires into the zone's queue (the host
+/// queue's dead-letter exchange is the zone queue's exchange). Deletes and verifies touch only the repository: they go
+/// to the zone's queue. The Api declares all of them (agents may not bind a queue, nor name a dead-letter exchange,
+/// since either would let them put commands on it); agents declare the zone's queues too, with the same arguments.
+/// </summary>
 public static class Queues
 {
     public static string CreateBackup(string zone) => $"create-backup-{zone}";
     public static string RestoreBackup(string zone) => $"restore-backup-{zone}";
     public static string DeleteBackup(string zone) => $"delete-backup-{zone}";
     public static string VerifyBackup(string zone) => $"verify-backup-{zone}";
+
+    /// <summary>Every command queue of a zone.</summary>
+    public static string[] OfZone(string zone) => [CreateBackup(zone), RestoreBackup(zone), DeleteBackup(zone), VerifyBackup(zone)];
+
+    /// <summary>The zone queues whose commands go to the volume's host first.</summary>
+    public static string[] HostRouted(string zone) => [CreateBackup(zone), RestoreBackup(zone)];
+
+    /// <summary>A host's own queue for a zone queue's command (create-backup-nova.host-a).</summary>
+    public static string OnHost(string zoneQueue, string host) => $"{zoneQueue}.{host}";
+
+    /// <summary>How long a command waits on its host's queue before it expires into the zone's (one value per deployment: the Api's).</summary>
+    public const string SpillAfterKey = "Messaging:SpillAfter";
+
+    /// <summary>The arguments of a host queue: commands not taken within spillAfter go to the zone queue's exchange.</summary>
+    public static Dictionary<string, object?> HostQueueArguments(string zoneQueue, TimeSpan spillAfter) => new()
+    {
+        ["x-message-ttl"] = (long)spillAfter.TotalMilliseconds,
+        ["x-dead-letter-exchange"] = zoneQueue,
+    };
 }

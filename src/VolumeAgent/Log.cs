@@ -34,4 +34,10 @@ internal static partial class Log
 
     [LoggerMessage(1011, LogLevel.Warning, "Refused a TLS client: {Reason} (certificate {Subject})")]
     public static partial void ClientRefused(this ILogger logger, string reason, string subject);
+
+    [LoggerMessage(1012, LogLevel.Information, "Device {DeviceId} read by a remote agent: {Ranges} ranges, {Bytes} data bytes in {Messages} messages, {Milliseconds} ms")]
+    public static partial void DeviceRead(this ILogger logger, string deviceId, int ranges, long bytes, long messages, double milliseconds);
+
+    [LoggerMessage(1013, LogLevel.Information, "Device {DeviceId} written by a remote agent: {Bytes} data bytes, {Milliseconds} ms")]
+    public static partial void DeviceWritten(this ILogger logger, string deviceId, long bytes, double milliseconds);
 }

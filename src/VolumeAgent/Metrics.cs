@@ -18,4 +18,11 @@ public static class Metrics
     public static void DevicePrepared(string purpose, string method, long startedTimestamp) =>
         DevicePreparation.Record(Stopwatch.GetElapsedTime(startedTimestamp).TotalSeconds,
             new KeyValuePair<string, object?>("volumebackup.device.purpose", purpose), new KeyValuePair<string, object?>("volumebackup.device.method", method));
+
+    static readonly Counter<long> Streamed = Meter.CreateCounter<long>("volumebackup.device.streamed", "By",
+        "Device bytes read or written for BackupAgents on other hosts (ReadDevice, WriteDevice); holes are not counted, never being sent");
+
+    /// <param name="direction">read or write</param>
+    public static void DeviceStreamed(string direction, long bytes) =>
+        Streamed.Add(bytes, new KeyValuePair<string, object?>("volumebackup.device.direction", direction));
 }

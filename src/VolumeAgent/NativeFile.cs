@@ -3,16 +3,30 @@ using Microsoft.Win32.SafeHandles;
 
 namespace VolumeBackup.VolumeAgent;
 
-/// <summary>The two Linux calls .NET does not expose: FICLONE (reflink) and st_blocks (allocated size).</summary>
+/// <summary>The Linux calls .NET does not expose: FICLONE (reflink), st_blocks (allocated size), SEEK_DATA/SEEK_HOLE, hole punching, fsync.</summary>
 internal static partial class NativeFile
 {
     const ulong Ficlone = 0x40049409;     // _IOW(0x94, 9, int)
+    const int SeekData = 3;
+    const int SeekHole = 4;
+    const int Enxio = 6;
+    const int FallocKeepSize = 1;
+    const int FallocPunchHole = 2;
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int ioctl(SafeFileHandle fd, ulong request, nint arg);
 
     [LibraryImport("libc", EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int Stat(string path, byte* buffer);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial long lseek(SafeFileHandle fd, long offset, int whence);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fallocate(SafeFileHandle fd, int mode, long offset, long length);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fsync(SafeFileHandle fd);
 
     /// <summary>Makes <paramref name="target"/> share all blocks of <paramref name="source"/>; false when the filesystem cannot.</summary>
     public static bool TryReflink(SafeFileHandle source, SafeFileHandle target, out int errno)
@@ -29,5 +43,24 @@ internal static partial class NativeFile
         if (Stat(path, buffer) != 0)
             throw new IOException($"stat {path} failed: errno {Marshal.GetLastPInvokeError()}");
         return *(long*)(buffer + 64) * 512;
+    }
+
+    /// <summary>The data extent at or after <paramref name="offset"/>: its start and the next hole; null past the last one.</summary>
+    public static (long Start, long End)? NextData(SafeFileHandle file, long offset)
+    {
+        var start = lseek(file, offset, SeekData);
+        if (start < 0)
+            return Marshal.GetLastPInvokeError() == Enxio ? null : throw new IOException($"lseek(SEEK_DATA) failed: errno {Marshal.GetLastPInvokeError()}");
+        var end = lseek(file, start, SeekHole);
+        return end >= 0 ? (start, end) : throw new IOException($"lseek(SEEK_HOLE) failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    /// <summary>Makes a range read as zeros without allocating it; false where the filesystem cannot punch holes.</summary>
+    public static bool TryPunchHole(SafeFileHandle file, long offset, long length) => fallocate(file, FallocPunchHole | FallocKeepSize, offset, length) == 0;
+
+    public static void Flush(SafeFileHandle file)
+    {
+        if (fsync(file) != 0)
+            throw new IOException($"fsync failed: errno {Marshal.GetLastPInvokeError()}");
     }
 }

@@ -21,4 +21,10 @@ public sealed class VolumeOptions
     /// device. Zero keeps no bases at all.
     /// </summary>
     [Range(0, long.MaxValue)] public long MaxBaseBytes { get; init; } = 64L << 30;
+
+    /// <summary>
+    /// The pool's size as reported to the Api for placement, instead of its filesystem's: several pools sharing one
+    /// filesystem, space kept for other uses, or thin pools over-subscribed on purpose. Zero reports the filesystem's size.
+    /// </summary>
+    [Range(0, long.MaxValue)] public long CapacityBytes { get; init; }
 }

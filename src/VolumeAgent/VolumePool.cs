@@ -29,6 +29,7 @@ public sealed class VolumePool
     readonly bool allowCopy;
     readonly ILogger<VolumePool> logger;
     readonly long maxBaseBytes;
+    readonly long capacity;
     readonly bool trackable;
     // Guards pending, bases and the base files: a commit may rename over a base another call is comparing against.
     readonly Lock cbt = new();
@@ -41,6 +42,7 @@ public sealed class VolumePool
         root = Path.GetFullPath(options.Value.PoolPath);
         allowCopy = options.Value.AllowCopyFallback;
         maxBaseBytes = options.Value.MaxBaseBytes;
+        capacity = options.Value.CapacityBytes;
         this.logger = logger;
         Directory.CreateDirectory(root, OwnerOnlyFolder);
         trackable = ChangedBlocks.IsXfs(root);
@@ -79,6 +81,19 @@ public sealed class VolumePool
     }
 
     /// <summary>Creates a sparse raw file; an existing file of the same size is kept (a retried create).</summary>
+    /// <summary>A restore device's path, or null when the id names anything else: WriteDevice writes into nothing but these.</summary>
+    public string? ResolveRestoreDevice(string deviceId) =>
+        ResolveDevice(deviceId) is { } path && Path.GetFileName(path).StartsWith("volume-", StringComparison.Ordinal)
+        && path.Contains(RestoreMark, StringComparison.Ordinal) ? path : null;
+
+    /// <summary>The pool's size (its filesystem's, or the configured capacity) and the filesystem's free bytes.</summary>
+    public (long Total, long Free) Capacity()
+    {
+        var drive = new DriveInfo(root);
+        var total = capacity > 0 ? capacity : drive.TotalSize;
+        return (total, Math.Min(total, drive.AvailableFreeSpace));
+    }
+
     public long CreateVolume(Guid id, long sizeBytes)
     {
         var path = VolumePath(id);

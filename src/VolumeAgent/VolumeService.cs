@@ -5,7 +5,7 @@ using VolumeBackup.Contracts.Grpc;
 namespace VolumeBackup.VolumeAgent;
 
 /// <summary>Thin gRPC face of the pool: validates ids, maps missing files to NotFound; a clone by copy stops when the caller gives up.</summary>
-public sealed class VolumeService(VolumePool pool, ILogger<VolumeService> logger) : VolumeHost.VolumeHostBase
+public sealed partial class VolumeService(VolumePool pool, ILogger<VolumeService> logger) : VolumeHost.VolumeHostBase
 {
     public override Task<VolumeInfo> CreateVolume(CreateVolumeRequest request, ServerCallContext context) => Run(() =>
     {

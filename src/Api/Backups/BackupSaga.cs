@@ -46,13 +46,14 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
         });
 
         Initially(
-            When(CreateRequested).Then(c =>
+            When(CreateRequested).ThenAsync(async c =>
             {
                 var b = c.Saga;
                 var now = Touch(c, clock);
-                Db(c).Outbox.Add(OutboxMessage.Create(new CreateBackup(
-                    b.Id, b.VolumeId, b.SnapshotId, b.Container, b.ParentId, c.Message.InUse, (long)b.Size << 30, b.ProjectId, b.AvailabilityZone),
-                    now, Queues.CreateBackup(b.AvailabilityZone)));
+                var host = await VolumeHostAsync(c, b.VolumeId);
+                Db(c).Outbox.Add(OutboxMessage.Send(new CreateBackup(
+                    b.Id, b.VolumeId, b.SnapshotId, b.Container, b.ParentId, c.Message.InUse, (long)b.Size << 30, b.ProjectId, b.AvailabilityZone, host),
+                    now, Route(Queues.CreateBackup(b.AvailabilityZone), host)));
                 Notify(c, notifications, "backup.create.start", now);
             }).TransitionTo(Creating),
             When(ImportRequested).ThenAsync(async c =>
@@ -98,13 +99,14 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
             Ignore(CreateRequested));
 
         During(Available,
-            When(RestoreRequested).Then(c =>
+            When(RestoreRequested).ThenAsync(async c =>
             {
                 var now = Touch(c, clock);
                 c.Saga.RestoreId = c.Message.RestoreId;
                 c.Saga.RestoreVolumeId = c.Message.VolumeId;
-                Db(c).Outbox.Add(OutboxMessage.Create(new RestoreBackup(c.Saga.Id, c.Message.RestoreId, c.Message.VolumeId, c.Saga.Container, c.Saga.AvailabilityZone),
-                    now, Queues.RestoreBackup(c.Saga.AvailabilityZone)));
+                var host = await VolumeHostAsync(c, c.Message.VolumeId);
+                Db(c).Outbox.Add(OutboxMessage.Send(new RestoreBackup(c.Saga.Id, c.Message.RestoreId, c.Message.VolumeId, c.Saga.Container, c.Saga.AvailabilityZone, host),
+                    now, Route(Queues.RestoreBackup(c.Saga.AvailabilityZone), host)));
             }).TransitionTo(Restoring).Then(c => Notify(c, notifications, "backup.restore.start", clock.GetUtcNow())),
             // A verify reads the share only: the backup stays available (and restorable) while it runs.
             When(VerifyRequested).Then(c =>
@@ -211,6 +213,13 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
     }
 
     static AppDbContext Db(ConsumeContext c) => c.GetServiceOrCreateInstance<AppDbContext>();
+
+    /// <summary>The storage host of a volume; empty for one that is gone (its command then fails on any agent of the zone).</summary>
+    static async Task<string> VolumeHostAsync(ConsumeContext c, Guid volumeId) =>
+        (await Db(c).Volumes.FindAsync([volumeId], c.CancellationToken))?.Host ?? "";
+
+    /// <summary>Locality: the volume's host's queue first (Queues explains the spill to the zone's); the zone's without a host.</summary>
+    static string Route(string zoneQueue, string host) => host.Length == 0 ? $"queue:{zoneQueue}" : Queues.HostAddress(zoneQueue, host);
 
     static DateTimeOffset Touch(BehaviorContext<Backup> c, TimeProvider clock) => (c.Saga.UpdatedAt = clock.GetUtcNow()).Value;
 

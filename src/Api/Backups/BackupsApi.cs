@@ -2,6 +2,7 @@ using System.Security.Claims;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
@@ -44,7 +45,8 @@ public static class BackupsApi
     };
 
     static async Task<Results<Accepted<Dictionary<string, BackupSummary>>, ProblemHttpResult>> Create(
-        CreateBackupBody body, Caller caller, AppDbContext db, OutboxSignal outbox, HttpRequest http, TimeProvider clock, CancellationToken ct)
+        CreateBackupBody body, Caller caller, AppDbContext db, OutboxSignal outbox, HttpRequest http, IOptions<ServiceOptions> services, TimeProvider clock,
+        CancellationToken ct)
     {
         if (body.Backup is not { } request) return CinderErrors.BadRequest("Missing required element 'backup' in request body.");
         if (request.VolumeId is null) return CinderErrors.BadRequest("Invalid input for field/attribute backup. Value: 'volume_id' is a required property.");
@@ -84,7 +86,7 @@ public static class BackupsApi
         }
 
         var now = clock.GetUtcNow();
-        if (await NoBackupServiceAsync(db, volume.AvailabilityZone, now, ct) is { } noService) return noService;
+        if (await NoBackupServiceAsync(db, volume.AvailabilityZone, now, services, ct) is { } noService) return noService;
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         if (await QuotasApi.CheckBackupAsync(db, caller.ProjectId, volume.Size, ct) is { } overQuota)
             return CinderErrors.OverLimit(overQuota);
@@ -280,7 +282,8 @@ public static class BackupsApi
         return TypedResults.Created($"{baseUrl}/v3/{backup.ProjectId}/backups/{backup.Id}", Wire.Wrap("backup", BackupSummary.From(backup, baseUrl)));
     }
 
-    static async Task<Results<Accepted, ProblemHttpResult>> Delete(string id, Caller caller, AppDbContext db, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
+    static async Task<Results<Accepted, ProblemHttpResult>> Delete(
+        string id, Caller caller, AppDbContext db, OutboxSignal outbox, IOptions<ServiceOptions> services, TimeProvider clock, CancellationToken ct)
     {
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         if (backup.Status is not (BackupStatus.Available or BackupStatus.Error or BackupStatus.ErrorDeleting))
@@ -288,7 +291,7 @@ public static class BackupsApi
         if (backup.HasDependentBackups)
             return CinderErrors.BadRequest("Invalid backup: Incremental backups exist for this backup.");
         var now = clock.GetUtcNow();
-        if (await NoBackupServiceAsync(db, backup.AvailabilityZone, now, ct) is { } noService) return noService;
+        if (await NoBackupServiceAsync(db, backup.AvailabilityZone, now, services, ct) is { } noService) return noService;
         db.Outbox.Add(OutboxMessage.Create(new BackupDeleteRequested(backup.Id), now));
         await db.SaveChangesAsync(ct);
         outbox.Notify();
@@ -296,14 +299,15 @@ public static class BackupsApi
     }
 
     static async Task<Results<Accepted<Dictionary<string, RestoreView>>, ProblemHttpResult>> Restore(
-        string id, RestoreBody body, Caller caller, AppDbContext db, VolumeHosts hosts, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
+        string id, RestoreBody body, Caller caller, AppDbContext db, VolumeHosts hosts, OutboxSignal outbox, IOptions<ServiceOptions> services, TimeProvider clock,
+        CancellationToken ct)
     {
         if (body.Restore is not { } request) return CinderErrors.BadRequest("Missing required element 'restore' in request body.");
         if (await FindAsync(db, caller, id, ct) is not { } backup) return BackupNotFound(id);
         if (backup.Status != BackupStatus.Available)
             return CinderErrors.BadRequest($"Invalid backup: Backup status must be available but is {backup.Status}.");
         var now = clock.GetUtcNow();
-        if (await NoBackupServiceAsync(db, backup.AvailabilityZone, now, ct) is { } noService) return noService;
+        if (await NoBackupServiceAsync(db, backup.AvailabilityZone, now, services, ct) is { } noService) return noService;
         Volume volume;
         if (request.VolumeId is not null)
         {
@@ -316,11 +320,13 @@ public static class BackupsApi
         }
         else
         {
-            if (hosts.PickHost(backup.AvailabilityZone) is not { } host)
+            if (!hosts.ServesZone(backup.AvailabilityZone))
                 return CinderErrors.BadRequest($"Availability zone '{backup.AvailabilityZone}' has no storage host.");
             // Cinder restores the source volume's metadata with the data; this takes the source's metadata as it is now (the
             // backup record keeps no copy), none when the source is gone.
             var source = await db.Volumes.AsNoTracking().FirstOrDefaultAsync(v => v.Id == backup.VolumeId, ct);
+            if (await hosts.PickHostAsync(backup.AvailabilityZone, (long)backup.Size << 30, db, ct) is not { } host)
+                return VolumesApi.NoValidBackend(backup.AvailabilityZone, backup.Size);
             volume = new Volume
             {
                 Id = Guid.NewGuid(), ProjectId = caller.ProjectId, UserId = caller.UserId, Size = backup.Size, Host = host.Name,
@@ -347,8 +353,8 @@ public static class BackupsApi
     }
 
     /// <summary>Cinder refuses a create, restore or delete when no cinder-backup of the zone is up, so no work queues for nobody.</summary>
-    static async Task<ProblemHttpResult?> NoBackupServiceAsync(AppDbContext db, string zone, DateTimeOffset now, CancellationToken ct) =>
-        await ServicesApi.BackupServiceUpAsync(db, zone, now, ct) ? null : CinderErrors.ServerError("Service cinder-backup could not be found.");
+    static async Task<ProblemHttpResult?> NoBackupServiceAsync(AppDbContext db, string zone, DateTimeOffset now, IOptions<ServiceOptions> services, CancellationToken ct) =>
+        await ServicesApi.BackupServiceUpAsync(db, zone, now, services.Value.DownTime, ct) ? null : CinderErrors.ServerError("Service cinder-backup could not be found.");
 
     static async Task<Backup?> FindAsync(AppDbContext db, Caller caller, string id, CancellationToken ct) =>
         Wire.TryParseId(id, out var bid) && await db.Backups.FindAsync([bid], ct) is { } b && caller.CanSee(b.ProjectId) ? b : null;

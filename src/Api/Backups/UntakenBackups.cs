@@ -24,7 +24,8 @@ public sealed class BackupOptions
 /// A backup queued behind others while agents are alive is left to wait: it will be taken.
 /// </summary>
 public sealed class UntakenBackupsWatchdog(
-    IServiceScopeFactory scopes, IOptions<BackupOptions> options, TimeProvider clock, ILogger<UntakenBackupsWatchdog> logger) : BackgroundService
+    IServiceScopeFactory scopes, IOptions<BackupOptions> options, IOptions<ServiceOptions> services, TimeProvider clock, ILogger<UntakenBackupsWatchdog> logger)
+    : BackgroundService
 {
     readonly BackupOptions settings = options.Value;
     long passes;
@@ -60,7 +61,7 @@ public sealed class UntakenBackupsWatchdog(
             .Select(b => new { b.Id, b.AvailabilityZone }).ToListAsync(ct);
         foreach (var zone in untaken.GroupBy(b => b.AvailabilityZone))
         {
-            if (await ServicesApi.BackupServiceUpAsync(db, zone.Key, now, ct)) continue;
+            if (await ServicesApi.BackupServiceUpAsync(db, zone.Key, now, services.Value.DownTime, ct)) continue;
             var reason = $"No cinder-backup service in availability zone '{zone.Key}' took the backup within {settings.UntakenAfter}.";
             foreach (var backup in zone)
             {

@@ -2,6 +2,7 @@ using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Services;
@@ -33,21 +34,22 @@ public static class DashboardApi
     static IResult Asset(string name, string contentType) =>
         Results.Stream(typeof(DashboardApi).Assembly.GetManifestResourceStream($"dashboard/{name}")!, contentType);
 
-    static async Task<Ok<DashboardSnapshot>> Snapshot(AppDbContext db, DashboardFeed feed, TimeProvider clock, CancellationToken ct) =>
-        TypedResults.Ok(await SnapshotAsync(db, feed, clock, ct));
+    static async Task<Ok<DashboardSnapshot>> Snapshot(AppDbContext db, DashboardFeed feed, IOptions<ServiceOptions> services, TimeProvider clock, CancellationToken ct) =>
+        TypedResults.Ok(await SnapshotAsync(db, feed, services.Value.DownTime, clock, ct));
 
-    static ServerSentEventsResult<string> Events(AppDbContext db, DashboardFeed feed, TimeProvider clock, CancellationToken ct) =>
-        TypedResults.ServerSentEvents(Stream(db, feed, clock, ct));
+    static ServerSentEventsResult<string> Events(AppDbContext db, DashboardFeed feed, IOptions<ServiceOptions> services, TimeProvider clock, CancellationToken ct) =>
+        TypedResults.ServerSentEvents(Stream(db, feed, services.Value.DownTime, clock, ct));
 
-    static async IAsyncEnumerable<SseItem<string>> Stream(AppDbContext db, DashboardFeed feed, TimeProvider clock, [EnumeratorCancellation] CancellationToken ct)
+    static async IAsyncEnumerable<SseItem<string>> Stream(AppDbContext db, DashboardFeed feed, TimeSpan downTime, TimeProvider clock,
+        [EnumeratorCancellation] CancellationToken ct)
     {
         using var subscription = feed.Subscribe();               // before the snapshot is read: an event meanwhile is queued, not lost
-        yield return new SseItem<string>(feed.Serialize(await SnapshotAsync(db, feed, clock, ct)), "snapshot");
+        yield return new SseItem<string>(feed.Serialize(await SnapshotAsync(db, feed, downTime, clock, ct)), "snapshot");
         await foreach (var item in subscription.Events.ReadAllAsync(ct)) yield return item;
     }
 
     /// <summary>One read of the rows, when a page connects; afterwards the page is kept current by events alone.</summary>
-    public static async Task<DashboardSnapshot> SnapshotAsync(AppDbContext db, DashboardFeed feed, TimeProvider clock, CancellationToken ct)
+    public static async Task<DashboardSnapshot> SnapshotAsync(AppDbContext db, DashboardFeed feed, TimeSpan downTime, TimeProvider clock, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
         string[] inFlight = ["Initial", nameof(BackupSaga.Creating), nameof(BackupSaga.Restoring), nameof(BackupSaga.Deleting)];
@@ -59,7 +61,7 @@ public static class DashboardApi
             .OrderByDescending(b => b.UpdatedAt).Take(RecentFailures).ToListAsync(ct);
         var agents = await db.Services.AsNoTracking().OrderBy(s => s.Zone).ThenBy(s => s.Binary).ThenBy(s => s.Host)
             .Select(s => new AgentUpdate(s.Binary, s.Host, s.Zone, s.LastHeartbeat, s.Disabled)).ToListAsync(ct);
-        return new DashboardSnapshot(now, (int)AgentService.DownAfter.TotalSeconds, (int)DashboardFeed.Bucket.TotalSeconds,
+        return new DashboardSnapshot(now, (int)downTime.TotalSeconds, (int)DashboardFeed.Bucket.TotalSeconds,
             running.Concat(finished).Select(Job).ToList(), failures.Select(Job).ToList(), agents, await RepositoryAsync(db, ct), feed.LastHour());
     }
 

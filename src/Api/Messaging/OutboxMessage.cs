@@ -22,6 +22,16 @@ public sealed class OutboxMessage
     /// <summary>Set when the row can never be sent (its body or type cannot be read): the relay passes it by, an operator looks.</summary>
     public DateTimeOffset? ParkedAt { get; set; }
 
+    /// <summary>A command sent to a send address (exchange:... or queue:...), not just a queue's name.</summary>
+    public static OutboxMessage Send<T>(T message, DateTimeOffset now, string address) where T : class
+    {
+        var row = Create(message, now);
+        return new()
+        {
+            Id = row.Id, MessageType = row.MessageType, Destination = address, Body = row.Body, TraceParent = row.TraceParent, CreatedAt = row.CreatedAt,
+        };
+    }
+
     /// <summary>Refuses, when the row is written, a message type the relay could not send.</summary>
     public static OutboxMessage Create<T>(T message, DateTimeOffset now, string? queue = null) where T : class => !KnownTypes.ContainsKey(typeof(T).Name)
         ? throw new ArgumentException($"{typeof(T).Name} is not a message type the outbox relay sends; add it to {nameof(OutboxMessage)}.{nameof(KnownTypes)}.")

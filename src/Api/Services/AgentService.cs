@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using VolumeBackup.Contracts;
 
 namespace VolumeBackup.Api.Services;
@@ -7,8 +8,6 @@ public sealed class AgentService
 {
     public const string Backup = AgentHeartbeat.BackupBinary;
     public const string Volume = "cinder-volume";
-    /// <summary>Cinder's service_down_time: an agent silent this long is down.</summary>
-    public static readonly TimeSpan DownAfter = TimeSpan.FromSeconds(60);
 
     public int Id { get; init; }
     public required string Binary { get; init; }
@@ -19,5 +18,13 @@ public sealed class AgentService
     public DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset LastHeartbeat { get; set; }
 
-    public bool IsUp(DateTimeOffset now) => now - LastHeartbeat < DownAfter;
+    public bool IsUp(DateTimeOffset now, TimeSpan downTime) => now - LastHeartbeat < downTime;
+}
+
+public sealed class ServiceOptions
+{
+    public const string Section = "Services";
+
+    /// <summary>Cinder's service_down_time: an agent (or a VolumeAgent's host) silent this long is down.</summary>
+    [Range(typeof(TimeSpan), "00:00:05", "1.00:00:00")] public TimeSpan DownTime { get; init; } = TimeSpan.FromSeconds(60);
 }

@@ -1,6 +1,7 @@
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using VolumeBackup.Api.Auth;
 using VolumeBackup.Api.Cinder;
 using VolumeBackup.Api.Errors;
@@ -20,7 +21,7 @@ public static class ServicesApi
 
     /// <summary>Agents as <c>cinder service-list</c> shows them (admin only, as in Cinder).</summary>
     static async Task<Results<Ok<Dictionary<string, List<Dictionary<string, object?>>>>, ProblemHttpResult>> List(
-        Caller caller, AppDbContext db, HttpRequest http, TimeProvider clock, CancellationToken ct)
+        Caller caller, AppDbContext db, HttpRequest http, IOptions<ServiceOptions> services, TimeProvider clock, CancellationToken ct)
     {
         var query = db.Services.AsNoTracking();
         if (http.Query["binary"] is [var binary]) query = query.Where(s => s.Binary == binary);
@@ -32,7 +33,7 @@ public static class ServicesApi
         {
             // The fields Cinder's services index writes: cluster from 3.7, a volume service's replication fields, its
             // back end's state from 3.49.
-            var up = s.IsUp(now);
+            var up = s.IsUp(now, services.Value.DownTime);
             var row = new Dictionary<string, object?>
             {
                 ["binary"] = s.Binary,
@@ -56,9 +57,9 @@ public static class ServicesApi
     }
 
     /// <summary>Whether a backup agent of the zone has been heard from recently: Cinder refuses a backup otherwise.</summary>
-    public static Task<bool> BackupServiceUpAsync(AppDbContext db, string zone, DateTimeOffset now, CancellationToken ct)
+    public static Task<bool> BackupServiceUpAsync(AppDbContext db, string zone, DateTimeOffset now, TimeSpan downTime, CancellationToken ct)
     {
-        var since = now - AgentService.DownAfter;
+        var since = now - downTime;
         return db.Services.AnyAsync(s => s.Binary == AgentService.Backup && s.Zone == zone && !s.Disabled && s.LastHeartbeat > since, ct);
     }
 }

@@ -1,5 +1,8 @@
 using System.ComponentModel.DataAnnotations;
+using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.EntityFrameworkCore;
+using VolumeBackup.Api.Volumes;
 using Microsoft.Extensions.Options;
 using VolumeBackup.Contracts.Grpc;
 using VolumeBackup.ServiceDefaults;
@@ -45,8 +48,35 @@ public sealed class VolumeHosts(IOptions<StorageOptions> options, DeploymentTls 
 
     public bool ServesZone(string zone) => All.Any(h => h.Zone == zone);
 
-    /// <summary>The host for a new volume in a zone: the first configured one (placement by capacity is future work).</summary>
-    public StorageHost? PickHost(string zone) => All.FirstOrDefault(h => h.Zone == zone);
+    /// <summary>
+    /// The host for a new volume in a zone, as Cinder's filter scheduler with its capacity filter and weigher: of the
+    /// zone's hosts whose VolumeAgent answers now, those with room for the volume, the one with the most room. Room is
+    /// the pool's size (which its VolumeAgent reports) less the sizes of the volumes placed there (from our own rows,
+    /// so placements a moment ago count at once): thick accounting, Cinder's max_over_subscription_ratio of 1. Null
+    /// when no host of the zone answers or has room.
+    /// </summary>
+    public async Task<StorageHost?> PickHostAsync(string zone, long sizeBytes, AppDbContext db, CancellationToken ct)
+    {
+        var candidates = All.Where(h => h.Zone == zone).ToList();
+        var names = candidates.Select(h => h.Name).ToList();
+        var placed = await db.Volumes.Where(v => names.Contains(v.Host) && v.Status != VolumeStatus.Deleting)
+            .GroupBy(v => v.Host).Select(g => new { Host = g.Key, Gib = g.Sum(v => (long)v.Size) }).ToDictionaryAsync(g => g.Host, g => g.Gib << 30, ct);
+        var sizes = await Task.WhenAll(candidates.Select(async h =>
+        {
+            try
+            {
+                return (long?)(await Client(h.Name).GetCapacityAsync(new CapacityRequest(), deadline: DateTime.UtcNow + ProbeTimeout, cancellationToken: ct)).TotalBytes;
+            }
+            catch (RpcException)
+            {
+                return null;                                  // down: no volume goes there
+            }
+        }));
+        return candidates.Select((h, i) => (Host: h, Room: sizes[i] - placed.GetValueOrDefault(h.Name)))
+            .Where(c => c.Room >= sizeBytes).OrderByDescending(c => c.Room).Select(c => c.Host).FirstOrDefault();
+    }
+
+    static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(5);
 
     /// <summary>The deadline of a VolumeAgent call starting now; every call has one, so a hung agent never holds a request.</summary>
     public DateTime Deadline => DateTime.UtcNow + options.Value.CallTimeout;

@@ -56,7 +56,7 @@ public static partial class VolumesApi
             return await db.FindVolumeAsync(caller, source, ct) is null ? VolumeNotFound(source)
                 : CinderErrors.BadRequest("Invalid input received: this service does not clone volumes (source_volid); back the volume up and restore it instead.");
         var zone = request.AvailabilityZone ?? hosts.All[0].Zone;
-        if (hosts.PickHost(zone) is not { } host) return CinderErrors.BadRequest($"Availability zone '{zone}' is invalid.");
+        if (!hosts.ServesZone(zone)) return CinderErrors.BadRequest($"Availability zone '{zone}' is invalid.");
 
         Guid? snapshotId = null;
         if (request.SnapshotId is not null)
@@ -67,6 +67,12 @@ public static partial class VolumesApi
             if (size < snap.Size) return CinderErrors.BadRequest($"Volume size '{size}'GB cannot be smaller than the snapshot size {snap.Size}GB.");
             snapshotId = sid;
         }
+        // A volume from a snapshot is a clone: it must be on the snapshot's host.
+        var host = snapshotId is { } fromSnapshot
+            ? await db.Snapshots.Where(x => x.Id == fromSnapshot).Join(db.Volumes, x => x.VolumeId, v => v.Id, (_, v) => v.Host).FirstOrDefaultAsync(ct) is { } snapshotHost
+                ? hosts.All.FirstOrDefault(h => h.Name == snapshotHost) : null
+            : await hosts.PickHostAsync(zone, (long)size << 30, db, ct);
+        if (host is null) return NoValidBackend(zone, size);
 
         var volume = new Volume
         {
@@ -84,6 +90,10 @@ public static partial class VolumesApi
         await CreateOnHostAsync(volume, hosts, db, clock, ct);
         return TypedResults.Accepted($"{Wire.BaseUrl(http)}/v3/{volume.ProjectId}/volumes/{volume.Id}", Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))));
     }
+
+    /// <summary>Cinder's scheduler answer when no backend passes its filters.</summary>
+    public static ProblemHttpResult NoValidBackend(string zone, int sizeGb) =>
+        CinderErrors.ServerError($"No valid backend was found. No storage host of availability zone '{zone}' answers with room for {sizeGb} GiB.");
 
     /// <summary>Creates the file on the storage host; a failure leaves the volume in error, as Cinder does, with the row kept for the user to delete.</summary>
     public static async Task CreateOnHostAsync(Volume volume, VolumeHosts hosts, AppDbContext db, TimeProvider clock, CancellationToken ct)

@@ -8,7 +8,7 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Microsoft.Win32.SafeHandles;
+using VolumeBackup.BackupAgent.Devices;
 using ZstdSharp;
 
 namespace VolumeBackup.BackupAgent.Repository;
@@ -18,8 +18,9 @@ public sealed record BackupSummary(long SizeBytes, int ObjectCount, int ChunksWr
 
 // The device to back up. With Changed (changed-block tracking from the VolumeAgent), every byte outside those ranges
 // equals the device of generation BaseGeneration; they are used only when the parent's manifest recorded that generation.
+// Reader, when given, is how the device is read (the caller disposes it); otherwise the file at Path, opened here.
 public sealed record BackupSource(string Path, long SizeBytes, string? Generation = null, IReadOnlyList<(long Offset, long Length)>? Changed = null,
-    string? BaseGeneration = null);
+    string? BaseGeneration = null, DeviceReader? Reader = null);
 
 public sealed record RestoreSummary(long SizeBytes, int ChunksRead, long BytesRead);
 
@@ -84,12 +85,13 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         var clock = Stopwatch.StartNew();
         var createdAt = DateTimeOffset.UtcNow;
 
-        using var source = File.OpenHandle(devicePath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.Asynchronous);
-        var deviceLength = SparseFile.Length(source);
+        using var opened = device.Reader is null ? DeviceReader.Local(devicePath) : null;
+        var source = device.Reader ?? opened!;
+        var deviceLength = source.Length;
         if (deviceLength < sizeBytes)
-            throw new InvalidOperationException($"The device {devicePath} of backup {backupId} holds {deviceLength} bytes, less than the {sizeBytes} to back up.");
+            throw new InvalidOperationException($"The device {source.Describe} of backup {backupId} holds {deviceLength} bytes, less than the {sizeBytes} to back up.");
         var key = await KeyAsync(container, create: true, ct);
-        var run = new BackupRun(container, key, backupId, devicePath, source, sizeBytes, chunkSize, parent);
+        var run = new BackupRun(container, key, backupId, source.Describe, source, sizeBytes, chunkSize, parent);
         var marker = $"{container}/writers/{backupId:D}";
         Manifest manifest;
         try
@@ -157,12 +159,19 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     // missing or corrupt chunk, once every read and write under way has stopped.
     public async Task<RestoreSummary> RestoreAsync(string container, Guid backupId, string targetPath, Func<long, Task>? progress, CancellationToken ct)
     {
+        await using var target = RestoreTarget.Open(targetPath);
+        return await RestoreAsync(container, backupId, target, progress, ct);
+    }
+
+    // The same, into a device written through a DeviceWriter (a VolumeAgent of another host); the caller disposes it.
+    public async Task<RestoreSummary> RestoreAsync(string container, Guid backupId, DeviceWriter target, Func<long, Task>? progress, CancellationToken ct)
+    {
         container = ContainerName.Validate(container);
         var manifest = await ReadManifestAsync(container, backupId, ct)
             ?? throw new FileNotFoundException($"Backup {backupId} has no manifest in container '{container}' on {store.Describe}.");
         var key = await ChunkKeyAsync(container, manifest, ct);
         var clock = Stopwatch.StartNew();
-        using var target = RestoreTarget.Open(targetPath);
+        var targetPath = target.Describe;
         var targetLength = target.Length;
         if (targetLength < manifest.SizeBytes)
             throw new InvalidOperationException($"The restore target {targetPath} holds {targetLength} bytes, less than the {manifest.SizeBytes} of backup {backupId}.");
@@ -187,7 +196,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             // The failure that stopped the restore, not the cancellation it caused in the other stage.
             ExceptionDispatchInfo.Throw(cause);
         }
-        target.Flush();
+        await target.FlushAsync(ct);
         logger.RestoreCompleted(backupId, container, targetPath, clock.ElapsedMilliseconds, manifest.SizeBytes, run.ChunksRead);
         return new RestoreSummary(manifest.SizeBytes, run.ChunksRead, run.BytesRead);
     }
@@ -216,7 +225,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 var (offset, length) = run.Extent(i);
                 if (run.Manifest.Chunks[i] is not { } chunk)
                 {
-                    run.Target.Zero(offset, length);
+                    await run.Target.ZeroAsync(offset, length, token);
                     await run.Gate.AddAsync(length, token);
                     return;
                 }
@@ -244,7 +253,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 var (offset, length) = run.Extent(index);
                 DecodeChunk(run.Container, run.Key, run.Manifest, index, chunk, decompressor, buffer.AsSpan(0, stored), plain.Span[..length]);
                 buffers.TryWrite(buffer);
-                run.Target.Write(plain.Span[..length], offset);
+                await run.Target.WriteAsync(plain[..length], offset, token);
                 Interlocked.Increment(ref run.ChunksRead);
                 Interlocked.Add(ref run.BytesRead, stored);
                 await run.Gate.AddAsync(length, token);
@@ -431,6 +440,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
 
     async Task StoreChunksAsync(BackupRun run, ProgressGate gate, CancellationToken ct)
     {
+        run.Source.Start(run.ChunkSize, [.. Enumerable.Range(0, run.Hashes.Length).Where(i => run.Reused?[i] != true).Select(i => run.Extent(i))], ct);
         var next = -1L;
         await Parallel.ForEachAsync(Enumerable.Range(0, settings.Workers), InParallel(ct), async (_, token) =>
         {
@@ -444,7 +454,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                     var (offset, length) = run.Extent(i);
                     if (run.Reused?[i] == true)
                         run.Reuse(i);
-                    else if (!SparseFile.IsHole(run.Source, offset, length))
+                    else if (await run.Source.ReadChunkAsync(offset, plain.AsMemory(0, length), token))
                         await StoreChunkAsync(run, i, plain.AsMemory(0, length), packed, compressor, token);
                     else
                         Metrics.ZeroChunk();
@@ -459,9 +469,10 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         });
     }
 
+    // The chunk's data is in plain, read by StoreChunksAsync.
     async Task StoreChunkAsync(BackupRun run, long index, Memory<byte> plain, byte[] packed, Compressor compressor, CancellationToken ct)
     {
-        await ReadExactlyAsync(run, index, plain, ct);
+        Interlocked.Add(ref run.BytesRead, plain.Length);
         Metrics.ChunkRead(plain.Length);
         if (!plain.Span.ContainsAnyExcept((byte)0))
         {
@@ -543,7 +554,8 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             {
                 var index = Array.IndexOf(run.Hashes, hash);
                 var data = plain.AsMemory(0, run.Extent(index).Length);
-                await ReadExactlyAsync(run, index, data, ct);
+                Interlocked.Add(ref run.BytesRead, data.Length);
+                await run.Source.ReadAgainAsync(run.Extent(index).Offset, data, ct);
                 if (run.Key.NameOf(data.Span) != hash)
                     throw new BackupDataException($"Backup {run.BackupId}: chunk {index} of {run.DevicePath} changed while it was backed up, and a concurrent delete collected its copy.",
                         run.BackupId, index, hash);
@@ -554,19 +566,6 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         {
             ArrayPool<byte>.Shared.Return(plain);
             ArrayPool<byte>.Shared.Return(packed);
-        }
-    }
-
-    static async Task ReadExactlyAsync(BackupRun run, long index, Memory<byte> buffer, CancellationToken ct)
-    {
-        Interlocked.Add(ref run.BytesRead, buffer.Length);
-        var offset = run.Extent(index).Offset;
-        for (var done = 0; done < buffer.Length;)
-        {
-            var n = await RandomAccess.ReadAsync(run.Source, buffer[done..], offset + done, ct);
-            if (n == 0)
-                throw new EndOfStreamException($"{run.DevicePath} ends at byte {offset + done}, before the {run.SizeBytes} bytes of backup {run.BackupId}.");
-            done += n;
         }
     }
 
@@ -765,13 +764,13 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     static byte[] Json(WriterMarker marker) => JsonSerializer.SerializeToUtf8Bytes(marker, RepositoryJson.Default.WriterMarker);
 
     // One backup in progress: the chunk hashes by position (null: all zeros) and the stored size of each distinct chunk.
-    sealed class BackupRun(string container, ContainerKey key, Guid backupId, string devicePath, SafeFileHandle source, long sizeBytes, int chunkSize, Manifest? parent)
+    sealed class BackupRun(string container, ContainerKey key, Guid backupId, string devicePath, DeviceReader source, long sizeBytes, int chunkSize, Manifest? parent)
     {
         public string Container { get; } = container;
         public ContainerKey Key { get; } = key;
         public Guid BackupId { get; } = backupId;
         public string DevicePath { get; } = devicePath;
-        public SafeFileHandle Source { get; } = source;
+        public DeviceReader Source { get; } = source;
         public long SizeBytes { get; } = sizeBytes;
         public int ChunkSize { get; } = chunkSize;
         public string?[] Hashes { get; } = new string?[Manifest.ChunkCount(sizeBytes, chunkSize)];
@@ -824,12 +823,12 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     }
 
     // One restore in progress: what both stages share.
-    sealed class RestoreRun(string container, ContainerKey key, Manifest manifest, RestoreTarget target, ProgressGate gate)
+    sealed class RestoreRun(string container, ContainerKey key, Manifest manifest, DeviceWriter target, ProgressGate gate)
     {
         public string Container { get; } = container;
         public ContainerKey Key { get; } = key;
         public Manifest Manifest { get; } = manifest;
-        public RestoreTarget Target { get; } = target;
+        public DeviceWriter Target { get; } = target;
         public ProgressGate Gate { get; } = gate;
         public int ChunksRead;
         public long BytesRead;

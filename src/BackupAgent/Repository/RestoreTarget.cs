@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using VolumeBackup.BackupAgent.Devices;
 
 namespace VolumeBackup.BackupAgent.Repository;
 
@@ -8,8 +9,9 @@ namespace VolumeBackup.BackupAgent.Repository;
 // it straight from the restore's buffer, so writing a volume costs no page-cache copy (the largest CPU cost of a
 // buffered restore), no memory pressure, and leaves almost nothing for the final fsync. File systems without
 // O_DIRECT (tmpfs) and unaligned pieces (a last block shorter than 4 KiB, a chunk size that is not a multiple of
-// 4 KiB) go through the ordinary handle. Writes may come from several threads at once.
-public sealed unsafe partial class RestoreTarget : IDisposable
+// 4 KiB) go through the ordinary handle. Writes may come from several threads at once. A device of this host: a
+// restore into another host's goes through RemoteDeviceWriter.
+public sealed unsafe partial class RestoreTarget : DeviceWriter
 {
     // Covers the logical block size of every disk and file system O_DIRECT is used on (512 or 4096).
     public const int Alignment = 4096;
@@ -22,16 +24,20 @@ public sealed unsafe partial class RestoreTarget : IDisposable
     static readonly byte[] Zeros = new byte[1024 * 1024];
     static readonly int ODirect = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
 
+    readonly string path;
     readonly SafeFileHandle buffered;
     readonly SafeFileHandle? direct;
 
-    RestoreTarget(SafeFileHandle buffered, SafeFileHandle? direct)
+    RestoreTarget(string path, SafeFileHandle buffered, SafeFileHandle? direct)
     {
+        this.path = path;
         this.buffered = buffered;
         this.direct = direct;
     }
 
-    public long Length => SparseFile.Length(buffered);
+    public override string Describe => path;
+
+    public override long Length => SparseFile.Length(buffered);
 
     // True when aligned writes bypass the page cache.
     public bool Direct => direct is not null;
@@ -49,7 +55,7 @@ public sealed unsafe partial class RestoreTarget : IDisposable
                 direct.Dispose();   // EINVAL: this file system has no O_DIRECT; every write is buffered
                 direct = null;
             }
-            return new RestoreTarget(buffered, direct);
+            return new RestoreTarget(path, buffered, direct);
         }
         catch
         {
@@ -71,6 +77,24 @@ public sealed unsafe partial class RestoreTarget : IDisposable
     // Writes data (from an AlignedBuffer) at offset, leaving its all-zero 4 KiB blocks (of the file, whatever the chunk
     // size) as holes, so that a restored image is no less sparse than its source, and punching them where the target
     // held old data.
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> data, long offset, CancellationToken ct)
+    {
+        Write(data.Span, offset);
+        return ValueTask.CompletedTask;
+    }
+
+    public override ValueTask ZeroAsync(long offset, long length, CancellationToken ct)
+    {
+        Zero(offset, length);
+        return ValueTask.CompletedTask;
+    }
+
+    public override ValueTask FlushAsync(CancellationToken ct)
+    {
+        Flush();
+        return ValueTask.CompletedTask;
+    }
+
     public void Write(ReadOnlySpan<byte> data, long offset)
     {
         for (var start = 0; start < data.Length;)
@@ -110,10 +134,11 @@ public sealed unsafe partial class RestoreTarget : IDisposable
             throw new IOException($"fsync failed: errno {Marshal.GetLastPInvokeError()}");
     }
 
-    public void Dispose()
+    public override ValueTask DisposeAsync()
     {
         direct?.Dispose();
         buffered.Dispose();
+        return base.DisposeAsync();
     }
 
     void WriteData(ReadOnlySpan<byte> data, long offset)

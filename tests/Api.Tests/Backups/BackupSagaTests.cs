@@ -13,7 +13,7 @@ namespace VolumeBackup.Api.Tests.Backups;
 public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarness>
 {
     [Fact]
-    public async Task A_create_request_sends_the_command_to_the_zone_queue_and_the_backup_is_creating()
+    public async Task A_create_request_sends_the_command_to_the_volume_host_s_queue_and_the_backup_is_creating()
     {
         var (volume, backup) = await saga.RequestedAsync(VolumeStatus.InUse);
         Assert.Equal(BackupStatus.Creating, (await saga.BackupAsync(backup.Id)).Status);   // "Initial" reads creating too
@@ -23,9 +23,10 @@ public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarnes
 
         Assert.Equal(nameof(BackupSaga.Creating), (await saga.BackupAsync(backup.Id)).State);
         var command = Assert.Single(await saga.OutboxAsync<CreateBackup>(backup.Id));
-        Assert.Equal($"queue:{Queues.CreateBackup("nova")}", command.Destination);
+        // The volume's host's exchange, falling back to the zone's queue (see Queues).
+        Assert.Equal("exchange:create-backup-nova.host-a?type=fanout&alternateexchange=create-backup-nova", command.Destination);
         var sent = JsonSerializer.Deserialize<CreateBackup>(command.Body)!;
-        Assert.Equal((volume.Id, true, 1L << 30, "c"), (sent.VolumeId, sent.InUse, sent.SizeBytes, sent.Container));
+        Assert.Equal((volume.Id, true, 1L << 30, "c", "host-a"), (sent.VolumeId, sent.InUse, sent.SizeBytes, sent.Container, sent.VolumeHost));
         Assert.Equal(["backup.create.start"], await NotificationsAsync(backup.Id));
     }
 
@@ -100,8 +101,10 @@ public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarnes
 
         await saga.FeedAsync(new BackupRestoreRequested(backup.Id, restoreId, target.Id));
         Assert.Equal(BackupStatus.Restoring, (await saga.BackupAsync(backup.Id)).Status);
-        var command = JsonSerializer.Deserialize<RestoreBackup>(Assert.Single(await saga.OutboxAsync<RestoreBackup>(backup.Id)).Body)!;
-        Assert.Equal((restoreId, target.Id), (command.RestoreId, command.VolumeId));
+        var row = Assert.Single(await saga.OutboxAsync<RestoreBackup>(backup.Id));
+        Assert.Equal("exchange:restore-backup-nova.host-a?type=fanout&alternateexchange=restore-backup-nova", row.Destination);
+        var command = JsonSerializer.Deserialize<RestoreBackup>(row.Body)!;
+        Assert.Equal((restoreId, target.Id, "host-a"), (command.RestoreId, command.VolumeId, command.VolumeHost));
 
         await saga.FeedAsync(new BackupRestored(backup.Id, Guid.NewGuid(), target.Id, 1));    // of another, earlier restore: ignored
         Assert.Equal(BackupStatus.Restoring, (await saga.BackupAsync(backup.Id)).Status);

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using VolumeBackup.BackupAgent.Devices;
 using VolumeBackup.BackupAgent.Tests.Repository;
 using VolumeBackup.Contracts.Grpc;
 using VolumeBackup.TestSupport;
@@ -39,6 +40,8 @@ public sealed class AgentHarness : IAsyncDisposable
             .AddSingleton<RunningJobs>()
             .AddSingleton(Repository.Repository(Store))
             .AddSingleton(Volumes)
+            .AddSingleton<VolumeAgents>()
+            .AddHttpClient()
             .AddMassTransitTestHarness(x =>
             {
                 x.SetTestTimeouts(testTimeout: TimeSpan.FromSeconds(60), testInactivityTimeout: TimeSpan.FromSeconds(30));

@@ -1,0 +1,67 @@
+using System.Diagnostics;
+using System.Globalization;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using VolumeBackup.BackupAgent;
+using VolumeBackup.BackupAgent.Devices;
+using VolumeBackup.BackupAgent.Repository;
+using VolumeBackup.Contracts.Grpc;
+
+namespace VolumeBackup.Bench;
+
+// A backup and a restore read (written) in place, as an agent on the volume's host does, against the same through a
+// VolumeAgent process on another loopback address (ReadDevice, WriteDevice), as an agent of another host does. Runs
+// alternate (local, remote, remote, local) into fresh containers, so neither side finds the other's chunks and the
+// machine's load drifts over both alike. bench/remote.sh starts the VolumeAgent and runs this.
+static class Remote
+{
+    public static async Task RunAsync(RepositoryOptions settings, string target, string container, string volumeAgent, Guid volumeId, int rounds)
+    {
+        using var channel = GrpcChannel.ForAddress(volumeAgent);
+        var client = new VolumeHost.VolumeHostClient(channel);
+        var agent = new AgentOptions { Host = "bench", VolumeAgentAddress = volumeAgent };
+        await using var store = RepositoryStores.Open(target, settings.Connections);
+        var repository = new BackupRepository(store, Options.Create(settings), NullLogger<BackupRepository>.Instance);
+        var times = new Dictionary<string, List<double>> { ["local"] = [], ["remote"] = [], ["restore-local"] = [], ["restore-remote"] = [] };
+        Console.WriteLine($"LOAD before {File.ReadAllText("/proc/loadavg").Trim()}");
+        for (var round = 0; round < rounds; round++)
+        {
+            foreach (var remote in round % 2 == 0 ? new[] { false, true } : [true, false])
+            {
+                var mode = remote ? "remote" : "local";
+                var into = $"{container}/{mode}-{round}";
+                var backupId = Guid.NewGuid();
+                var device = await client.GetBackupDeviceAsync(new GetBackupDeviceRequest { BackupId = backupId.ToString(), VolumeId = volumeId.ToString() });
+                var clock = Stopwatch.StartNew();
+                BackupSummary summary;
+                using (var reader = remote ? new RemoteDeviceReader(client, "bench-host", device, agent) : null)
+                    summary = await repository.BackupAsync(into, backupId, volumeId, null,
+                        new BackupSource(device.Path, device.SizeBytes, Reader: reader), null, CancellationToken.None);
+                var seconds = clock.Elapsed.TotalSeconds;
+                await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = device.DeviceId });
+                times[mode].Add(seconds);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"RESULT op=backup mode={mode} round={round} seconds={seconds:F3} read_mib={summary.BytesRead / 1048576.0:F1} written_mib={summary.BytesWritten / 1048576.0:F1} load={Load()}"));
+
+                var restoreVolume = Guid.NewGuid();
+                await client.CreateVolumeAsync(new CreateVolumeRequest { VolumeId = restoreVolume.ToString(), SizeBytes = device.SizeBytes });
+                var restoreDevice = await client.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = restoreVolume.ToString(), RestoreId = Guid.NewGuid().ToString() });
+                clock.Restart();
+                await using (var writer = remote ? new RemoteDeviceWriter(client, "bench-host", restoreDevice, agent, CancellationToken.None) : DeviceWriter.Local(restoreDevice.Path))
+                    await repository.RestoreAsync(into, backupId, writer, null, CancellationToken.None);
+                seconds = clock.Elapsed.TotalSeconds;
+                times[$"restore-{mode}"].Add(seconds);
+                await client.ReleaseDeviceAsync(new ReleaseDeviceRequest { DeviceId = restoreDevice.DeviceId, Commit = true });
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT op=restore mode={mode} round={round} seconds={seconds:F3} load={Load()}"));
+                await client.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = restoreVolume.ToString() });
+            }
+        }
+        Console.WriteLine($"LOAD after {File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"SUMMARY backup local={times["local"].Average():F2}s remote={times["remote"].Average():F2}s ratio={times["remote"].Average() / times["local"].Average():F2} " +
+            $"restore local={times["restore-local"].Average():F2}s remote={times["restore-remote"].Average():F2}s ratio={times["restore-remote"].Average() / times["restore-local"].Average():F2} (target: backup ratio <= 1.5)"));
+    }
+
+    static string Load() => File.ReadAllText("/proc/loadavg").Split(' ')[0];
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Remote device I/O against local, side by side: see bench/README.md ("Remote device I/O").
+#
+#   bench/remote.sh
+#
+# Starts a VolumeAgent on 127.0.0.12 (a simulated second host) on a folder of the XFS pool, makes a volume there
+# (BENCH_GIB GiB holding BENCH_DATA_GIB GiB of data: 25 % holes, 25 % random, 50 % text), and backs it up and restores
+# it BENCH_ROUNDS times each way: reading the device file in place (an agent on the volume's host) and through the
+# VolumeAgent's ReadDevice/WriteDevice streams (an agent on another host), alternating, each into a fresh container on
+# the NFS share. Prints every run, the machine's load average, the mean times and the remote/local ratios. Uses the
+# NFS server and pool already running (ENV_FROM: a deploy/services.sh to take `env` from; it starts none of them) and
+# removes what it wrote.
+#
+# Environment: BENCH_GIB=2  BENCH_DATA_GIB=1  BENCH_ROUNDS=2  BENCH_SEED=42  BENCH_NO_BUILD=1  ENV_FROM=deploy/services.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ENV_FROM=${ENV_FROM:-deploy/services.sh}
+eval "$($ENV_FROM env)"
+GIB=${BENCH_GIB:-2} DATA_GIB=${BENCH_DATA_GIB:-1} ROUNDS=${BENCH_ROUNDS:-2} SEED=${BENCH_SEED:-42}
+OUT=$PWD/.state/bench
+mkdir -p "$OUT/build" "$OUT/results"
+say() { echo "remote: $*" >&2; }
+
+if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+  say "building bench/Bench.csproj and src/VolumeAgent (Release)"
+  for project in bench/Bench.csproj src/VolumeAgent/VolumeAgent.csproj; do
+    dotnet build "$project" -c Release -nodeReuse:false --artifacts-path "$OUT/build" -v q -nologo >"$OUT/build.log" 2>&1 \
+      || { tail -n 30 "$OUT/build.log" >&2; exit 1; }
+  done
+fi
+BIN=$OUT/build/bin/Bench/release/Bench.dll
+AGENT=$OUT/build/bin/VolumeAgent/release/VolumeAgent.dll
+RUN=remote-$$-$(date +%s)
+POOL=$VB_POOL/$RUN
+LOG=$OUT/results/$RUN.log
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.12", 0)); print(s.getsockname()[1])')
+mkdir -p "$POOL"
+agent_pid=
+cleanup() {
+  [[ -n $agent_pid ]] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+  rm -rf "${POOL:?}" "${VB_NFS_EXPORT:?}/$RUN"
+}
+trap cleanup EXIT
+
+(cd "$(dirname "$AGENT")" && exec env Volumes__PoolPath="$POOL" dotnet "$AGENT" --urls "http://127.0.0.12:$PORT") >"$LOG.volume-agent" 2>&1 &
+agent_pid=$!
+for _ in $(seq 1 120); do
+  curl -sf --max-time 2 --http2-prior-knowledge "http://127.0.0.12:$PORT/health/ready" >/dev/null && break
+  kill -0 "$agent_pid" 2>/dev/null || { tail -n 20 "$LOG.volume-agent" >&2; exit 1; }
+  sleep 0.5
+done
+say "VolumeAgent on 127.0.0.12:$PORT (pool $POOL)"
+
+VOLUME=$(cat /proc/sys/kernel/random/uuid)
+say "making a $GIB GiB volume holding $DATA_GIB GiB of data"
+dotnet "$BIN" make-image "$POOL/volume-$VOLUME" "$GIB" "$SEED" "$DATA_GIB"
+say "$ROUNDS rounds of local and remote backups and restores (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+dotnet "$BIN" remote "$VB_NFS_URL" "$RUN" "http://127.0.0.12:$PORT" "$VOLUME" "$ROUNDS" | tee "$LOG"
+say "nproc $(nproc); results in $LOG"
