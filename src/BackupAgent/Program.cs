@@ -25,11 +25,11 @@ builder.Services.AddMassTransit(x =>
     x.AddConsumer<CreateBackupConsumer, CreateBackupConsumerDefinition>();
     x.AddConsumer<RestoreBackupConsumer, RestoreBackupConsumerDefinition>();
     x.AddConsumer<DeleteBackupConsumer, DeleteBackupConsumerDefinition>();
-    // Every agent hears every cancel: a temporary queue of its own, named for this process.
+    // Every agent hears every cancel: a temporary queue of its own, named for this process (classic: a quorum queue cannot be temporary).
     x.AddConsumer<CancelBackupConsumer>().Endpoint(e => { e.Temporary = true; e.InstanceId = $"-{Environment.MachineName}-{Environment.ProcessId}"; });
     x.UsingRabbitMq((context, bus) =>
     {
-        bus.Host(new Uri(builder.Configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")));
+        bus.Host(Broker.From(builder.Configuration));
         bus.ConfigureEndpoints(context);
     });
 });

@@ -23,6 +23,8 @@ public abstract class ZoneQueueDefinition<TConsumer> : ConsumerDefinition<TConsu
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<TConsumer> consumer, IRegistrationContext context)
     {
         endpoint.ConcurrentMessageLimit = agent.ConcurrentJobs;
+        if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
+            rabbit.SetQuorumQueue();                        // a command outlives the broker node it was sent through
         consumer.UseFilter(new Metrics.RunningJobFilter<TConsumer>(JobKind));
         endpoint.UseMessageRetry(r =>
         {

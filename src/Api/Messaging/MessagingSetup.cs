@@ -4,6 +4,7 @@ using MassTransit.Saga;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Dashboard;
 using VolumeBackup.Api.Services;
+using VolumeBackup.ServiceDefaults;
 
 namespace VolumeBackup.Api.Messaging;
 
@@ -15,7 +16,7 @@ public static class MessagingSetup
     /// </summary>
     public static void AddBackupSaga(this IBusRegistrationConfigurator x)
     {
-        x.AddSagaStateMachine<BackupSaga, Backup>().Repository(r =>
+        x.AddSagaStateMachine<BackupSaga, Backup>().Endpoint(e => e.QuorumQueue()).Repository(r =>
             r.RegisterSagaRepository<Backup, AppDbContext, SagaConsumeContextFactory<AppDbContext, Backup>, PostgresSagaRepositoryContextFactory<Backup>>());
         x.AddConfigureEndpointsCallback((context, _, endpoint) =>
         {
@@ -32,14 +33,16 @@ public static class MessagingSetup
     {
         services.AddSingleton<OutboxSignal>();
         services.AddSingleton<OsloPublisher>();
+        services.AddSingleton<CommandQueues>();
         services.AddOptions<NotificationOptions>().BindConfiguration(NotificationOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddHostedService<OutboxRelay>();
         services.AddMassTransit(x =>
         {
             x.SetKebabCaseEndpointNameFormatter();
             x.AddBackupSaga();
-            x.AddConsumer<HeartbeatConsumer>();
+            x.AddConsumer<HeartbeatConsumer>().Endpoint(e => e.QuorumQueue());
             // A queue per Api instance, gone with it: every instance's pages see every event, one at a time in the queue's order.
+            // Classic (a quorum queue cannot be temporary): on a cluster it lives on one node, and the bus declares it anew on another.
             x.AddConsumer<DashboardConsumer>().Endpoint(e =>
             {
                 e.Name = $"dashboard-{Environment.MachineName}-{Guid.NewGuid():N}";
@@ -48,7 +51,7 @@ public static class MessagingSetup
             });
             x.UsingRabbitMq((context, bus) =>
             {
-                bus.Host(new Uri(configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")));
+                bus.Host(Broker.From(configuration));
                 bus.ConfigureEndpoints(context);
             });
         });

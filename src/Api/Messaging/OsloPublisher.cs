@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
 using VolumeBackup.Api.Backups;
+using VolumeBackup.ServiceDefaults;
 
 namespace VolumeBackup.Api.Messaging;
 
@@ -59,12 +60,8 @@ public sealed class OsloPublisher(IConfiguration configuration, IOptions<Notific
     {
         if (channel is { IsOpen: true }) return channel;
         await ResetAsync();
-        var factory = new ConnectionFactory
-        {
-            Uri = new Uri(configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required")),
-            ClientProvidedName = "volumebackup-api-oslo-notifications",
-        };
-        connection = await factory.CreateConnectionAsync(ct);
+        var broker = Broker.From(configuration);
+        connection = await broker.ConnectionFactory("volumebackup-api-oslo-notifications").CreateConnectionAsync(broker.Nodes, ct);   // any node of a cluster
         channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), ct);
         return channel;
     }

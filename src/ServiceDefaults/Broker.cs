@@ -1,0 +1,60 @@
+using MassTransit;
+using Microsoft.Extensions.Configuration;
+using RabbitMQ.Client;
+
+namespace VolumeBackup.ServiceDefaults;
+
+/// <summary>
+/// Where the RabbitMQ broker is. <c>ConnectionStrings:RabbitMq</c> gives the credentials, the virtual host and a first node;
+/// <c>RabbitMq:ClusterNodes</c> (a list of <c>host:port</c>) names every node of a cluster, tried in order when connecting and
+/// again whenever a connection is lost, so the programs carry on through a node that goes away.
+/// </summary>
+public sealed record Broker(Uri Uri, IReadOnlyList<AmqpTcpEndpoint> Nodes)
+{
+    public const string ClusterNodesKey = "RabbitMq:ClusterNodes";
+
+    public static Broker From(IConfiguration configuration)
+    {
+        var uri = new Uri(configuration.GetConnectionString("RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is required"));
+        var first = new AmqpTcpEndpoint(uri.Host, uri.IsDefaultPort ? AmqpTcpEndpoint.UseDefaultPort : uri.Port);
+        var listed = configuration.GetSection(ClusterNodesKey).Get<string[]>() ?? [];
+        // The connection string's node first, then the listed ones it is not already.
+        var nodes = listed.Select(Parse).Prepend(first).DistinctBy(e => (e.HostName, e.Port)).ToList();
+        return new Broker(uri, nodes);
+    }
+
+    static AmqpTcpEndpoint Parse(string node) =>
+        node.Split(':') is [var host, var port] && host.Length > 0 && int.TryParse(port, out var p) && p is > 0 and < 65536
+            ? new AmqpTcpEndpoint(host, p)
+            : throw new InvalidOperationException($"{ClusterNodesKey} holds \"{node}\": each node must be host:port");
+
+    /// <summary>A connection factory for this broker's credentials and virtual host (connect with <see cref="Nodes"/>).</summary>
+    public ConnectionFactory ConnectionFactory(string clientName) => new() { Uri = Uri, ClientProvidedName = clientName };
+}
+
+public static class BrokerExtensions
+{
+    /// <summary>The bus's host: the broker of <see cref="Broker.From"/>, every cluster node, and publisher confirms.</summary>
+    public static void Host(this IRabbitMqBusFactoryConfigurator bus, Broker broker)
+    {
+        bus.Host(broker.Uri, h =>
+        {
+            h.PublisherConfirmation = true;             // a send completes once the broker holds the message (for a quorum queue: a majority of its nodes)
+            if (broker.Nodes.Count > 1)
+                h.UseCluster(c =>
+                {
+                    foreach (var node in broker.Nodes) c.Node($"{node.HostName}:{node.Port}");
+                });
+        });
+    }
+}
+
+public static class QuorumQueueExtensions
+{
+    /// <summary>
+    /// The endpoint's queue is a quorum queue: replicated on a majority of the cluster's nodes, so it and its messages outlive
+    /// a node (and its _error and _skipped queues too, which copy its arguments). On one node it works the same, unreplicated.
+    /// </summary>
+    public static void QuorumQueue(this IEndpointRegistrationConfigurator endpoint) =>
+        endpoint.AddRabbitMqConfigureEndpointCallback((_, queue) => queue.SetQuorumQueue());
+}
