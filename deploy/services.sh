@@ -16,7 +16,8 @@
 #   start; see the cluster section below): nodes ${VB_CLUSTER_NAME:-vbc}1..3@localhost, AMQP
 #   VB_CLUSTER_AMQP_PORT (5701) + 0..2, distribution VB_CLUSTER_DIST_PORT (25701) + 0..2, state in
 #   VB_CLUSTER_DIR (<state>/rabbitmq-cluster). cluster-env prints the programs' settings for it;
-#   stop-cluster-node N / start-cluster-node N stop and start one node (failure tests).
+#   stop-cluster-node N / kill-cluster-node N / start-cluster-node N stop (gracefully or with SIGKILL)
+#   and start one node (failure tests).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -469,6 +470,18 @@ stop_cluster_node() {
   rm -f "$CLUSTER_DIR/node$n/rabbitmq.pid"
 }
 
+# kill_cluster_node I: SIGKILL, as a crash or a lost machine would end it (failure tests); start-cluster-node brings it back.
+kill_cluster_node() {
+  local n=$1 pid
+  if cluster_node_running "$n"; then
+    pid=$(head -n1 "$CLUSTER_DIR/node$n/rabbitmq.pid")
+    kill -9 "$pid"
+    wait_until 60 eval "! alive $pid" || die "$(cluster_node "$n") (pid $pid) survived SIGKILL"
+    say "rabbitmq cluster: $(cluster_node "$n") killed"
+  fi
+  rm -f "$CLUSTER_DIR/node$n/rabbitmq.pid"
+}
+
 stop_cluster() {
   local k
   # The last node stopped must be the first started next time (it has the newest view): stop 3, 2, 1; start waits for all.
@@ -496,7 +509,7 @@ cluster_status() {
     cluster_ctl "$seen" cluster_status --formatter json | jq -r '"  running: \(.running_nodes | join(" "))\n  disk:    \(.disk_nodes | join(" "))"' || true
     echo "queues (vhost /): name type leader members"
     cluster_ctl "$seen" list_queues -q name type leader members --formatter json 2>/dev/null \
-      | jq -r '.[] | "  \(.name) \(.type) \(.leader // "-") \((.members // []) | join(","))"' || true
+      | jq -r '.[] | "  \(.name) \(.type) \(if (.leader | type) == "string" and .leader != "" then .leader else "-" end) \(if (.members | type) == "array" then .members | join(",") else "-" end)"' || true
   fi
   return $rc
 }
@@ -900,5 +913,6 @@ case ${1:-} in
   cluster-env)      cmd_cluster_env ;;
   start-cluster-node) [[ ${2:-} =~ ^[1-3]$ ]] || die "usage: $0 start-cluster-node 1|2|3"; start_cluster_node "$2"; await_cluster_node "$2"; say "rabbitmq cluster: $(cluster_node "$2") started" ;;
   stop-cluster-node)  [[ ${2:-} =~ ^[1-3]$ ]] || die "usage: $0 stop-cluster-node 1|2|3"; stop_cluster_node "$2" ;;
-  *) echo "usage: $0 install|start [keystone]|stop [PART...]|status|env|start-nfs|stop-nfs|start-prometheus|stop-prometheus|start-cluster|stop-cluster|cluster-status|cluster-env|start-cluster-node N|stop-cluster-node N" >&2; exit 2 ;;
+  kill-cluster-node)  [[ ${2:-} =~ ^[1-3]$ ]] || die "usage: $0 kill-cluster-node 1|2|3"; kill_cluster_node "$2" ;;
+  *) echo "usage: $0 install|start [keystone]|stop [PART...]|status|env|start-nfs|stop-nfs|start-prometheus|stop-prometheus|start-cluster|stop-cluster|cluster-status|cluster-env|start-cluster-node N|stop-cluster-node N|kill-cluster-node N" >&2; exit 2 ;;
 esac

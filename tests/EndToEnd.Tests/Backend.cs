@@ -36,13 +36,19 @@ public sealed class Backend : IAsyncLifetime
     public HttpClient Http { get; private set; } = null!;
     /// <summary>The AMQP URI of this deployment's virtual host.</summary>
     public string Broker => broker;
+    /// <summary>A broker of the test's own (a cluster's AMQP URI) instead of a virtual host on the shared one.</summary>
+    public string? OwnBroker { get; init; }
+    /// <summary>host:port of every node of <see cref="OwnBroker"/>'s cluster, given to the programs as RabbitMq:ClusterNodes.</summary>
+    public IReadOnlyList<string> ClusterNodes { get; init; } = [];
+    /// <summary>Settings every process gets besides its own (log levels, say).</summary>
+    public IReadOnlyDictionary<string, string> CommonSettings { get; init; } = new Dictionary<string, string>();
     string broker = "";
     string repositoryTarget = "";
 
     public async Task InitializeAsync()
     {
         Database = await TestServices.CreateDatabaseAsync("e2e");
-        broker = await TestServices.CreateVirtualHostAsync("e2e");
+        broker = OwnBroker ?? await TestServices.CreateVirtualHostAsync("e2e");
         Pool = TestServices.CreatePoolFolder("e2e");
         if (repositoryTarget.Length == 0)
         {
@@ -74,7 +80,7 @@ public sealed class Backend : IAsyncLifetime
             (token, ProjectId, _) = await TestSupport.Keystone.LoginAsync("demo-member");
             (adminToken, _, _) = await TestSupport.Keystone.LoginAsync("admin");
         }
-        Api = await Start("Api", api);
+        Api = await Start("Api", WithClusterNodes(api));
         Http = new HttpClient { BaseAddress = new Uri(Api.Address), Timeout = TimeSpan.FromSeconds(60) };
         Http.DefaultRequestHeaders.Add("X-Auth-Token", token);
         Admin = new HttpClient { BaseAddress = Http.BaseAddress, Timeout = Http.Timeout };
@@ -104,7 +110,7 @@ public sealed class Backend : IAsyncLifetime
     /// <summary>The agents' Agent:ProgressEveryBytes, when a test needs progress events of a small volume.</summary>
     public long? ProgressEveryBytes { get; init; }
 
-    public Task<HostProcess> StartBackupAgentAsync(string name, string? repositoryTarget = null) => Start("BackupAgent", new()
+    public Task<HostProcess> StartBackupAgentAsync(string name, string? repositoryTarget = null) => Start("BackupAgent", WithClusterNodes(new()
     {
         ["ConnectionStrings__RabbitMq"] = broker,
         ["Agent__Host"] = "host-a",
@@ -115,7 +121,13 @@ public sealed class Backend : IAsyncLifetime
         ["Repository__Target"] = repositoryTarget ?? this.repositoryTarget,
         ["Repository__ChunkSize"] = (1024 * 1024).ToString(),
         ["Agent__ProgressEveryBytes"] = (ProgressEveryBytes ?? 256L << 20).ToString(CultureInfo.InvariantCulture),
-    }, name);
+    }), name);
+
+    Dictionary<string, string> WithClusterNodes(Dictionary<string, string> settings)
+    {
+        for (var i = 0; i < ClusterNodes.Count; i++) settings[$"RabbitMq__ClusterNodes__{i}"] = ClusterNodes[i];
+        return settings;
+    }
 
     /// <summary>Kills the VolumeAgent as a crash would and starts it again on the same address, as its supervisor would.</summary>
     public async Task RestartVolumeAgentAsync()
@@ -133,6 +145,7 @@ public sealed class Backend : IAsyncLifetime
 
     async Task<HostProcess> Start(string project, Dictionary<string, string> settings, string? name = null, int? port = null)
     {
+        foreach (var (key, value) in CommonSettings) settings[key] = value;
         settings["Telemetry__Console"] = "true";           // the tracing test reads spans from each process's output
         settings["Telemetry__Instance"] = name ?? project;
         var host = await HostProcess.StartAsync(project, settings, name, port);
@@ -199,7 +212,7 @@ public sealed class Backend : IAsyncLifetime
         Admin?.Dispose();
         foreach (var host in hosts.ToArray()) await host.DisposeAsync();
         if (Directory.Exists(Pool)) Directory.Delete(Pool, recursive: true);
-        if (broker.Length > 0) await TestServices.DeleteVirtualHostAsync(broker);
+        if (broker.Length > 0 && OwnBroker is null) await TestServices.DeleteVirtualHostAsync(broker);
     }
 
     public static JsonSerializerOptions Json { get; } = new(JsonSerializerDefaults.Web);

@@ -38,8 +38,18 @@ sealed class RepositoryLock : IAsyncDisposable
         {
             if (await store.TryCreateExclusiveAsync(path, owner, ct))
             {
-                var entry = await store.StatAsync(path, ct) ?? throw new IOException($"The lock {path} on {store.Describe} vanished as it was taken.");
-                return new RepositoryLock(store, path, entry.Modified, staleAfter, logger);
+                try
+                {
+                    var entry = await store.StatAsync(path, ct) ?? throw new IOException($"The lock {path} on {store.Describe} vanished as it was taken.");
+                    return new RepositoryLock(store, path, entry.Modified, staleAfter, logger);
+                }
+                catch
+                {
+                    // Taken but never handed out (the job cancelled this instant, say when its broker connection went): given back
+                    // at once, or every backup of the container would wait staleAfter for a holder that is alive and never refreshes it.
+                    await store.DeleteAsync(path, CancellationToken.None);
+                    throw;
+                }
             }
             var current = await store.StatAsync(path, ct);
             if (current is null)

@@ -326,6 +326,23 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
+    public async Task A_backup_cancelled_the_moment_it_took_the_lock_gives_the_lock_back()
+    {
+        var data = RandomBytes(4 * ChunkSize, 23);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var store = new InterceptingStore(fx.Store);
+        // As when a job's broker connection drops: its token is cancelled between taking gc.lock and reading it back.
+        store.AfterCreateExclusive = path => { if (path.EndsWith("gc.lock", StringComparison.Ordinal)) cancel.Cancel(); };
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            fx.Repository(store).BackupAsync(Container, Guid.NewGuid(), Guid.Empty, null, fx.Volume(data), data.Length, null, cancel.Token));
+
+        Assert.False(File.Exists(Path.Join(fx.ContainerPath, "gc.lock")), "the lock is left for StaleAfter, blocking every backup of the container");
+        var next = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);   // the redelivered job: no wait for a stale lock
+        Assert.Equal(data, await RestoreAsync(fx.Repository(), next, data.Length));
+    }
+
+    [Fact]
     public async Task Backup_whose_relied_on_chunks_were_collected_writes_them_again()
     {
         var data = RandomBytes(8 * ChunkSize, 22);

@@ -61,6 +61,7 @@ public sealed class InterceptingStore(IRepositoryStore inner) : IRepositoryStore
 {
     public Func<string, string> MapPath { get; init; } = path => path;
     public Func<string, Task>? BeforeCreateExclusive { get; set; }
+    public Action<string>? AfterCreateExclusive { get; set; }
     public Action<string>? BeforeWriteAtomic { get; set; }
     public Func<string, Task>? BeforeRead { get; set; }
     public int MaxJitterMs { get; init; }
@@ -95,7 +96,9 @@ public sealed class InterceptingStore(IRepositoryStore inner) : IRepositoryStore
         await JitterAsync();
         if (BeforeCreateExclusive is { } hook)
             await hook(path);
-        return await inner.TryCreateExclusiveAsync(MapPath(path), data, ct);
+        var created = await inner.TryCreateExclusiveAsync(MapPath(path), data, ct);
+        if (created) AfterCreateExclusive?.Invoke(path);
+        return created;
     }
 
     public async Task<bool> DeleteAsync(string path, CancellationToken ct)
@@ -113,6 +116,7 @@ public sealed class InterceptingStore(IRepositoryStore inner) : IRepositoryStore
     public async Task<StoreEntry?> StatAsync(string path, CancellationToken ct)
     {
         await JitterAsync();
+        ct.ThrowIfCancellationRequested();               // as NfsStore refuses work queued with a cancelled token
         return await inner.StatAsync(MapPath(path), ct);
     }
 
