@@ -484,8 +484,9 @@ kill_cluster_node() {
 
 stop_cluster() {
   local k
-  # The last node stopped must be the first started next time (it has the newest view): stop 3, 2, 1; start waits for all.
-  for ((k = CLUSTER_SIZE; k >= 1; k--)); do stop_cluster_node "$k"; done
+  # All at once: start-cluster boots them all at once too, so no node waits at boot for one that stopped after it.
+  for ((k = 1; k <= CLUSTER_SIZE; k++)); do stop_cluster_node "$k" & done
+  wait
   if pid_alive "$CLUSTER_DIR/epmd.pid" epmd; then
     if epmd -names 2>/dev/null | grep -q '^name '; then warn "epmd still has nodes registered; leaving it running"
     else stop_pid "$CLUSTER_DIR/epmd.pid" epmd; fi
