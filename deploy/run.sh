@@ -21,6 +21,8 @@
 # VB_BACKUP_AGENT_PORT_2), Prometheus 9090 (VB_PROMETHEUS_PORT).
 # Auth: VB_AUTH_MODE=keystone (default: the Api validates Keystone tokens as its service user
 # vb-api; the demo logs in with demo-member's password) or noauth (X-Auth-Token user:project).
+# Broker: VB_BROKER=cluster runs the programs on the three-node RabbitMQ cluster (deploy/services.sh
+# start-cluster; stop it with deploy/services.sh stop-cluster) instead of the single node (the default).
 # Telemetry: export Telemetry__Console=true or OTEL_EXPORTER_OTLP_ENDPOINT=... before running;
 # the processes inherit the environment.
 set -euo pipefail
@@ -188,6 +190,11 @@ start_everything() {
   # Exports ConnectionStrings__Postgres, ConnectionStrings__RabbitMq, VB_NFS_URL, VB_POOL, ...
   eval "$("$SERVICES" env)"
   local volumes=$VB_POOL/demo repository=$VB_NFS_URL/demo i
+  if [[ ${VB_BROKER:-single} == cluster ]]; then
+    # The three-node cluster instead of the single node: its URI, and RabbitMq__ClusterNodes__* the programs inherit.
+    "$SERVICES" start-cluster
+    eval "$("$SERVICES" cluster-env)"
+  fi
 
   mkdir -p "$volumes"
   start_proc volume-agent VolumeAgent "$VOLUME_AGENT_PORT" \
