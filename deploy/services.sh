@@ -337,7 +337,7 @@ stop_rabbitmq() {
 # nodes ${VB_CLUSTER_NAME}1..3@localhost, AMQP on 127.0.0.1:VB_CLUSTER_AMQP_PORT+0..2, Erlang
 # distribution on VB_CLUSTER_DIST_PORT+0..2, everything under VB_CLUSTER_DIR. The nodes share a
 # generated Erlang cookie; the only user is a generated one (no guest), its password in a 0600 file.
-# Nodes 2 and 3 join node 1 when they first boot (or with join_cluster); a node restarted later rejoins by itself.
+# Nodes 2 and 3 join node 1 with join_cluster; a node restarted later rejoins by itself.
 CLUSTER_NAME=${VB_CLUSTER_NAME:-vbc}
 CLUSTER_SIZE=3
 CLUSTER_AMQP_PORT=${VB_CLUSTER_AMQP_PORT:-5701}
@@ -402,16 +402,6 @@ cluster_partition_handling = pause_minority
 consumer_timeout = 86400000
 CONF
   )
-  # Nodes 2 and 3 join node 1 as they first boot (peer discovery, waiting up to a minute for it); join_cluster_node
-  # joins by hand a node that booted alone all the same.
-  if ((n > 1)); then
-    cat >>"$dir/rabbitmq.conf" <<CONF
-cluster_formation.peer_discovery_backend = classic_config
-cluster_formation.classic_config.nodes.1 = $(cluster_node 1)
-cluster_formation.discovery_retry_limit = 120
-cluster_formation.discovery_retry_interval = 500
-CONF
-  fi
 }
 
 # start_cluster_node I: boots node I in the background (rabbitmq-server -detached); await_cluster_node waits for it.
