@@ -28,8 +28,15 @@ public sealed record Broker(Uri Uri, IReadOnlyList<AmqpTcpEndpoint> Nodes)
             ? new AmqpTcpEndpoint(host, p)
             : throw new InvalidOperationException($"{ClusterNodesKey} holds \"{node}\": each node must be host:port");
 
-    /// <summary>A connection factory for this broker's credentials and virtual host (connect with <see cref="Nodes"/>).</summary>
-    public ConnectionFactory ConnectionFactory(string clientName) => new() { Uri = Uri, ClientProvidedName = clientName };
+    /// <summary>A RabbitMQ.Client connection of its own (for what MassTransit does not do): to the first node that answers.</summary>
+    public async Task<IConnection> ConnectAsync(string clientName, CancellationToken ct)
+    {
+        var factory = new ConnectionFactory { Uri = Uri, ClientProvidedName = clientName };
+        if (Nodes.Count == 1)
+            return await factory.CreateConnectionAsync(ct);
+        // The listed nodes with the connection string's TLS settings (an amqps:// URI), which endpoints do not take from the factory.
+        return await factory.CreateConnectionAsync(Nodes.Select(n => new AmqpTcpEndpoint(n.HostName, n.Port, factory.Ssl)).ToList(), ct);
+    }
 }
 
 public static class BrokerExtensions

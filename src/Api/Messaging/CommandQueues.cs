@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using RabbitMQ.Client;
 using VolumeBackup.ServiceDefaults;
 
@@ -13,8 +14,7 @@ namespace VolumeBackup.Api.Messaging;
 public sealed class CommandQueues(IConfiguration configuration)
 {
     const string QueueScheme = "queue:";
-    readonly SemaphoreSlim gate = new(1);
-    readonly HashSet<string> declared = [];
+    readonly ConcurrentDictionary<string, bool> declared = new();
 
     /// <summary>The address to send to for an outbox row's destination (<c>queue:name</c>), declaring the queue first.</summary>
     public async Task<Uri> AddressAsync(string destination, CancellationToken ct)
@@ -22,31 +22,20 @@ public sealed class CommandQueues(IConfiguration configuration)
         if (!destination.StartsWith(QueueScheme, StringComparison.Ordinal))
             return new Uri(destination);
         var queue = destination[QueueScheme.Length..];
-        await gate.WaitAsync(ct);
-        try
+        if (!declared.ContainsKey(queue))
         {
-            if (!declared.Contains(queue))
-            {
-                await DeclareAsync(queue, ct);
-                declared.Add(queue);
-            }
+            await DeclareAsync(queue, ct);                  // declaring twice (two callers at once) is harmless: same arguments
+            declared[queue] = true;
         }
-        finally { gate.Release(); }
         return new Uri($"exchange:{queue}");
     }
 
     /// <summary>After a failed send: the queue may have been deleted, so it is declared again before the next one.</summary>
-    public void Forget()
-    {
-        gate.Wait();
-        try { declared.Clear(); }
-        finally { gate.Release(); }
-    }
+    public void Forget() => declared.Clear();
 
     async Task DeclareAsync(string queue, CancellationToken ct)
     {
-        var broker = Broker.From(configuration);
-        await using var connection = await broker.ConnectionFactory("volumebackup-api-command-queues").CreateConnectionAsync(broker.Nodes, ct);
+        await using var connection = await Broker.From(configuration).ConnectAsync("volumebackup-api-command-queues", ct);
         await using var channel = await connection.CreateChannelAsync(cancellationToken: ct);
         await channel.ExchangeDeclareAsync(queue, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: ct);
         await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false,

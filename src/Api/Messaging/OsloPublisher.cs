@@ -60,8 +60,7 @@ public sealed class OsloPublisher(IConfiguration configuration, IOptions<Notific
     {
         if (channel is { IsOpen: true }) return channel;
         await ResetAsync();
-        var broker = Broker.From(configuration);
-        connection = await broker.ConnectionFactory("volumebackup-api-oslo-notifications").CreateConnectionAsync(broker.Nodes, ct);   // any node of a cluster
+        connection = await Broker.From(configuration).ConnectAsync("volumebackup-api-oslo-notifications", ct);   // any node of a cluster
         channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), ct);
         return channel;
     }
