@@ -45,7 +45,7 @@ public sealed partial class BrokerClusterTests(ClusterBackend deployment, ITestO
     const int Count = 20;
 
     [Fact]
-    public async Task A_broker_node_stopped_in_the_middle_of_20_backups_loses_none_and_completes_none_twice()
+    public async Task A_broker_node_killed_in_the_middle_of_20_backups_loses_none_and_completes_none_twice()
     {
         var backend = deployment.Backend;
         var cluster = deployment.Cluster;
