@@ -32,8 +32,8 @@
 # VB_BACKUP_AGENT_PORT_2), Prometheus 9090 (VB_PROMETHEUS_PORT).
 # Auth: VB_AUTH_MODE=keystone (default: the Api validates Keystone tokens as its service user
 # vb-api; the demo logs in with demo-member's password) or noauth (X-Auth-Token user:project).
-# Channels: the programs reach RabbitMQ over TLS (amqps, port 5671) with a broker user per role, and the
-# VolumeAgent serves gRPC over mutual TLS; certificates and passwords come from deploy/services.sh (deploy/pki.sh).
+# Broker: VB_BROKER=cluster runs the programs on the three-node RabbitMQ cluster (deploy/services.sh
+# start-cluster; stop it with deploy/services.sh stop-cluster) instead of the single node (the default).
 # Telemetry: export Telemetry__Console=true or OTEL_EXPORTER_OTLP_ENDPOINT=... before running;
 # the processes inherit the environment.
 set -euo pipefail
@@ -243,7 +243,13 @@ start_everything() {
   eval "$("$SERVICES" env)"
   "$SERVICES" master-key >/dev/null      # the programs refuse to start without it
   local volumes=$VB_POOL/demo repository=$VB_NFS_URL/demo i
-  local ca="Tls__CaFile=$VB_PKI/ca.crt"
+  if [[ ${VB_BROKER:-single} == cluster ]]; then
+    # The three-node cluster instead of the single node: its URI, and RabbitMq__ClusterNodes__* the programs inherit.
+    # Its one generated user over plain AMQP on loopback (the cluster has no per-role users nor TLS listener yet).
+    "$SERVICES" start-cluster
+    eval "$("$SERVICES" cluster-env)"
+    VB_RABBITMQ_TLS=$ConnectionStrings__RabbitMq VB_RABBITMQ_TLS_AGENT=$ConnectionStrings__RabbitMq
+  fi
 
   echo "$HOSTS $ZONES $AGENTS_PER_HOST" >"$TOPOLOGY_FILE"
   if ((HOSTS > 1)); then start_hosts; return; fi

@@ -18,6 +18,12 @@
 #   deploy/run.sh starts; VB_PROMETHEUS_TARGETS (host:port ...) scrapes others.
 #   With VB_STARTED_FILE set, start appends the PART of each service it really
 #   started (not those already running), so a caller can stop just those.
+#   start-cluster starts a three-node RabbitMQ cluster beside the single node (not part of
+#   start; see the cluster section below): nodes ${VB_CLUSTER_NAME:-vbc}1..3@localhost, AMQP
+#   VB_CLUSTER_AMQP_PORT (5701) + 0..2, distribution VB_CLUSTER_DIST_PORT (25701) + 0..2, state in
+#   VB_CLUSTER_DIR (<state>/rabbitmq-cluster). cluster-env prints the programs' settings for it;
+#   stop-cluster-node N / kill-cluster-node N / start-cluster-node N stop (gracefully or with SIGKILL)
+#   and start one node (failure tests).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -405,6 +411,197 @@ stop_rabbitmq() {
     fi
   fi
   rm -f "$RUN/epmd.pid"
+}
+
+# ------------------------------------------------------- rabbitmq cluster ---
+
+# A three-node RabbitMQ cluster on this machine, beside (never instead of) the single node above:
+# nodes ${VB_CLUSTER_NAME}1..3@localhost, AMQP on 127.0.0.1:VB_CLUSTER_AMQP_PORT+0..2, Erlang
+# distribution on VB_CLUSTER_DIST_PORT+0..2, everything under VB_CLUSTER_DIR. The nodes share a
+# generated Erlang cookie; the only user is a generated one (no guest), its password in a 0600 file.
+# Nodes 2 and 3 join node 1 with join_cluster; a node restarted later rejoins by itself.
+CLUSTER_NAME=${VB_CLUSTER_NAME:-vbc}
+CLUSTER_SIZE=3
+CLUSTER_AMQP_PORT=${VB_CLUSTER_AMQP_PORT:-5701}
+CLUSTER_DIST_PORT=${VB_CLUSTER_DIST_PORT:-25701}
+CLUSTER_DIR=$(realpath -m "${VB_CLUSTER_DIR:-$STATE/rabbitmq-cluster}")
+CLUSTER_USER=volumebackup
+CLUSTER_PASSWORD_FILE=$CLUSTER_DIR/secrets/amqp-password
+
+cluster_node() { echo "$CLUSTER_NAME$1@localhost"; }
+cluster_amqp_port() { echo $((CLUSTER_AMQP_PORT + $1 - 1)); }
+
+# cluster_env I: the environment of node I, for its server and for rabbitmqctl (as rabbit_env does for the single node).
+cluster_env() {
+  local n=$1 dir=$CLUSTER_DIR/node$1
+  export HOME=$CLUSTER_DIR/home                                  # the cluster's one Erlang cookie
+  export RABBITMQ_NODENAME; RABBITMQ_NODENAME=$(cluster_node "$n")
+  export RABBITMQ_CONF_ENV_FILE=$dir/rabbitmq-env.conf
+  export RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf
+  export RABBITMQ_ADVANCED_CONFIG_FILE=$dir/advanced.config
+  export RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins
+  export RABBITMQ_MNESIA_BASE=$dir/mnesia
+  export RABBITMQ_LOG_BASE=$dir/log
+  export RABBITMQ_PID_FILE=$dir/rabbitmq.pid
+  export RABBITMQ_DIST_PORT=$((CLUSTER_DIST_PORT + n - 1))
+  # CLI nodes get ports of their own too (the default 35672-35682 is the single node's).
+  export RABBITMQ_CTL_DIST_PORT_MIN=$((RABBITMQ_DIST_PORT + 10000)) RABBITMQ_CTL_DIST_PORT_MAX=$((RABBITMQ_DIST_PORT + 10010))
+  export ERL_EPMD_ADDRESS=127.0.0.1
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+  export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+# cluster_ctl I ARGS...: rabbitmqctl against node I, in a subshell so node environments never mix.
+cluster_ctl() { (cluster_env "$1"; "$RABBIT_SBIN/rabbitmqctl" -n "$(cluster_node "$1")" "${@:2}"); }
+
+cluster_node_running() { pid_alive "$CLUSTER_DIR/node$1/rabbitmq.pid" beam; }
+
+cluster_password() {
+  if [[ ! -s $CLUSTER_PASSWORD_FILE ]]; then
+    install -d -m 700 "$(dirname "$CLUSTER_PASSWORD_FILE")"
+    (umask 077; openssl rand -hex 24 >"$CLUSTER_PASSWORD_FILE")
+  fi
+  chmod 600 "$CLUSTER_PASSWORD_FILE"
+  cat "$CLUSTER_PASSWORD_FILE"
+}
+
+write_cluster_node_conf() {
+  local n=$1 dir=$CLUSTER_DIR/node$1
+  install -d -m 700 "$dir" "$dir/mnesia" "$dir/log"
+  : >"$dir/rabbitmq-env.conf"
+  echo '[].' >"$dir/enabled_plugins"                              # no plugins: no extra ports
+  # Holds the password: 0600.
+  (umask 077; cat >"$dir/rabbitmq.conf" <<CONF
+# Written by deploy/services.sh start-cluster; edits are overwritten on start.
+listeners.tcp.default = 127.0.0.1:$(cluster_amqp_port "$n")
+cluster_name = $CLUSTER_NAME
+# The generated user replaces guest, which is never created.
+default_user = $CLUSTER_USER
+default_pass = $(cluster_password)
+# A node cut off from the other two pauses instead of serving a split cluster (quorum queues need a majority anyway).
+cluster_partition_handling = pause_minority
+# As on the single node: a job holds its command unacknowledged for up to 24 h.
+consumer_timeout = 86400000
+CONF
+  )
+}
+
+# start_cluster_node I: boots node I in the background (rabbitmq-server -detached); await_cluster_node waits for it.
+start_cluster_node() {
+  local n=$1 port; port=$(cluster_amqp_port "$1")
+  if cluster_node_running "$n"; then return; fi
+  port_open "$port" && die "port $port is taken by a server that is not ours: $(port_holder "$port"); stop it first"
+  write_cluster_node_conf "$n"
+  rm -f "$CLUSTER_DIR/node$n/rabbitmq.pid"
+  (cluster_env "$n"; "$RABBIT_SBIN/rabbitmq-server" -detached >"$CLUSTER_DIR/node$n/log/start.log" 2>&1) \
+    || die_log "rabbitmq-server -detached failed for $(cluster_node "$n")" "$CLUSTER_DIR/node$n/log/start.log"
+}
+
+await_cluster_node() {
+  local n=$1 node log; node=$(cluster_node "$1"); log=$CLUSTER_DIR/node$1/log/$node.log
+  wait_until 60 test -s "$CLUSTER_DIR/node$n/rabbitmq.pid" || die_log "$node wrote no PID file" "$log"
+  # await_startup fails at once while the node is not reachable yet (early in its boot): ask again.
+  wait_up "$(head -n1 "$CLUSTER_DIR/node$n/rabbitmq.pid")" 60 cluster_ctl "$n" await_startup --timeout 120 || die_log "$node did not finish booting" "$log"
+  wait_until 60 port_open "$(cluster_amqp_port "$n")" || die_log "$node does not answer on 127.0.0.1:$(cluster_amqp_port "$n")" "$log"
+}
+
+# join_cluster_node I: makes node I a member of node 1's cluster, unless it is one already.
+join_cluster_node() {
+  local n=$1 first; first=$(cluster_node 1)
+  if cluster_ctl "$n" cluster_status --formatter json 2>/dev/null | jq -e --arg n "$first" '.disk_nodes | index($n)' >/dev/null; then return; fi
+  say "rabbitmq cluster: $(cluster_node "$n") joins $first"
+  { cluster_ctl "$n" stop_app && cluster_ctl "$n" join_cluster "$first" && cluster_ctl "$n" start_app; } >"$CLUSTER_DIR/node$n/log/join.log" 2>&1 \
+    || die_log "$(cluster_node "$n") could not join $first" "$CLUSTER_DIR/node$n/log/join.log"
+}
+
+start_cluster() {
+  [[ -x $RABBIT_SBIN/rabbitmq-server ]] || die "rabbitmq-server not found; run: deploy/services.sh install"
+  local k t0=$SECONDS
+  install -d -m 700 "$CLUSTER_DIR" "$CLUSTER_DIR/home"
+  if [[ ! -s $CLUSTER_DIR/home/.erlang.cookie ]]; then
+    (umask 077; openssl rand -hex 32 >"$CLUSTER_DIR/home/.erlang.cookie")
+  fi
+  chmod 600 "$CLUSTER_DIR/home/.erlang.cookie"
+  # epmd: the one already answering (the single node's, say), else ours, ended by stop-cluster.
+  if ! epmd -names >/dev/null 2>&1; then
+    (export ERL_EPMD_ADDRESS=127.0.0.1; setsid epmd -address 127.0.0.1 >"$CLUSTER_DIR/epmd.log" 2>&1 </dev/null & echo $! >"$CLUSTER_DIR/epmd.pid")
+    wait_until 60 epmd -names || die_log "epmd did not start" "$CLUSTER_DIR/epmd.log"
+  fi
+  # All three boot at once: a node that was a member waits at boot for the others it last saw.
+  for ((k = 1; k <= CLUSTER_SIZE; k++)); do start_cluster_node "$k"; done
+  for ((k = 1; k <= CLUSTER_SIZE; k++)); do await_cluster_node "$k"; done
+  for ((k = 2; k <= CLUSTER_SIZE; k++)); do join_cluster_node "$k"; done
+  say "rabbitmq cluster: $(cluster_nodes_text) up in $((SECONDS - t0)) s (user $CLUSTER_USER, password in $CLUSTER_PASSWORD_FILE)"
+}
+
+cluster_nodes_text() {
+  local k out=""
+  for ((k = 1; k <= CLUSTER_SIZE; k++)); do out+="${out:+, }$(cluster_node "$k") on 127.0.0.1:$(cluster_amqp_port "$k")"; done
+  echo "$out"
+}
+
+stop_cluster_node() {
+  local n=$1 pid
+  if cluster_node_running "$n"; then
+    pid=$(head -n1 "$CLUSTER_DIR/node$n/rabbitmq.pid")
+    # `stop PIDFILE` returns once the Erlang VM has exited.
+    cluster_ctl "$n" stop "$CLUSTER_DIR/node$n/rabbitmq.pid" >/dev/null 2>&1 || stop_pid "$CLUSTER_DIR/node$n/rabbitmq.pid" beam
+    wait_until 60 eval "! alive $pid" || warn "$(cluster_node "$n") (pid $pid) still running"
+    say "rabbitmq cluster: $(cluster_node "$n") stopped"
+  fi
+  rm -f "$CLUSTER_DIR/node$n/rabbitmq.pid"
+}
+
+# kill_cluster_node I: SIGKILL, as a crash or a lost machine would end it (failure tests); start-cluster-node brings it back.
+kill_cluster_node() {
+  local n=$1 pid
+  if cluster_node_running "$n"; then
+    pid=$(head -n1 "$CLUSTER_DIR/node$n/rabbitmq.pid")
+    kill -9 "$pid"
+    wait_until 60 eval "! alive $pid" || die "$(cluster_node "$n") (pid $pid) survived SIGKILL"
+    say "rabbitmq cluster: $(cluster_node "$n") killed"
+  fi
+  rm -f "$CLUSTER_DIR/node$n/rabbitmq.pid"
+}
+
+stop_cluster() {
+  local k
+  # All at once: start-cluster boots them all at once too, so no node waits at boot for one that stopped after it.
+  for ((k = 1; k <= CLUSTER_SIZE; k++)); do stop_cluster_node "$k" & done
+  wait
+  if pid_alive "$CLUSTER_DIR/epmd.pid" epmd; then
+    if epmd -names 2>/dev/null | grep -q '^name '; then warn "epmd still has nodes registered; leaving it running"
+    else stop_pid "$CLUSTER_DIR/epmd.pid" epmd; fi
+  fi
+  rm -f "$CLUSTER_DIR/epmd.pid"
+}
+
+# Nodes up or down, the members as node 1 (or the first running node) sees them, and each quorum queue's leader and members.
+cluster_status() {
+  local k rc=0 seen=""
+  for ((k = 1; k <= CLUSTER_SIZE; k++)); do
+    if cluster_node_running "$k"; then
+      printf '%-22s running (pid %s, 127.0.0.1:%s)\n' "$(cluster_node "$k")" "$(cat "$CLUSTER_DIR/node$k/rabbitmq.pid")" "$(cluster_amqp_port "$k")"
+      seen=${seen:-$k}
+    else
+      printf '%-22s stopped\n' "$(cluster_node "$k")"; rc=1
+    fi
+  done
+  if [[ -n $seen ]]; then
+    echo "members (as $(cluster_node "$seen") sees them):"
+    cluster_ctl "$seen" cluster_status --formatter json | jq -r '"  running: \(.running_nodes | join(" "))\n  disk:    \(.disk_nodes | join(" "))"' || true
+    echo "queues (vhost /): name type leader members"
+    cluster_ctl "$seen" list_queues -q name type leader members --formatter json 2>/dev/null \
+      | jq -r '.[] | "  \(.name) \(.type) \(if (.leader | type) == "string" and .leader != "" then .leader else "-" end) \(if (.members | type) == "array" then .members | join(",") else "-" end)"' || true
+  fi
+  return $rc
+}
+
+cmd_cluster_env() {
+  local k
+  echo "export ConnectionStrings__RabbitMq=\"amqp://$CLUSTER_USER:$(cluster_password)@127.0.0.1:$(cluster_amqp_port 1)/\""
+  for ((k = 1; k <= CLUSTER_SIZE; k++)); do echo "export RabbitMq__ClusterNodes__$((k - 1))=\"127.0.0.1:$(cluster_amqp_port "$k")\""; done
+  echo "export VB_CLUSTER_DIR=\"$CLUSTER_DIR\""
 }
 
 # -------------------------------------------------------------------- nfs ---
@@ -846,5 +1043,12 @@ case ${1:-} in
   start-host-pool) shift; install -d -m 755 "$STATE" "$RUN" "$LOG"; start_host_pool "$@" ;;
   stop-host-pool)  shift; stop_host_pool "$@" ;;
   stop-prometheus)  stop_prometheus ;;
-  *) echo "usage: $0 install|start [keystone]|stop [PART...]|status|env|master-key|start-nfs|stop-nfs|start-prometheus|stop-prometheus|start-host-pool NAME [SIZE]|stop-host-pool NAME" >&2; exit 2 ;;
+  start-cluster)    start_cluster ;;
+  stop-cluster)     stop_cluster ;;
+  cluster-status)   cluster_status ;;
+  cluster-env)      cmd_cluster_env ;;
+  start-cluster-node) [[ ${2:-} =~ ^[1-3]$ ]] || die "usage: $0 start-cluster-node 1|2|3"; start_cluster_node "$2"; await_cluster_node "$2"; say "rabbitmq cluster: $(cluster_node "$2") started" ;;
+  stop-cluster-node)  [[ ${2:-} =~ ^[1-3]$ ]] || die "usage: $0 stop-cluster-node 1|2|3"; stop_cluster_node "$2" ;;
+  kill-cluster-node)  [[ ${2:-} =~ ^[1-3]$ ]] || die "usage: $0 kill-cluster-node 1|2|3"; kill_cluster_node "$2" ;;
+  *) echo "usage: $0 install|start [keystone]|stop [PART...]|status|env|master-key|start-nfs|stop-nfs|start-prometheus|stop-prometheus|start-host-pool NAME [SIZE]|stop-host-pool NAME|start-cluster|stop-cluster|cluster-status|cluster-env|start-cluster-node N|stop-cluster-node N|kill-cluster-node N" >&2; exit 2 ;;
 esac

@@ -31,4 +31,7 @@ internal static partial class Log
 
     [LoggerMessage(4008, LogLevel.Warning, "Keystone could not validate a token; answering 503: {Reason}")]
     public static partial void KeystoneUnavailable(this ILogger logger, string reason);
+
+    [LoggerMessage(4030, LogLevel.Warning, "The command queues could not be declared (is the broker up?); trying again in {Delay}")]
+    public static partial void CommandTopologyNotDeclared(this ILogger logger, TimeSpan delay, Exception exception);
 }

@@ -40,4 +40,10 @@ internal static partial class Log
 
     [LoggerMessage(2031, LogLevel.Warning, "The zone's command queues could not be declared (is the broker up?); trying again in {Delay}")]
     public static partial void CommandQueuesNotDeclared(this ILogger logger, TimeSpan delay, Exception exception);
+
+    [LoggerMessage(2032, LogLevel.Information, "The command queues of host {Host} are not declared yet (the Api declares them at its start); reading the zone's only, looking again in {Delay}")]
+    public static partial void HostQueuesMissing(this ILogger logger, string host, TimeSpan delay);
+
+    [LoggerMessage(2033, LogLevel.Information, "Reading the command queues of host {Host} as well as the zone's")]
+    public static partial void HostQueuesConnected(this ILogger logger, string host);
 }

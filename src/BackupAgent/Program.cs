@@ -44,15 +44,15 @@ builder.Services.AddMassTransit(x =>
     x.AddConsumer<RestoreBackupConsumer, RestoreBackupConsumerDefinition>();
     x.AddConsumer<DeleteBackupConsumer, DeleteBackupConsumerDefinition>();
     x.AddConsumer<VerifyBackupConsumer, VerifyBackupConsumerDefinition>();
-    // Every agent hears every cancel: a temporary queue of its own, named for this process.
+    // Every agent hears every cancel: a temporary queue of its own, named for this process (classic: a quorum queue cannot be temporary).
     x.AddConsumer<CancelBackupConsumer>().Endpoint(e => { e.Temporary = true; e.InstanceId = $"-{Environment.MachineName}-{Environment.ProcessId}"; });
     x.UsingRabbitMq((context, bus) =>
     {
-        var broker = Broker.Uri(builder.Configuration);
-        bus.Host(broker, h => Broker.Secure(h, broker, context.GetRequiredService<DeploymentTls>()));
+        bus.Host(Broker.From(builder.Configuration), context.GetRequiredService<DeploymentTls>());
         bus.ConfigureEndpoints(context);
     });
 });
+builder.Services.AddHostedService<HostQueues>();      // after the bus: it connects the host's queues to it once they exist
 
 var app = builder.Build();
 app.Services.GetRequiredService<MasterKey>();

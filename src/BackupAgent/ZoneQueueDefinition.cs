@@ -27,9 +27,11 @@ public abstract class ZoneQueueDefinition<TConsumer> : ConsumerDefinition<TConsu
         {
             // The Api sends commands to the queue, never publishes them: nothing to bind. The agent's broker user may not bind
             // it either (that needs write on the queue's name, also its exchange's, and would let an agent publish commands):
-            // CommandQueues declares the queue, the Api's first send binds it.
+            // CommandQueues declares the queue, the Api binds it.
             rabbit.ConfigureConsumeTopology = false;
             rabbit.BindQueue = false;
+            rabbit.SetQuorumQueue();                        // a command outlives the broker node it was sent through
+            rabbit.PrefetchCount = agent.ConcurrentJobs;    // a command this agent cannot start yet stays in the broker, free for others
         }
         consumer.UseFilter(new Metrics.RunningJobFilter<TConsumer>(JobKind));
         endpoint.UseMessageRetry(r =>

@@ -24,13 +24,27 @@ public static class Queues
     /// <summary>A host's own queue for a zone queue's command (create-backup-nova.host-a).</summary>
     public static string OnHost(string zoneQueue, string host) => $"{zoneQueue}.{host}";
 
-    /// <summary>How long a command waits on its host's queue before it expires into the zone's (one value per deployment: the Api's).</summary>
+    /// <summary>How long a command waits on its host's queue before it expires into the zone's (the Api's setting, set on each message).</summary>
     public const string SpillAfterKey = "Messaging:SpillAfter";
+}
 
-    /// <summary>The arguments of a host queue: commands not taken within spillAfter go to the zone queue's exchange.</summary>
-    public static Dictionary<string, object?> HostQueueArguments(string zoneQueue, TimeSpan spillAfter) => new()
+/// <summary>
+/// The arguments every declaration of a command queue must repeat exactly (the broker refuses any other). All are quorum
+/// queues: replicated on a cluster, and a command outlives the node it was sent through.
+/// </summary>
+public static class CommandQueueArguments
+{
+    public static Dictionary<string, object?> Zone => new() { ["x-queue-type"] = "quorum" };
+
+    /// <summary>
+    /// A host queue: a command that expires there (its per-message TTL, see <see cref="Queues.SpillAfterKey"/>) is
+    /// dead-lettered to the zone queue's exchange, at least once (the broker keeps it until the zone queue has it).
+    /// </summary>
+    public static Dictionary<string, object?> Host(string zoneQueue) => new()
     {
-        ["x-message-ttl"] = (long)spillAfter.TotalMilliseconds,
+        ["x-queue-type"] = "quorum",
         ["x-dead-letter-exchange"] = zoneQueue,
+        ["x-dead-letter-strategy"] = "at-least-once",
+        ["x-overflow"] = "reject-publish",
     };
 }

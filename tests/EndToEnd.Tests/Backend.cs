@@ -38,13 +38,19 @@ public sealed class Backend : IAsyncLifetime
     public HttpClient Http { get; private set; } = null!;
     /// <summary>The AMQP URI of this deployment's virtual host.</summary>
     public string Broker => broker;
+    /// <summary>A broker of the test's own (a cluster's AMQP URI) instead of a virtual host on the shared one.</summary>
+    public string? OwnBroker { get; init; }
+    /// <summary>host:port of every node of <see cref="OwnBroker"/>'s cluster, given to the programs as RabbitMq:ClusterNodes.</summary>
+    public IReadOnlyList<string> ClusterNodes { get; init; } = [];
+    /// <summary>Settings every process gets besides its own (log levels, say).</summary>
+    public IReadOnlyDictionary<string, string> CommonSettings { get; init; } = new Dictionary<string, string>();
     string broker = "";
     string repositoryTarget = "";
 
     public async Task InitializeAsync()
     {
         Database = await TestServices.CreateDatabaseAsync("e2e");
-        broker = await TestServices.CreateVirtualHostAsync("e2e");
+        broker = OwnBroker ?? await TestServices.CreateVirtualHostAsync("e2e");
         Pool = TestServices.CreatePoolFolder("e2e");
         if (repositoryTarget.Length == 0)
         {
@@ -79,7 +85,7 @@ public sealed class Backend : IAsyncLifetime
             (adminToken, _, _) = await TestSupport.Keystone.LoginAsync("admin");
         }
         foreach (var (key, value) in ApiSettings) api[key] = value;
-        Api = await Start("Api", api);
+        Api = await Start("Api", WithClusterNodes(api));
         Http = new HttpClient { BaseAddress = new Uri(Api.Address), Timeout = TimeSpan.FromSeconds(60) };
         Http.DefaultRequestHeaders.Add("X-Auth-Token", token);
         Admin = new HttpClient { BaseAddress = Http.BaseAddress, Timeout = Http.Timeout };
@@ -113,9 +119,10 @@ public sealed class Backend : IAsyncLifetime
     /// <summary>The agents' Agent:ProgressEveryBytes, when a test needs progress events of a small volume.</summary>
     public long? ProgressEveryBytes { get; init; }
 
-    public Task<HostProcess> StartBackupAgentAsync(string name, string? repositoryTarget = null) => Start("BackupAgent", new(Pki.Settings(Pki.BackupAgent("nova")))
+    public Task<HostProcess> StartBackupAgentAsync(string name, string? repositoryTarget = null) => Start("BackupAgent", WithClusterNodes(new(Pki.Settings(Pki.BackupAgent("nova")))
     {
-        ["ConnectionStrings__RabbitMq"] = TestServices.AgentBroker(broker),   // the agents' own broker user, as deploy/run.sh runs them
+        // The agents' own broker user, as deploy/run.sh runs them (a test's own cluster has one user for all).
+        ["ConnectionStrings__RabbitMq"] = OwnBroker is null ? TestServices.AgentBroker(broker) : broker,
         ["Agent__Host"] = "host-a",
         ["Agent__Zone"] = "nova",
         ["Agent__VolumeAgentAddress"] = VolumeAgent.Address,
@@ -126,7 +133,13 @@ public sealed class Backend : IAsyncLifetime
         ["Repository__ChunkSize"] = (1024 * 1024).ToString(),
         ["Encryption__MasterKeyFile"] = MasterKeyFile,
         ["Agent__ProgressEveryBytes"] = (ProgressEveryBytes ?? 256L << 20).ToString(CultureInfo.InvariantCulture),
-    }, name);
+    }), name);
+
+    Dictionary<string, string> WithClusterNodes(Dictionary<string, string> settings)
+    {
+        for (var i = 0; i < ClusterNodes.Count; i++) settings[$"RabbitMq__ClusterNodes__{i}"] = ClusterNodes[i];
+        return settings;
+    }
 
     /// <summary>Kills the VolumeAgent as a crash would and starts it again on the same address, as its supervisor would.</summary>
     public async Task RestartVolumeAgentAsync()
@@ -151,6 +164,7 @@ public sealed class Backend : IAsyncLifetime
 
     async Task<HostProcess> Start(string project, Dictionary<string, string> settings, string? name = null, int? port = null, Func<HttpMessageHandler>? tls = null)
     {
+        foreach (var (key, value) in CommonSettings) settings[key] = value;
         settings["Telemetry__Console"] = "true";           // the tracing test reads spans from each process's output
         settings["Telemetry__Instance"] = name ?? project;
         var host = await HostProcess.StartAsync(project, settings, name, port, tls);
@@ -217,7 +231,7 @@ public sealed class Backend : IAsyncLifetime
         Admin?.Dispose();
         foreach (var host in hosts.ToArray()) await host.DisposeAsync();
         if (Directory.Exists(Pool)) Directory.Delete(Pool, recursive: true);
-        if (broker.Length > 0) await TestServices.DeleteVirtualHostAsync(broker);
+        if (broker.Length > 0 && OwnBroker is null) await TestServices.DeleteVirtualHostAsync(broker);
     }
 
     public static JsonSerializerOptions Json { get; } = new(JsonSerializerDefaults.Web);

@@ -53,7 +53,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 var host = await VolumeHostAsync(c, b.VolumeId);
                 Db(c).Outbox.Add(OutboxMessage.Send(new CreateBackup(
                     b.Id, b.VolumeId, b.SnapshotId, b.Container, b.ParentId, c.Message.InUse, (long)b.Size << 30, b.ProjectId, b.AvailabilityZone, host),
-                    now, Route(Queues.CreateBackup(b.AvailabilityZone), host)));
+                    now, Route(c, Queues.CreateBackup(b.AvailabilityZone), host)));
                 Notify(c, notifications, "backup.create.start", now);
             }).TransitionTo(Creating),
             When(ImportRequested).ThenAsync(async c =>
@@ -106,7 +106,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 c.Saga.RestoreVolumeId = c.Message.VolumeId;
                 var host = await VolumeHostAsync(c, c.Message.VolumeId);
                 Db(c).Outbox.Add(OutboxMessage.Send(new RestoreBackup(c.Saga.Id, c.Message.RestoreId, c.Message.VolumeId, c.Saga.Container, c.Saga.AvailabilityZone, host),
-                    now, Route(Queues.RestoreBackup(c.Saga.AvailabilityZone), host)));
+                    now, Route(c, Queues.RestoreBackup(c.Saga.AvailabilityZone), host)));
             }).TransitionTo(Restoring).Then(c => Notify(c, notifications, "backup.restore.start", clock.GetUtcNow())),
             // A verify reads the share only: the backup stays available (and restorable) while it runs.
             When(VerifyRequested).Then(c =>
@@ -219,7 +219,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
         (await Db(c).Volumes.FindAsync([volumeId], c.CancellationToken))?.Host ?? "";
 
     /// <summary>Locality: the volume's host's queue first (Queues explains the spill to the zone's); the zone's without a host.</summary>
-    static string Route(string zoneQueue, string host) => host.Length == 0 ? $"queue:{zoneQueue}" : Queues.HostAddress(zoneQueue, host);
+    static string Route(ConsumeContext c, string zoneQueue, string host) => c.GetServiceOrCreateInstance<CommandQueues>().Route(zoneQueue, host);
 
     static DateTimeOffset Touch(BehaviorContext<Backup> c, TimeProvider clock) => (c.Saga.UpdatedAt = clock.GetUtcNow()).Value;
 

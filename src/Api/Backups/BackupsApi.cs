@@ -176,7 +176,7 @@ public static class BackupsApi
     /// <summary>Admin actions: os-reset_status, os-force_delete and (ours) os-verify.</summary>
     static async Task<Results<Accepted, ProblemHttpResult>> Action(
         string id, System.Text.Json.JsonElement body, Caller caller, ClaimsPrincipal user, IAuthorizationService authorization, AppDbContext db,
-        OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
+        OutboxSignal outbox, IOptions<ServiceOptions> services, TimeProvider clock, CancellationToken ct)
     {
         if (body.ValueKind != System.Text.Json.JsonValueKind.Object || body.EnumerateObject().FirstOrDefault() is not { Name: not null } action)
             return CinderErrors.BadRequest("Malformed request body");
@@ -198,7 +198,7 @@ public static class BackupsApi
         {
             if (backup.Status != BackupStatus.Available)
                 return CinderErrors.BadRequest($"Invalid backup: Backup status must be available but is {backup.Status}.");
-            if (await NoBackupServiceAsync(db, backup.AvailabilityZone, now, ct) is { } noService) return noService;
+            if (await NoBackupServiceAsync(db, backup.AvailabilityZone, now, services, ct) is { } noService) return noService;
             RequestVerify(db, backup, now);
             await db.SaveChangesAsync(ct);
             outbox.Notify();
@@ -216,7 +216,8 @@ public static class BackupsApi
     /// <summary>Ours: verifies every available backup of a container of the project, each through its own saga (one
     /// VerifyBackup command per backup, so chunks shared by several backups are read once per backup).</summary>
     static async Task<Results<Accepted<Dictionary<string, VerifyView>>, ProblemHttpResult>> VerifyContainer(
-        VerifyContainerBody body, Caller caller, HttpContext http, AppDbContext db, OutboxSignal outbox, TimeProvider clock, CancellationToken ct)
+        VerifyContainerBody body, Caller caller, HttpContext http, AppDbContext db, OutboxSignal outbox, IOptions<ServiceOptions> services, TimeProvider clock,
+        CancellationToken ct)
     {
         var project = http.GetRouteValue("project_id") as string ?? caller.ProjectId;   // an admin names any project in the URL
         string container;
@@ -227,7 +228,7 @@ public static class BackupsApi
             .OrderBy(b => b.CreatedAt).ToListAsync(ct);
         var now = clock.GetUtcNow();
         foreach (var zone in available.Select(b => b.AvailabilityZone).Distinct())
-            if (await NoBackupServiceAsync(db, zone, now, ct) is { } noService) return noService;
+            if (await NoBackupServiceAsync(db, zone, now, services, ct) is { } noService) return noService;
         foreach (var backup in available)
             RequestVerify(db, backup, now);
         await db.SaveChangesAsync(ct);

@@ -16,7 +16,7 @@ public static class MessagingSetup
     /// </summary>
     public static void AddBackupSaga(this IBusRegistrationConfigurator x)
     {
-        x.AddSagaStateMachine<BackupSaga, Backup>().Repository(r =>
+        x.AddSagaStateMachine<BackupSaga, Backup>().Endpoint(e => e.QuorumQueue()).Repository(r =>
             r.RegisterSagaRepository<Backup, AppDbContext, SagaConsumeContextFactory<AppDbContext, Backup>, PostgresSagaRepositoryContextFactory<Backup>>());
         x.AddConfigureEndpointsCallback((context, _, endpoint) =>
         {
@@ -33,14 +33,18 @@ public static class MessagingSetup
     {
         services.AddSingleton<OutboxSignal>();
         services.AddSingleton<OsloPublisher>();
+        services.AddSingleton<CommandQueues>();
+        services.AddOptions<CommandQueueOptions>().BindConfiguration(CommandQueueOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddHostedService<CommandTopology>();
         services.AddOptions<NotificationOptions>().BindConfiguration(NotificationOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddHostedService<OutboxRelay>();
         services.AddMassTransit(x =>
         {
             x.SetKebabCaseEndpointNameFormatter();
             x.AddBackupSaga();
-            x.AddConsumer<HeartbeatConsumer>();
+            x.AddConsumer<HeartbeatConsumer>().Endpoint(e => e.QuorumQueue());
             // A queue per Api instance, gone with it: every instance's pages see every event, one at a time in the queue's order.
+            // Classic (a quorum queue cannot be temporary): on a cluster it lives on one node, and the bus declares it anew on another.
             x.AddConsumer<DashboardConsumer>().Endpoint(e =>
             {
                 e.Name = $"dashboard-{Environment.MachineName}-{Guid.NewGuid():N}";
@@ -49,7 +53,7 @@ public static class MessagingSetup
             });
             x.UsingRabbitMq((context, bus) =>
             {
-                bus.Host(Broker.Uri(configuration), h => Broker.Secure(h, Broker.Uri(configuration), context.GetRequiredService<DeploymentTls>()));
+                bus.Host(Broker.From(configuration), context.GetRequiredService<DeploymentTls>());
                 bus.ConfigureEndpoints(context);
             });
         });

@@ -60,10 +60,7 @@ public sealed class OsloPublisher(IConfiguration configuration, IOptions<Notific
     {
         if (channel is { IsOpen: true }) return channel;
         await ResetAsync();
-        var factory = new ConnectionFactory { Uri = Broker.Uri(configuration), ClientProvidedName = "volumebackup-api-oslo-notifications" };
-        if (factory.Ssl.Enabled)                             // amqps://: the broker's certificate must come from the deployment CA
-            factory.Ssl.CertificateValidationCallback = tls.ValidateServer;
-        connection = await factory.CreateConnectionAsync(ct);
+        connection = await Broker.From(configuration).ConnectAsync("volumebackup-api-oslo-notifications", tls, ct);   // any node of a cluster
         channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), ct);
         return channel;
     }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
@@ -12,7 +13,8 @@ namespace VolumeBackup.Api.Messaging;
 /// marked sent in the same transaction after the broker confirmed them, so a crash republishes (at least once,
 /// with MessageId = row id, which consumers use to stay idempotent) and never loses a row.
 /// </summary>
-public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal, OsloPublisher oslo, TimeProvider clock, ILogger<OutboxRelay> logger) : BackgroundService
+public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal, OsloPublisher oslo, CommandQueues commandQueues, TimeProvider clock,
+    ILogger<OutboxRelay> logger) : BackgroundService
 {
     const int BatchSize = 100;
     static readonly ActivitySource Source = new(ServiceDefaultsExtensions.TelemetryName);
@@ -103,7 +105,16 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
                 else if (row.Destination is null)
                     await bus.Publish(message, type, c => c.MessageId = row.Id, ct);
                 else
-                    await (await bus.GetSendEndpoint(new Uri(row.Destination))).Send(message, type, c => c.MessageId = row.Id, ct);
+                    await (await bus.GetSendEndpoint(await commandQueues.AddressAsync(row.Destination, ct))).Send(message, type, c =>
+                    {
+                        c.MessageId = row.Id;
+                        // Unroutable (its queue deleted): returned and tried again, never dropped.
+                        if (!c.TryGetPayload<RabbitMqSendContext>(out var rabbit)) return;
+                        rabbit.Mandatory = true;
+                        // On a host queue: expires into the zone's queue unless one of the host's agents takes it first.
+                        if (commandQueues.ExpirationOf(row.Destination) is { } spill)
+                            rabbit.BasicProperties.Expiration = ((long)spill.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
+                    }, ct);
             }
             catch (Exception e) when (e is not OperationCanceledException && message is OsloNotification)
             {
@@ -115,6 +126,7 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
             {
                 row.LastError = e.Message;                      // the broker is away: this row and those after it wait for the next try
                 brokerError = e;
+                commandQueues.Forget();
                 break;
             }
             row.SentAt = clock.GetUtcNow();

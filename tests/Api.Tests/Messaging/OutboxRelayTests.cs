@@ -19,6 +19,36 @@ public sealed class OutboxRelayTests(ApiFactory api) : IClassFixture<ApiFactory>
     }
 
     [Fact]
+    public async Task A_command_for_a_zone_with_no_agent_yet_waits_in_a_quorum_queue_the_agents_can_declare()
+    {
+        await api.StartedAsync();
+        var zone = $"zone-{Guid.NewGuid():N}"[..13];
+        var command = new CreateBackup(Guid.NewGuid(), Guid.NewGuid(), null, ContainerName.Default, null, false, 1L << 30, "p", zone);
+        var row = OutboxMessage.Create(command, DateTimeOffset.UtcNow, Queues.CreateBackup(zone));
+        await using (var db = api.NewDbContext())
+        {
+            db.Outbox.Add(row);
+            await db.SaveChangesAsync();
+        }
+        api.Services.GetRequiredService<OutboxSignal>().Notify();
+        await api.WaitUntilAsync(async db => await db.Outbox.AnyAsync(m => m.Id == row.Id && m.SentAt != null), "the command confirmed by the broker");
+
+        // The zone's first agent comes: its endpoint declares the queue as a quorum queue, as ZoneQueueDefinition does. Had the relay
+        // declared it classic, this declaration would fail (PRECONDITION_FAILED) and the endpoint never become ready.
+        var received = new TaskCompletionSource<CreateBackup>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var bus = api.Services.GetRequiredService<IBus>();
+        var endpoint = bus.ConnectReceiveEndpoint(Queues.CreateBackup(zone), e =>
+        {
+            ((IRabbitMqReceiveEndpointConfigurator)e).SetQuorumQueue();
+            e.Handler<CreateBackup>(c => { received.TrySetResult(c.Message); return Task.CompletedTask; });
+        });
+        await endpoint.Ready.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(command.BackupId, (await received.Task.WaitAsync(TimeSpan.FromSeconds(30))).BackupId);
+        await endpoint.StopAsync();
+    }
+
+    [Fact]
     public async Task Unreadable_rows_are_parked_with_their_reason_and_the_rows_after_them_are_sent()
     {
         await api.StartedAsync();
