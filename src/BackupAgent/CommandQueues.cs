@@ -67,6 +67,8 @@ public sealed class HostQueues(
                 {
                     // Declared again exactly as the Api declared it (it exists, so no dead-letter permission is checked).
                     foreach (var (name, value) in CommandQueueArguments.Host(zoneQueue)) rabbit.SetQueueArgument(name, value);
+                    rabbit.ConfigureConsumeTopology = false;
+                    rabbit.BindQueue = false;                      // the Api bound it
                 }
                 if (zoneQueue == Queues.CreateBackup(agent.Zone)) endpoint.ConfigureConsumer<CreateBackupConsumer>(context);
                 else endpoint.ConfigureConsumer<RestoreBackupConsumer>(context);
@@ -74,6 +76,16 @@ public sealed class HostQueues(
             await handle.Ready.WaitAsync(stoppingToken);
         }
         logger.HostQueuesConnected(agent.Host);
+    }
+
+    /// <summary>
+    /// A queue's _error and _skipped queues copy its arguments: theirs leave out the dead-letter exchange, which this
+    /// agent may not name (and a faulted command must stay there, not go back to the zone's queue).
+    /// </summary>
+    public static void WithoutDeadLetterExchange(IRabbitMqBusFactoryConfigurator bus)
+    {
+        bus.SendTopology.ConfigureErrorSettings = error => error.SetQueueArgument("x-dead-letter-exchange", null);
+        bus.SendTopology.ConfigureDeadLetterSettings = skipped => skipped.SetQueueArgument("x-dead-letter-exchange", null);
     }
 
     async Task<bool> ExistAsync(IEnumerable<string> names, CancellationToken ct)

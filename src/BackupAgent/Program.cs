@@ -49,6 +49,7 @@ builder.Services.AddMassTransit(x =>
     x.UsingRabbitMq((context, bus) =>
     {
         bus.Host(Broker.From(builder.Configuration), context.GetRequiredService<DeploymentTls>());
+        HostQueues.WithoutDeadLetterExchange(bus);
         bus.ConfigureEndpoints(context);
     });
 });

@@ -50,7 +50,10 @@ public sealed class MultiHostBackend : IAsyncLifetime
             ["ConnectionStrings__RabbitMq"] = broker,
             ["Auth__Mode"] = "noauth",
             ["Services__DownTime"] = "00:00:15",             // Cinder's service_down_time, shortened: the test waits for a host to go down
+            ["Messaging__SpillAfter"] = "00:00:02",
+            ["Encryption__MasterKeyFile"] = TestServices.MasterKeyFile,
         };
+        foreach (var (key, value) in Pki.Settings(Pki.Api)) api[key] = value;
         for (var i = 0; i < Hosts.Length; i++)
         {
             api[$"Storage__Hosts__{i}__Name"] = Hosts[i].Name;
@@ -69,23 +72,27 @@ public sealed class MultiHostBackend : IAsyncLifetime
         unlimited.EnsureSuccessStatusCode();
     }
 
-    Task<HostProcess> StartVolumeAgentAsync(string host, int? port = null) => StartAsync("VolumeAgent", new()
+    static TestPki Pki => TestPki.Deployment;
+
+    Task<HostProcess> StartVolumeAgentAsync(string host, int? port = null) => StartAsync("VolumeAgent", new(Pki.Settings(Pki.VolumeAgent))
     {
         ["Volumes__PoolPath"] = pools[host],
+        ["Volumes__Zone"] = Hosts.Single(h => h.Name == host).Zone,
         ["Volumes__CapacityBytes"] = (Hosts.Single(h => h.Name == host).CapacityGib << 30).ToString(CultureInfo.InvariantCulture),
-    }, $"VolumeAgent-{host}", port);
+    }, $"VolumeAgent-{host}", port, () => Pki.Handler(Pki.Api));
 
     public Task<HostProcess> StartBackupAgentAsync(string host)
     {
         var zone = Hosts.Single(h => h.Name == host).Zone;
-        Dictionary<string, string> settings = new()
+        Dictionary<string, string> settings = new(Pki.Settings(Pki.BackupAgent(zone)))
         {
-            ["ConnectionStrings__RabbitMq"] = broker,
+            ["ConnectionStrings__RabbitMq"] = TestServices.AgentBroker(broker),
             ["Agent__Host"] = host,
             ["Agent__Name"] = AgentName(host),
             ["Agent__Zone"] = zone,
             ["Agent__VolumeAgentAddress"] = volumeAgents[host].Address,
-            ["Agent__SpillAfter"] = "00:00:02",
+            ["Agent__PoolPath"] = pools[host],
+            ["Encryption__MasterKeyFile"] = TestServices.MasterKeyFile,
             ["Agent__HeartbeatSeconds"] = "2",
             ["Agent__RetryIntervalsMs__0"] = "200",
             ["Agent__RetryIntervalsMs__1"] = "500",
@@ -125,10 +132,10 @@ public sealed class MultiHostBackend : IAsyncLifetime
         processes.Remove(process);
     }
 
-    async Task<HostProcess> StartAsync(string project, Dictionary<string, string> settings, string name, int? port = null)
+    async Task<HostProcess> StartAsync(string project, Dictionary<string, string> settings, string name, int? port = null, Func<HttpMessageHandler>? tls = null)
     {
         settings["Telemetry__Instance"] = name;
-        var process = await HostProcess.StartAsync(project, settings, name, port);
+        var process = await HostProcess.StartAsync(project, settings, name, port, tls);
         lock (processes) processes.Add(process);
         return process;
     }
@@ -146,7 +153,11 @@ public sealed class MultiHostBackend : IAsyncLifetime
         return text.Length == 0 ? [] : JsonNode.Parse(text)!.AsObject();
     }
 
-    public async Task<JsonObject> GetAsync(string path) => JsonNode.Parse(await Http.GetStringAsync($"/v3/{Project}/{path}"))!.AsObject();
+    // As an admin: only admins see a volume's host (os-vol-host-attr:host, host@backend#pool).
+    public async Task<JsonObject> GetAsync(string path) => JsonNode.Parse(await Admin.GetStringAsync($"/v3/{Project}/{path}"))!.AsObject();
+
+    /// <summary>The storage host of a volume as an admin reads it.</summary>
+    public static string HostOf(JsonObject volume) => ((string)volume["os-vol-host-attr:host"]!).Split('@', '#')[0];
 
     /// <summary>A volume in a zone, with guest data written into its file; returns its id and host.</summary>
     public async Task<(string Id, string Host)> VolumeAsync(string zone, int sizeGb = 1, int dataMib = 4, int seed = 1)
@@ -154,7 +165,7 @@ public sealed class MultiHostBackend : IAsyncLifetime
         var created = await PostAsync("volumes", new { volume = new { size = sizeGb, name = "mh", availability_zone = zone } });
         var id = (string)created["volume"]!["id"]!;
         var volume = await WaitForAsync($"volumes/{id}", "volume", "available");
-        var host = ((string)volume["os-vol-host-attr:host"]!).Split('#')[0];
+        var host = HostOf(volume);
         if (dataMib > 0) TestFiles.WriteGuestData(VolumeFile(host, id), seed, 64L << 20, dataMib << 20);
         return (id, host);
     }
