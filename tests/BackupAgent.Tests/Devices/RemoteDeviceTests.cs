@@ -24,7 +24,7 @@ public sealed class RemoteDeviceTests : IAsyncDisposable
 {
     const long Size = 8L << 20;
     const string Container = RepositoryFixture.Container;
-    static readonly AgentOptions Agent = new() { Host = "host-b", VolumeAgentAddress = "http://localhost" };
+    static readonly AgentOptions Agent = new() { Host = "host-b", VolumeAgentAddress = "https://localhost" };
 
     readonly string pool = TestServices.CreatePoolFolder("remote");
     readonly WebApplicationFactory<VolumeAgentProgram> volumeAgent;
@@ -35,9 +35,17 @@ public sealed class RemoteDeviceTests : IAsyncDisposable
     public RemoteDeviceTests()
     {
         volumeAgent = new WebApplicationFactory<VolumeAgentProgram>().WithWebHostBuilder(b =>
-            b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(new Dictionary<string, string?> { ["Volumes:PoolPath"] = pool })));
+            b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(VolumeAgentSettings(pool))));
         client = new VolumeHost.VolumeHostClient(GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions { HttpHandler = volumeAgent.Server.CreateHandler() }));
         backups = repository.Repository();
+    }
+
+    // The in-process server is reached without TLS (TestServer); its TLS settings are still required to start.
+    static Dictionary<string, string?> VolumeAgentSettings(string pool)
+    {
+        var settings = new Dictionary<string, string?> { ["Volumes:PoolPath"] = pool };
+        foreach (var (key, value) in TestPki.Deployment.Settings(TestPki.Deployment.VolumeAgent, ":")) settings[key] = value;
+        return settings;
     }
 
     [Fact]
