@@ -113,10 +113,16 @@ wait_status() {
 }
 
 # volume_file ID: the volume's file, in its host's pool (from the volume's os-vol-host-attr:host, "host#zone").
+# volume_host ID: the storage host of a volume (os-vol-host-attr:host, host@backend#pool, is shown to admins only).
+volume_host() {
+  curl -sS --max-time 60 -H "X-Auth-Token: $ADMIN_TOKEN" -H 'Accept: application/json' "$API/v3/$PROJECT/volumes/$1" \
+    | jq -r '.volume["os-vol-host-attr:host"] // "" | split("@")[0] | split("#")[0]'
+}
+
 volume_file() {
   local host pool
   [[ -n ${VB_HOST_POOLS:-} ]] || { echo "$VB_VOLUME_DIR/volume-$1"; return; }
-  host=$(api GET "/volumes/$1" | jq -r '.volume["os-vol-host-attr:host"] // "" | split("#")[0]')
+  host=$(volume_host "$1")
   for pool in $VB_HOST_POOLS; do [[ ${pool%%=*} == "$host" ]] && { echo "${pool#*=}/volume-$1"; return; }; done
   fail "volume $1 is on host '$host', whose pool is not in VB_HOST_POOLS"
 }
@@ -219,8 +225,7 @@ cross_host() {
   json=$(api POST /volumes '{"volume":{"size":1,"name":"demo-xhost-src"}}')
   src=$(jq -r .volume.id <<<"$json")
   wait_status volume "$src" available error
-  host=$(jq -r '.volume["os-vol-host-attr:host"]' <<<"$LAST_JSON")
-  zone=${host#*#} host=${host%%#*}
+  host=$(volume_host "$src") zone=$(jq -r '.volume.availability_zone' <<<"$LAST_JSON")
   echo "      volume   $src on $host (zone $zone), placed there by capacity"
   src_file=$(volume_file "$src")
   dd if=/dev/urandom of="$src_file" bs=1M count=64 seek=32 conv=notrunc,fsync status=none
@@ -244,7 +249,7 @@ cross_host() {
     json=$(api POST /volumes '{"volume":{"size":1,"name":"demo-xhost-dst"}}')
     dst=$(jq -r .volume.id <<<"$json")
     wait_status volume "$dst" available error >/dev/null
-    [[ $(jq -r '.volume["os-vol-host-attr:host"]' <<<"$LAST_JSON") == "$host#$zone" ]] && break
+    [[ $(volume_host "$dst") == "$host" ]] && break
     api DELETE "/volumes/$dst" >/dev/null
   done
   echo "      volume   $dst on $host"

@@ -34,4 +34,7 @@ internal static partial class Log
 
     [LoggerMessage(4030, LogLevel.Warning, "The command queues could not be declared (is the broker up?); trying again in {Delay}")]
     public static partial void CommandTopologyNotDeclared(this ILogger logger, TimeSpan delay, Exception exception);
+
+    [LoggerMessage(4031, LogLevel.Warning, "Volume {VolumeId}: no valid backend was found (no storage host of availability zone {Zone} answers with room for {SizeGb} GiB); the volume is in error")]
+    public static partial void NoValidBackend(this ILogger logger, Guid volumeId, string zone, int sizeGb);
 }

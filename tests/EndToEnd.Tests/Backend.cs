@@ -35,6 +35,7 @@ public sealed class Backend : IAsyncLifetime
     public string Pool { get; private set; } = "";
     /// <summary>The repository's folder as the NFS server's export holds it.</summary>
     public string RepositoryFolder { get; private set; } = "";
+    bool ownsRepository;
     public HttpClient Http { get; private set; } = null!;
     /// <summary>The AMQP URI of this deployment's virtual host.</summary>
     public string Broker => broker;
@@ -56,6 +57,7 @@ public sealed class Backend : IAsyncLifetime
         {
             var folder = $"e2e-{Guid.NewGuid():N}"[..16];
             RepositoryFolder = Path.Combine(TestServices.NfsExport, folder);
+            ownsRepository = true;
             repositoryTarget = $"{TestServices.NfsUrl}/{folder}";
         }
 
@@ -178,6 +180,11 @@ public sealed class Backend : IAsyncLifetime
         hosts.Remove(host);
     }
 
+    /// <summary>The chunk files on the share now (not the temporary files of writes under way).</summary>
+    public string[] ChunkFiles() => !Directory.Exists(RepositoryFolder) ? [] :
+        [.. Directory.EnumerateFiles(RepositoryFolder, "*", SearchOption.AllDirectories)
+            .Where(f => Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(f))) == "chunks" && !Path.GetFileName(f).Contains(".tmp", StringComparison.Ordinal))];
+
     public AppDbContext NewDbContext() => new((DbContextOptions<AppDbContext>)AppDbContext.Configure(new DbContextOptionsBuilder<AppDbContext>(), Database).Options);
 
     public string VolumeFile(string volumeId) => Path.Combine(Pool, $"volume-{volumeId}");
@@ -232,6 +239,9 @@ public sealed class Backend : IAsyncLifetime
         foreach (var host in hosts.ToArray()) await host.DisposeAsync();
         if (Directory.Exists(Pool)) Directory.Delete(Pool, recursive: true);
         if (broker.Length > 0 && OwnBroker is null) await TestServices.DeleteVirtualHostAsync(broker);
+        // What the fixture made on the real services goes with it: a day of test runs would fill the disk.
+        if (Database.Length > 0) await TestServices.DropDatabaseAsync(Database);
+        if (ownsRepository && Directory.Exists(RepositoryFolder)) Directory.Delete(RepositoryFolder, recursive: true);
     }
 
     public static JsonSerializerOptions Json { get; } = new(JsonSerializerDefaults.Web);

@@ -48,10 +48,10 @@ public sealed partial class RestoreAndDeleteTests(Backend backend)
         var volumeId = await backend.CreateVolumeAsync();
         TestFiles.WriteGuestData(backend.VolumeFile(volumeId), seed: 30, offset: 0, bytes: 3 << 20);
         // Chunk names are keyed hashes and manifests are encrypted: a backup's own chunks are those it added to the share.
-        var others = ChunkFiles();
+        var others = backend.ChunkFiles();
         var backupId = await BackupAsync(volumeId);
         var manifest = Directory.EnumerateFiles(backend.RepositoryFolder, $"{backupId}.manifest", SearchOption.AllDirectories).Single();
-        var own = ChunkFiles().Except(others).ToList();
+        var own = backend.ChunkFiles().Except(others).ToList();
         Assert.Equal(3, own.Count);                                             // its three 1 MiB chunks, shared with no other backup
 
         var response = await backend.Http.DeleteAsync($"/v3/{Backend.Project}/backups/{backupId}");
@@ -66,10 +66,6 @@ public sealed partial class RestoreAndDeleteTests(Backend backend)
         Assert.False(await db.Backups.AnyAsync(b => b.Id == Guid.Parse(backupId)));
         Assert.Equal("Deleted", (await db.Backups.IgnoreQueryFilters().SingleAsync(b => b.Id == Guid.Parse(backupId))).State);
     }
-
-    string[] ChunkFiles() => !Directory.Exists(backend.RepositoryFolder) ? [] :
-        [.. Directory.EnumerateFiles(backend.RepositoryFolder, "*", SearchOption.AllDirectories)
-            .Where(f => Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(f))) == "chunks" && !Path.GetFileName(f).Contains(".tmp", StringComparison.Ordinal))];
 
     async Task<string> BackupAsync(string volumeId)
     {

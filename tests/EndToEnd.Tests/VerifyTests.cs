@@ -12,10 +12,10 @@ public sealed class VerifyTests(Backend backend)
     {
         var damagedVolume = await backend.CreateVolumeAsync();
         TestFiles.WriteGuestData(backend.VolumeFile(damagedVolume), seed: 1070, offset: 0, bytes: 3 << 20);
-        var chunksBefore = ChunkFiles();
+        var chunksBefore = backend.ChunkFiles();
         var damaged = await BackupAsync(damagedVolume);
         // Chunk names are keyed hashes and the manifest is encrypted: the damaged backup's chunks are those it added.
-        var chunk = ChunkFiles().Except(chunksBefore).Order(StringComparer.Ordinal).First();
+        var chunk = backend.ChunkFiles().Except(chunksBefore).Order(StringComparer.Ordinal).First();
         var hash = Path.GetFileName(chunk);
         var cleanVolume = await backend.CreateVolumeAsync();
         TestFiles.WriteGuestData(backend.VolumeFile(cleanVolume), seed: 1071, offset: 0, bytes: 2 << 20);
@@ -38,10 +38,6 @@ public sealed class VerifyTests(Backend backend)
         await backend.WaitForLogAsync($"Backup {clean} verified");
         Assert.Equal("available", (string?)(await backend.GetAsync($"backups/{clean}"))["backup"]!["status"]);
     }
-
-    string[] ChunkFiles() => !Directory.Exists(backend.RepositoryFolder) ? [] :
-        [.. Directory.EnumerateFiles(backend.RepositoryFolder, "*", SearchOption.AllDirectories)
-            .Where(f => Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(f))) == "chunks" && !Path.GetFileName(f).Contains(".tmp", StringComparison.Ordinal))];
 
     async Task VerifyAsync(string backupId)
     {

@@ -51,6 +51,17 @@ public static class TestServices
         return new NpgsqlConnectionStringBuilder(server) { Database = name }.ConnectionString;
     }
 
+    /// <summary>Drops a database of <see cref="CreateDatabaseAsync"/>, whoever is still connected (a fixture's end).</summary>
+    public static async Task DropDatabaseAsync(string connectionString)
+    {
+        var name = new NpgsqlConnectionStringBuilder(connectionString).Database;
+        NpgsqlConnection.ClearAllPools();
+        await using var connection = new NpgsqlConnection(await PostgresAsync());
+        await connection.OpenAsync();
+        await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", connection);   // a name CreateDatabaseAsync made
+        await drop.ExecuteNonQueryAsync();
+    }
+
     /// <summary>A fresh virtual host on the broker; the AMQP URI that selects it.</summary>
     public static async Task<string> CreateVirtualHostAsync(string prefix)
     {

@@ -1,6 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using VolumeBackup.Api.Messaging;
+using VolumeBackup.Api.Storage;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.Contracts;
 
@@ -219,7 +220,8 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
         (await Db(c).Volumes.FindAsync([volumeId], c.CancellationToken))?.Host ?? "";
 
     /// <summary>Locality: the volume's host's queue first (Queues explains the spill to the zone's); the zone's without a host.</summary>
-    static string Route(ConsumeContext c, string zoneQueue, string host) => c.GetServiceOrCreateInstance<CommandQueues>().Route(zoneQueue, host);
+    static string Route(ConsumeContext c, string zoneQueue, string host) =>
+        CommandQueues.Route(c.GetServiceOrCreateInstance<IOptions<StorageOptions>>().Value, zoneQueue, host);
 
     static DateTimeOffset Touch(BehaviorContext<Backup> c, TimeProvider clock) => (c.Saga.UpdatedAt = clock.GetUtcNow()).Value;
 

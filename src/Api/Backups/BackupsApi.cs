@@ -326,6 +326,8 @@ public static class BackupsApi
             // Cinder restores the source volume's metadata with the data; this takes the source's metadata as it is now (the
             // backup record keeps no copy), none when the source is gone.
             var source = await db.Volumes.AsNoTracking().FirstOrDefaultAsync(v => v.Id == backup.VolumeId, ct);
+            // Quota before placement, as Cinder reserves before it schedules (and again below, where the row is written).
+            if (await QuotasApi.CheckVolumeAsync(db, caller.ProjectId, backup.Size, ct) is { } overQuotaNow) return CinderErrors.OverLimit(overQuotaNow);
             if (await hosts.PickHostAsync(backup.AvailabilityZone, (long)backup.Size << 30, db, ct) is not { } host)
                 return VolumesApi.NoValidBackend(backup.AvailabilityZone, backup.Size);
             volume = new Volume

@@ -31,6 +31,10 @@ public sealed class VerifySchedule(
     IServiceScopeFactory scopes, IOptions<VerifyOptions> options, OutboxSignal outbox, TimeProvider clock, ILogger<VerifySchedule> logger) : BackgroundService
 {
     readonly VerifyOptions settings = options.Value;
+    long passes;
+
+    /// <summary>Looks the job has finished (with or without a backup due).</summary>
+    public long Passes => Interlocked.Read(ref passes);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -41,6 +45,7 @@ public sealed class VerifySchedule(
             try
             {
                 await RequestDueAsync(stoppingToken);
+                Interlocked.Increment(ref passes);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {

@@ -29,14 +29,16 @@ public sealed class CommandQueues(IConfiguration configuration, DeploymentTls tl
 {
     const string QueueScheme = "queue:";
     readonly ConcurrentDictionary<string, bool> declared = new();
-    // Host queue → its zone queue, for every configured host.
-    readonly Dictionary<string, string> hostQueues = storage.Value.Hosts
+    readonly Dictionary<string, string> hostQueues = HostQueues(storage.Value);
+
+    /// <summary>Host queue → its zone queue, for every configured storage host.</summary>
+    static Dictionary<string, string> HostQueues(StorageOptions storage) => storage.Hosts
         .SelectMany(h => Queues.HostRouted(h.Zone).Select(zoneQueue => (Host: Queues.OnHost(zoneQueue, h.Name), Zone: zoneQueue)))
         .ToDictionary(q => q.Host, q => q.Zone);
 
-    /// <summary>Where a command for a zone queue goes first: its volume's host's queue when that host is configured here, else the zone's.</summary>
-    public string Route(string zoneQueue, string volumeHost) =>
-        QueueScheme + (hostQueues.ContainsKey(Queues.OnHost(zoneQueue, volumeHost)) ? Queues.OnHost(zoneQueue, volumeHost) : zoneQueue);
+    /// <summary>Where a command for a zone queue goes first: its volume's host's queue when that host is configured, else the zone's.</summary>
+    public static string Route(StorageOptions storage, string zoneQueue, string volumeHost) =>
+        QueueScheme + (storage.Hosts.Any(h => h.Name == volumeHost && Queues.HostRouted(h.Zone).Contains(zoneQueue)) ? Queues.OnHost(zoneQueue, volumeHost) : zoneQueue);
 
     /// <summary>The expiration of a command sent to this destination: the spill delay for a host queue, none for a zone queue.</summary>
     public TimeSpan? ExpirationOf(string destination) =>

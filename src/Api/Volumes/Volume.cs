@@ -28,7 +28,8 @@ public sealed class Volume
     /// <summary>The status to return to after a backup (available or in-use).</summary>
     public string? PreviousStatus { get; set; }
     public required string AvailabilityZone { get; init; }
-    public required string Host { get; init; }
+    /// <summary>The storage host it lives on; empty while it is being placed, and for one no host had room for (status error).</summary>
+    public required string Host { get; set; }
     public Guid? SnapshotId { get; init; }
     public Guid? AttachmentId { get; set; }
     public Guid? AttachedInstance { get; set; }

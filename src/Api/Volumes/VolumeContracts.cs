@@ -33,7 +33,7 @@ public sealed record VolumeView(
         v.AttachmentId is { } a
             ? [new AttachmentView(a.ToString(), a.ToString(), v.Id.ToString(), v.AttachedInstance?.ToString(), null, v.Mountpoint, Wire.Time(v.UpdatedAt))]
             : [],
-        null, null, extended ? v.ProjectId : null, extended && admin ? $"{v.Host}@{v.Host}#{v.Host}" : null);
+        null, null, extended ? v.ProjectId : null, extended && admin && v.Host.Length > 0 ? $"{v.Host}@{v.Host}#{v.Host}" : null);
 }
 
 public sealed record VolumeSummary(string Id, string? Name, IReadOnlyList<Link> Links)

@@ -44,8 +44,9 @@ public static partial class VolumesApi
     };
 
     static async Task<Results<Accepted<Dictionary<string, VolumeView>>, ProblemHttpResult>> Create(
-        CreateVolumeBody body, Caller caller, AppDbContext db, VolumeHosts hosts, HttpRequest http, TimeProvider clock, CancellationToken ct)
+        CreateVolumeBody body, Caller caller, AppDbContext db, VolumeHosts hosts, HttpRequest http, TimeProvider clock, ILoggerFactory loggers, CancellationToken ct)
     {
+        var logger = loggers.CreateLogger(typeof(VolumesApi));
         if (body.Volume is not { } request) return CinderErrors.BadRequest("Missing required element 'volume' in request body.");
         if (request.Size is not ({ } size and > 0))
             return CinderErrors.BadRequest("Invalid input for field/attribute size. Value: must be an integer greater than 0.");
@@ -67,17 +68,14 @@ public static partial class VolumesApi
             if (size < snap.Size) return CinderErrors.BadRequest($"Volume size '{size}'GB cannot be smaller than the snapshot size {snap.Size}GB.");
             snapshotId = sid;
         }
-        // A volume from a snapshot is a clone: it must be on the snapshot's host.
-        var host = snapshotId is { } fromSnapshot
-            ? await db.Snapshots.Where(x => x.Id == fromSnapshot).Join(db.Volumes, x => x.VolumeId, v => v.Id, (_, v) => v.Host).FirstOrDefaultAsync(ct) is { } snapshotHost
-                ? hosts.All.FirstOrDefault(h => h.Name == snapshotHost) : null
-            : await hosts.PickHostAsync(zone, (long)size << 30, db, ct);
-        if (host is null) return NoValidBackend(zone, size);
-
+        // A volume from a snapshot is a clone: it must be on the snapshot's host; any other is placed once its quota is held.
+        var snapshotHost = snapshotId is { } fromSnapshot
+            ? await db.Snapshots.Where(x => x.Id == fromSnapshot).Join(db.Volumes, x => x.VolumeId, v => v.Id, (_, v) => v.Host).FirstOrDefaultAsync(ct)
+            : null;
         var volume = new Volume
         {
             Id = Guid.NewGuid(), ProjectId = caller.ProjectId, UserId = caller.UserId, Name = request.Name, Description = request.Description,
-            Size = size, AvailabilityZone = zone, Host = host.Name, SnapshotId = snapshotId, Metadata = request.Metadata ?? [],
+            Size = size, AvailabilityZone = zone, Host = snapshotHost ?? "", SnapshotId = snapshotId, Metadata = request.Metadata ?? [],
             CreatedAt = clock.GetUtcNow(),
         };
         await using (var tx = await db.Database.BeginTransactionAsync(ct))
@@ -87,7 +85,18 @@ public static partial class VolumesApi
             await db.SaveChangesAsync(ct);
             await tx.CommitAsync(ct);
         }
-        await CreateOnHostAsync(volume, hosts, db, clock, ct);
+        if (snapshotId is null && await hosts.PickHostAsync(zone, (long)size << 30, db, ct) is { } picked)
+            volume.Host = picked.Name;
+        if (volume.Host.Length == 0)
+        {
+            // Cinder's scheduler: the create was accepted, and the volume goes to error when no back end passes the filters.
+            logger.NoValidBackend(volume.Id, zone, size);
+            volume.Status = VolumeStatus.Error;
+            volume.UpdatedAt = clock.GetUtcNow();
+            await db.SaveChangesAsync(CancellationToken.None);
+        }
+        else
+            await CreateOnHostAsync(volume, hosts, db, clock, ct);
         return TypedResults.Accepted($"{Wire.BaseUrl(http)}/v3/{volume.ProjectId}/volumes/{volume.Id}", Wire.Wrap("volume", VolumeView.From(volume, Wire.BaseUrl(http))));
     }
 
@@ -201,7 +210,8 @@ public static partial class VolumesApi
         // From here the row must end deleted or error_deleting (which may be deleted again), even if the caller goes away.
         try
         {
-            await hosts.Client(volume.Host).DeleteVolumeAsync(new Host.DeleteVolumeRequest { VolumeId = volume.Id.ToString() }, deadline: hosts.Deadline);
+            if (volume.Host.Length > 0)                     // never placed (no valid back end): no file anywhere
+                await hosts.Client(volume.Host).DeleteVolumeAsync(new Host.DeleteVolumeRequest { VolumeId = volume.Id.ToString() }, deadline: hosts.Deadline);
         }
         catch (RpcException e)
         {

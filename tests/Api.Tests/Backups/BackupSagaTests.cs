@@ -23,8 +23,8 @@ public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarnes
 
         Assert.Equal(nameof(BackupSaga.Creating), (await saga.BackupAsync(backup.Id)).State);
         var command = Assert.Single(await saga.OutboxAsync<CreateBackup>(backup.Id));
-        // The volume's host's exchange, falling back to the zone's queue (see Queues).
-        Assert.Equal("exchange:create-backup-nova.host-a?type=fanout&alternateexchange=create-backup-nova", command.Destination);
+        // The volume's host's queue, which spills into the zone's (see Queues).
+        Assert.Equal("queue:create-backup-nova.host-a", command.Destination);
         var sent = JsonSerializer.Deserialize<CreateBackup>(command.Body)!;
         Assert.Equal((volume.Id, true, 1L << 30, "c", "host-a"), (sent.VolumeId, sent.InUse, sent.SizeBytes, sent.Container, sent.VolumeHost));
         Assert.Equal(["backup.create.start"], await NotificationsAsync(backup.Id));
@@ -102,7 +102,7 @@ public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarnes
         await saga.FeedAsync(new BackupRestoreRequested(backup.Id, restoreId, target.Id));
         Assert.Equal(BackupStatus.Restoring, (await saga.BackupAsync(backup.Id)).Status);
         var row = Assert.Single(await saga.OutboxAsync<RestoreBackup>(backup.Id));
-        Assert.Equal("exchange:restore-backup-nova.host-a?type=fanout&alternateexchange=restore-backup-nova", row.Destination);
+        Assert.Equal("queue:restore-backup-nova.host-a", row.Destination);
         var command = JsonSerializer.Deserialize<RestoreBackup>(row.Body)!;
         Assert.Equal((restoreId, target.Id, "host-a"), (command.RestoreId, command.VolumeId, command.VolumeHost));
 

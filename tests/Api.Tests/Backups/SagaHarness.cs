@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Messaging;
+using VolumeBackup.Api.Storage;
 using VolumeBackup.Api.Volumes;
 using VolumeBackup.TestSupport;
 
@@ -31,6 +32,8 @@ public sealed class SagaHarness : IAsyncLifetime
         services.AddSingleton(TimeProvider.System);
         services.AddDbContext<AppDbContext>(o => AppDbContext.Configure(o, database));
         services.AddSingleton<OutboxSignal>();
+        // The storage hosts the saga routes commands to (its volumes are on host-a).
+        services.AddSingleton(Microsoft.Extensions.Options.Options.Create(new StorageOptions { Hosts = [new() { Name = "host-a", Zone = "nova", Address = "https://127.0.0.1:9" }] }));
         services.AddMassTransitTestHarness(x =>
         {
             // A wait ends when its message was consumed or after 30 s; the harness never goes "inactive" between the class's tests.

@@ -2,8 +2,11 @@ using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using VolumeBackup.Api.Backups;
 using VolumeBackup.Api.Volumes;
+using VolumeBackup.TestSupport;
 
 namespace VolumeBackup.Api.Tests.Backups;
 
@@ -103,7 +106,9 @@ public sealed class VerifyScheduleTests(VerifyScheduleFactory api) : IClassFixtu
 
         await api.WaitUntilAsync(async db => await db.Backups.CountAsync(b => b.ProjectId == "sched" && b.VerifyRequestedAt > now) == 2,
             "the two due backups asked for");
-        await Task.Delay(TimeSpan.FromSeconds(1));                 // five more looks of the job: nothing else is due
+        var job = api.Services.GetServices<IHostedService>().OfType<VerifySchedule>().Single();
+        var from = job.Passes;
+        await Eventually.UntilAsync(() => job.Passes >= from + 3, TimeSpan.FromSeconds(30), "three more looks of the job, with nothing else due");
 
         await using var after = api.NewDbContext();
         var stamped = await after.Backups.Where(b => b.ProjectId == "sched" && b.VerifyRequestedAt > now).OrderBy(b => b.VerifyRequestedAt).Select(b => b.Id).ToListAsync();

@@ -157,7 +157,7 @@ public sealed class MultiHostBackend : IAsyncLifetime
     public async Task<JsonObject> GetAsync(string path) => JsonNode.Parse(await Admin.GetStringAsync($"/v3/{Project}/{path}"))!.AsObject();
 
     /// <summary>The storage host of a volume as an admin reads it.</summary>
-    public static string HostOf(JsonObject volume) => ((string)volume["os-vol-host-attr:host"]!).Split('@', '#')[0];
+    public static string HostOf(JsonObject volume) => ((string?)volume["os-vol-host-attr:host"])?.Split('@', '#')[0] ?? "";
 
     /// <summary>A volume in a zone, with guest data written into its file; returns its id and host.</summary>
     public async Task<(string Id, string Host)> VolumeAsync(string zone, int sizeGb = 1, int dataMib = 4, int seed = 1)
@@ -193,5 +193,8 @@ public sealed class MultiHostBackend : IAsyncLifetime
         foreach (var process in processes.ToArray()) await process.DisposeAsync();
         foreach (var pool in pools.Values) if (Directory.Exists(pool)) Directory.Delete(pool, recursive: true);
         if (broker.Length > 0) await TestServices.DeleteVirtualHostAsync(broker);
+        if (Database.Length > 0) await TestServices.DropDatabaseAsync(Database);
+        if (repository.Length > 0 && Directory.Exists(Path.Combine(TestServices.NfsExport, repository[(repository.LastIndexOf('/') + 1)..])))
+            Directory.Delete(Path.Combine(TestServices.NfsExport, repository[(repository.LastIndexOf('/') + 1)..]), recursive: true);
     }
 }
