@@ -38,8 +38,15 @@ public sealed record Broker(Uri Uri, IReadOnlyList<AmqpTcpEndpoint> Nodes)
         if (factory.Ssl.Enabled) factory.Ssl.CertificateValidationCallback = tls.ValidateServer;
         if (Nodes.Count == 1)
             return await factory.CreateConnectionAsync(ct);
-        // The listed nodes with the connection string's TLS settings, which endpoints do not take from the factory.
-        return await factory.CreateConnectionAsync(Nodes.Select(n => new AmqpTcpEndpoint(n.HostName, n.Port, WithServerName(factory.Ssl, n.HostName))).ToList(), ct);
+        // The listed nodes with the connection string's TLS settings, which endpoints do not take from the factory; in their
+        // order, as the bus tries them (an endpoint list alone is shuffled), so a queue declared here leads where the programs are.
+        var nodes = new InOrder([.. Nodes.Select(n => new AmqpTcpEndpoint(n.HostName, n.Port, WithServerName(factory.Ssl, n.HostName)))]);
+        return await factory.CreateConnectionAsync(nodes, clientName, ct);
+    }
+
+    sealed class InOrder(IReadOnlyList<AmqpTcpEndpoint> endpoints) : IEndpointResolver
+    {
+        public IEnumerable<AmqpTcpEndpoint> All() => endpoints;
     }
 
     static SslOption WithServerName(SslOption ssl, string host) => new(host, ssl.CertPath, ssl.Enabled)

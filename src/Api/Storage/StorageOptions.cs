@@ -76,7 +76,8 @@ public sealed class VolumeHosts(IOptions<StorageOptions> options, DeploymentTls 
             .Where(c => c.Room >= sizeBytes).OrderByDescending(c => c.Room).Select(c => c.Host).FirstOrDefault();
     }
 
-    static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(5);
+    // A dead host refuses at once; this bounds a hung one, and leaves a slow (loaded) one time to answer.
+    static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(20);
 
     /// <summary>The deadline of a VolumeAgent call starting now; every call has one, so a hung agent never holds a request.</summary>
     public DateTime Deadline => DateTime.UtcNow + options.Value.CallTimeout;
