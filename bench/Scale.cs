@@ -53,11 +53,16 @@ static class Scale
         var lines = new string[count];
         var every = sample > 0 ? Math.Max(1, count / sample) : int.MaxValue;
         clock.Restart();
+        // Created one after the other, as the scheduler places each on the room left by those before it; then waited for and filled in parallel.
+        var ids = new string[count];
+        for (var i = 0; i < count; i++)
+        {
+            var created = await Member.PostAsJsonAsync("volumes", new { volume = new { size = sizeGiB, name = $"scale-{i}", availability_zone = zones[i % zones.Length] } });
+            ids[i] = (string)(await Expect(created, 202, $"creating volume {i}"))["volume"]!["id"]!;
+        }
         await Parallel.ForEachAsync(Enumerable.Range(0, count), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (i, ct) =>
         {
-            var zone = zones[i % zones.Length];
-            var created = await Member.PostAsJsonAsync("volumes", new { volume = new { size = sizeGiB, name = $"scale-{i}", availability_zone = zone } }, ct);
-            var id = (string)(await Expect(created, 202, $"creating volume {i}"))["volume"]!["id"]!;
+            var (zone, id) = (zones[i % zones.Length], ids[i]);
             var volume = await WaitAsync($"volumes/{id}", "volume", ["available"], ["error"], TimeSpan.FromMinutes(2));
             var host = ((string)volume["os-vol-host-attr:host"]!).Split('@', '#')[0];
             var path = Path.Combine(pools[host], $"volume-{id}");
@@ -138,6 +143,7 @@ static class Scale
         var pollErrors = 0;
         var allIn = new TaskCompletionSource();
         var submittedAll = false;
+        for (var i = 0; i < 5; i++) await Member.GetStringAsync("backups/detail");   // the Api has served the listing before (JIT, connections)
         var cpuBefore = groups.ToDictionary(g => g.Key, g => TreeSeconds(g.Value));
         var machineBefore = MachineBusySeconds();
         var clock = Stopwatch.StartNew();

@@ -188,7 +188,7 @@ awk -v data="$DATA_MIB" '
   { delete f; for (i = 2; i <= NF; i++) if (split($i, kv, "=") == 2) f[kv[1]] = kv[2]; l = f["label"] }
   $1 == "RESULT"  { order[++n] = l; r[l] = f["available"] "/" f["backups"] " ok, " f["error"] " err, " f["lost"] " lost, " f["stuck"] " stuck"
                     last[l] = f["last_s"]; mibs[l] = f["mib_s"]; pm[l] = f["per_min"]; load[l] = f["load"] }
-  $1 == "SUBMIT"  { sub[l] = f["seconds"] }
+  $1 == "SUBMIT"  { submit[l] = f["seconds"] }
   $1 == "LATENCY" { lat[l] = f["p50_ms"] "/" f["p99_ms"] "/" f["max_ms"] }
   $1 == "CPU"     { cpu[l] = sprintf("%5.0f %7.0f %8.0f %8.0f %5.0f %5.0f %7.0f", f["agents"], f["ganesha"], f["postgres"], f["rabbitmq"], f["api"], f["volume-agents"], f["machine"]) }
   $1 == "AGENT"   { hwm[l] = hwm[l] (hwm[l] == "" ? "" : " ") f["hwm_mib"]; jobs[l] = (f["max_jobs"] > jobs[l] ? f["max_jobs"] : jobs[l]) }
@@ -197,7 +197,7 @@ awk -v data="$DATA_MIB" '
     printf "\n%-6s %-34s %6s %7s %6s %7s %16s | %5s %7s %8s %8s %5s %5s %7s | %6s %4s %s\n", "agents", "outcome", "submit", "last s", "MiB/s", "bkp/min",
       "detail p50/99/max", "agent", "ganesha", "postgres", "rabbitmq", "api", "vols", "machine", "queued", "jobs", "peak RSS MiB per agent"
     for (k = 1; k <= n; k++) { l = order[k]
-      printf "%-6s %-34s %6.2f %7.1f %6.1f %7.1f %16s | %s | %6s %4s %s\n", l, r[l], sub[l], last[l], mibs[l], pm[l], lat[l], cpu[l], q[l], jobs[l], hwm[l] }
+      printf "%-6s %-34s %6.2f %7.1f %6.1f %7.1f %16s | %s | %6s %4s %s\n", l, r[l], submit[l], last[l], mibs[l], pm[l], lat[l], cpu[l], q[l], jobs[l], hwm[l] }
     print "(CPU in seconds over the run; ganesha, postgres and rabbitmq are shared with whatever else runs on this machine; machine = all busy CPU-s)"
   }' "$LOG" | tee -a "$LOG"
 grep -E '^(ERROR|UNFINISHED|REJECTED|RESTORES|DELETES)' "$LOG" >&2 || true
