@@ -212,16 +212,19 @@ static class Scale
 
         // All the backups at once (within a second: a client of many volumes), then the wait for every one to end.
         var rejected = new List<string>();
+        var posts = new List<double>();
         await Parallel.ForEachAsync(Enumerable.Range(0, volumes.Count), new ParallelOptions { MaxDegreeOfParallelism = 25 }, async (i, ct) =>
         {
+            var sent = clock.Elapsed;
             var response = await Member.PostAsJsonAsync("backups", new { backup = new { volume_id = volumes[i][1], name = $"scale-{label}-{i}" } }, ct);
             var text = await response.Content.ReadAsStringAsync(ct);
+            lock (posts) posts.Add((clock.Elapsed - sent).TotalMilliseconds);
             if ((int)response.StatusCode == 202) ids[i] = (string)JsonNode.Parse(text)!["backup"]!["id"]!;
             else lock (rejected) rejected.Add($"volume {volumes[i][1]}: {(int)response.StatusCode} {text}");
         });
         var submitted = clock.Elapsed.TotalSeconds;
         var accepted = ids.Where(i => i is not null).Select(i => i!).ToList();
-        Console.WriteLine(Invariant($"SUBMIT label={label} requests={volumes.Count} accepted={accepted.Count} seconds={submitted:F3} load={Load()}"));
+        Console.WriteLine(Invariant($"SUBMIT label={label} requests={volumes.Count} accepted={accepted.Count} seconds={submitted:F3} post_p50_ms={Percentile([.. posts.Order()], 0.5):F0} post_max_ms={posts.Max():F0} load={Load()}"));
         foreach (var r in rejected) Console.WriteLine($"REJECTED {r}");
         Volatile.Write(ref submittedAll, true);
         await Task.WhenAny(allIn.Task, Task.Delay(timeout));
@@ -239,6 +242,11 @@ static class Scale
         var ordered = latencies.Order().ToList();
         Console.WriteLine(Invariant($"RESULT label={label} backups={volumes.Count} available={available} error={ended.Count - available} lost={lost} stuck={stuck} rejected={rejected.Count} ") +
             Invariant($"last_s={last:F1} data_mib={available * dataMiB} mib_s={available * dataMiB / last:F1} per_min={available * 60 / last:F1} load={Load()}"));
+        foreach (var zone in volumes.Select(v => v[2]).Distinct())
+        {
+            var times = volumes.Select((v, i) => (Zone: v[2], Id: ids[i])).Where(x => x.Zone == zone && x.Id is not null && done.ContainsKey(x.Id)).Select(x => done[x.Id!].At).ToList();
+            Console.WriteLine(Invariant($"ZONE label={label} zone={zone} ended={times.Count} last_s={(times.Count > 0 ? times.Max() : double.NaN):F1}"));
+        }
         Console.WriteLine(Invariant($"LATENCY label={label} polls={ordered.Count} errors={pollErrors} p50_ms={Percentile(ordered, 0.50):F1} p99_ms={Percentile(ordered, 0.99):F1} max_ms={(ordered.Count > 0 ? ordered[^1] : double.NaN):F1}"));
         Console.WriteLine(Invariant($"CPU label={label} machine={machine:F1} ") + string.Join(' ', groups.Keys.Select(k => Invariant($"{k}={cpuAfter[k] - cpuBefore[k]:F1}"))));
         Console.WriteLine(Invariant($"QUEUED label={label} max_ready={maxQueued}"));

@@ -21,6 +21,8 @@
 #
 # Environment: BENCH_VOLUMES=100  BENCH_SIZE_GIB=1  BENCH_DATA_MIB=128  BENCH_AGENTS="1 2 4"  BENCH_SAMPLE=10
 #              BENCH_TIMEOUT=900  BENCH_POLL_MS=50  BENCH_SEED=42  BENCH_POOL_SIZE=64G  BENCH_NO_BUILD=1
+#              BENCH_AGENT_NICE=0 (the BackupAgents' nice value: 10 runs them below the Api, PostgreSQL and RabbitMQ, as
+#              batch work on a machine shared with the control plane would run; the storage hosts are this machine too)
 #              ENV_FROM=deploy/services.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,7 +31,7 @@ ENV_FROM=${ENV_FROM:-deploy/services.sh}
 eval "$($ENV_FROM env)"
 VOLUMES=${BENCH_VOLUMES:-100} SIZE_GIB=${BENCH_SIZE_GIB:-1} DATA_MIB=${BENCH_DATA_MIB:-128}
 AGENTS=${BENCH_AGENTS:-"1 2 4"} SAMPLE=${BENCH_SAMPLE:-10} TIMEOUT=${BENCH_TIMEOUT:-900} POLL_MS=${BENCH_POLL_MS:-50}
-SEED=${BENCH_SEED:-42} POOL_SIZE=${BENCH_POOL_SIZE:-64G}
+SEED=${BENCH_SEED:-42} POOL_SIZE=${BENCH_POOL_SIZE:-64G} AGENT_NICE=${BENCH_AGENT_NICE:-0}
 OUT=$REPO/.state/bench
 RUN=scale-$$-$(date +%s)
 LOGS=$OUT/results/$RUN
@@ -84,11 +86,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME DLL URL VAR=VALUE...: a program from its output folder (its appsettings.json), logging to $LOGS/NAME.log.
+# start NAME DLL URL VAR=VALUE...: a program from its output folder (its appsettings.json), logging to $LOGS/NAME.log;
+# BackupAgents at the nice value BENCH_AGENT_NICE (nice execs the program: the PID stays the program's).
 start() {
-  local name=$1 dll=$2 url=$3
+  local name=$1 dll=$2 url=$3 nice=0
   shift 3
-  (cd "$(dirname "$dll")" && exec env "$@" "Telemetry__Instance=$name" dotnet "$dll" --urls "$url") >"$LOGS/$name.log" 2>&1 &
+  [[ $name == agent-* ]] && nice=$AGENT_NICE
+  (cd "$(dirname "$dll")" && exec nice -n "$nice" env "$@" "Telemetry__Instance=$name" dotnet "$dll" --urls "$url") >"$LOGS/$name.log" 2>&1 &
   PID[$name]=$!
 }
 # ready NAME CURL-ARGS...: waits (at most 120 s) for /health/ready.
@@ -103,7 +107,7 @@ ready() {
 }
 stop() { kill "${PID[$1]}" 2>/dev/null || true; wait "${PID[$1]}" 2>/dev/null || true; unset "PID[$1]"; }
 
-say "run $RUN: $VOLUMES volumes of $SIZE_GIB GiB holding $DATA_MIB MiB of data each, BackupAgents per zone: $AGENTS (load $(cut -d' ' -f1-3 /proc/loadavg))"
+say "run $RUN: $VOLUMES volumes of $SIZE_GIB GiB holding $DATA_MIB MiB of data each, BackupAgents per zone: $AGENTS, nice $AGENT_NICE (load $(cut -d' ' -f1-3 /proc/loadavg))"
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $DB" >/dev/null
 "$VB_SERVICES" vhost "$VHOST"
 TLS=("Tls__CaFile=$VB_PKI/ca.crt")
