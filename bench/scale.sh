@@ -21,8 +21,9 @@
 #
 # Environment: BENCH_VOLUMES=100  BENCH_SIZE_GIB=1  BENCH_DATA_MIB=128  BENCH_AGENTS="1 2 4"  BENCH_SAMPLE=10
 #              BENCH_TIMEOUT=900  BENCH_POLL_MS=50  BENCH_SEED=42  BENCH_POOL_SIZE=64G  BENCH_NO_BUILD=1
-#              BENCH_AGENT_NICE=0 (the BackupAgents' nice value: 10 runs them below the Api, PostgreSQL and RabbitMQ, as
-#              batch work on a machine shared with the control plane would run; the storage hosts are this machine too)
+#              BENCH_AGENT_NICE=10 (the BackupAgents' nice value: below the Api, PostgreSQL and RabbitMQ, as batch work on a
+#              machine shared with the control plane runs; in a deployment the agents have the storage hosts' cores.
+#              0 puts them at everyone's priority)
 #              ENV_FROM=deploy/services.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,7 +32,7 @@ ENV_FROM=${ENV_FROM:-deploy/services.sh}
 eval "$($ENV_FROM env)"
 VOLUMES=${BENCH_VOLUMES:-100} SIZE_GIB=${BENCH_SIZE_GIB:-1} DATA_MIB=${BENCH_DATA_MIB:-128}
 AGENTS=${BENCH_AGENTS:-"1 2 4"} SAMPLE=${BENCH_SAMPLE:-10} TIMEOUT=${BENCH_TIMEOUT:-900} POLL_MS=${BENCH_POLL_MS:-50}
-SEED=${BENCH_SEED:-42} POOL_SIZE=${BENCH_POOL_SIZE:-64G} AGENT_NICE=${BENCH_AGENT_NICE:-0}
+SEED=${BENCH_SEED:-42} POOL_SIZE=${BENCH_POOL_SIZE:-64G} AGENT_NICE=${BENCH_AGENT_NICE:-10}
 OUT=$REPO/.state/bench
 RUN=scale-$$-$(date +%s)
 LOGS=$OUT/results/$RUN
