@@ -66,7 +66,7 @@ static class Images
             $"{counts.GetValueOrDefault(Kind.Hole)} holes, {counts.GetValueOrDefault(Kind.Random)} random, {counts.GetValueOrDefault(Kind.Text)} text");
     }
 
-    static void Fill(Span<byte> buffer, Kind kind, ulong seed, int slot)
+    internal static void Fill(Span<byte> buffer, Kind kind, ulong seed, int slot)
     {
         var rng = new Xoshiro(seed * 0x9E37_79B9_7F4A_7C15UL + (ulong)slot + 1);
         if (kind == Kind.Random)

@@ -28,6 +28,8 @@ static class BenchProgram
                                                      full, CBT and full-read incrementals after a 1 % change, no-change CBT
           remote <target> <container> <volumeAgentUrl> <volumeId> <rounds>
                                                      backups and restores of a volume in place and through the VolumeAgent
+          scale-volumes <out> | scale-run <volumes> <label>
+                                                     bench/scale.sh's client of the Api (settings in SCALE_* variables)
         Options set RepositoryOptions (defaults: the agent's); --profile adds per-call store timings.
         backup and restore encrypt with the master key file --master-key names (32 bytes, mode 0600), as the agent does;
         --plain writes and reads the unencrypted format instead (the baseline encryption is compared against).
@@ -70,7 +72,13 @@ static class BenchProgram
                         int.Parse(runKiB, CultureInfo.InvariantCulture), exportDir);
                     return 0;
                 case ["remote", var target, var container, var volumeAgent, var volumeId, var rounds]:
-                    await Remote.RunAsync(settings, target, container, volumeAgent, Guid.Parse(volumeId), int.Parse(rounds, CultureInfo.InvariantCulture));
+                    await Remote.RunAsync(settings, masterKey(), target, container, volumeAgent, Guid.Parse(volumeId), int.Parse(rounds, CultureInfo.InvariantCulture));
+                    return 0;
+                case ["scale-volumes", var output]:
+                    await Scale.VolumesAsync(output);
+                    return 0;
+                case ["scale-run", var volumes, var label]:
+                    await Scale.RunAsync(volumes, label);
                     return 0;
                 case ["phases", var target, var container, var image]:
                     await PhasesAsync(settings, target, container, image);

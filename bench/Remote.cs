@@ -6,7 +6,9 @@ using Microsoft.Extensions.Options;
 using VolumeBackup.BackupAgent;
 using VolumeBackup.BackupAgent.Devices;
 using VolumeBackup.BackupAgent.Repository;
+using VolumeBackup.Contracts;
 using VolumeBackup.Contracts.Grpc;
+using VolumeBackup.ServiceDefaults;
 
 namespace VolumeBackup.Bench;
 
@@ -16,13 +18,18 @@ namespace VolumeBackup.Bench;
 // machine's load drifts over both alike. bench/remote.sh starts the VolumeAgent and runs this.
 static class Remote
 {
-    public static async Task RunAsync(RepositoryOptions settings, string target, string container, string volumeAgent, Guid volumeId, int rounds)
+    public static async Task RunAsync(RepositoryOptions settings, MasterKey? masterKey, string target, string container, string volumeAgent, Guid volumeId, int rounds)
     {
-        using var channel = GrpcChannel.ForAddress(volumeAgent);
+        // The VolumeAgent speaks mutual TLS only: the certificates of deploy/pki.sh, named as the programs name them.
+        var tls = new DeploymentTls(Options.Create(new TlsOptions
+        {
+            CaFile = Required("Tls__CaFile"), CertificateFile = Required("Tls__CertificateFile"), KeyFile = Required("Tls__KeyFile"),
+        }));
+        using var channel = GrpcChannel.ForAddress(volumeAgent, new GrpcChannelOptions { HttpHandler = tls.ClientHandler() });
         var client = new VolumeHost.VolumeHostClient(channel);
         var agent = new AgentOptions { Host = "bench", VolumeAgentAddress = volumeAgent };
         await using var store = RepositoryStores.Open(target, settings.Connections);
-        var repository = new BackupRepository(store, Options.Create(settings), NullLogger<BackupRepository>.Instance);
+        var repository = new BackupRepository(store, Options.Create(settings), masterKey, NullLogger<BackupRepository>.Instance);
         var times = new Dictionary<string, List<double>> { ["local"] = [], ["remote"] = [], ["restore-local"] = [], ["restore-remote"] = [] };
         Console.WriteLine($"LOAD before {File.ReadAllText("/proc/loadavg").Trim()}");
         for (var round = 0; round < rounds; round++)
@@ -64,4 +71,6 @@ static class Remote
     }
 
     static string Load() => File.ReadAllText("/proc/loadavg").Split(' ')[0];
+
+    static string Required(string name) => Environment.GetEnvironmentVariable(name) ?? throw new InvalidOperationException($"{name} is not set (bench/remote.sh sets it)");
 }

@@ -242,7 +242,7 @@ start_everything() {
   # agents'), VB_PKI (the CA and certificates), VB_NFS_URL, VB_POOL, ...
   eval "$("$SERVICES" env)"
   "$SERVICES" master-key >/dev/null      # the programs refuse to start without it
-  local volumes=$VB_POOL/demo repository=$VB_NFS_URL/demo i
+  local volumes=$VB_POOL/demo repository=$VB_NFS_URL/demo i ca="Tls__CaFile=$VB_PKI/ca.crt"
   if [[ ${VB_BROKER:-single} == cluster ]]; then
     # The three-node cluster instead of the single node: its URI, and RabbitMq__ClusterNodes__* the programs inherit.
     # Its one generated user over plain AMQP on loopback (the cluster has no per-role users nor TLS listener yet).

@@ -39,6 +39,9 @@ builder.Services.AddGrpcClient<VolumeHost.VolumeHostClient>((sp, o) => o.Address
 builder.Services.AddHostedService<CommandQueues>();   // before the bus starts consuming them
 builder.Services.AddMassTransit(x =>
 {
+    // Usage telemetry enumerates the endpoints when the bus has started, while HostQueues may be connecting the host's:
+    // "Collection was modified" then faults the start and the agent never gets ready (bench/scale.sh hit it).
+    x.DisableUsageTelemetry();
     x.SetKebabCaseEndpointNameFormatter();
     x.AddConsumer<CreateBackupConsumer, CreateBackupConsumerDefinition>();
     x.AddConsumer<RestoreBackupConsumer, RestoreBackupConsumerDefinition>();
