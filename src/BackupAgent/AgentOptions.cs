@@ -40,7 +40,10 @@ public sealed class AgentOptions
     /// <summary>The pool of that VolumeAgent (its Volumes:PoolPath): the only place whose files this agent reads or writes as devices.</summary>
     [Required] public string PoolPath { get; init; } = "";
 
-    /// <summary>Backups and restores at once per agent: each already runs on all cores, so more mostly adds memory.</summary>
+    /// <summary>
+    /// Jobs at once per queue the agent reads (each also prefetches no more): backups and restores come from its host's
+    /// queues and its zone's, so an agent may run twice this many of them. Each already runs on all cores, so more mostly adds memory.
+    /// </summary>
     [Range(1, 16)] public int ConcurrentJobs { get; init; } = 2;
 
     /// <summary>Pauses between retries of a failed job (an NFS server restarting) before it is reported failed.</summary>

@@ -197,8 +197,10 @@ public static class QuotasApi
     /// <summary>Cinder's reserve: over-quota resources in sorted order (so gigabytes before the count), each with its exception's message.</summary>
     static async Task<string?> CheckAsync(AppDbContext db, string projectId, string count, string gigabytes, int sizeGb, CancellationToken ct)
     {
-        await LockAsync(db, projectId, ct);
         var limits = await LimitsAsync(db, projectId, ct);
+        if (limits[count] < 0 && limits[gigabytes] < 0 && (count != "volumes" || limits["per_volume_gigabytes"] < 0))
+            return null;                                    // nothing to count: a project without limits never waits on the lock
+        await LockAsync(db, projectId, ct);
         if (count == "volumes" && limits["per_volume_gigabytes"] is >= 0 and var perVolume && sizeGb > perVolume)
             return $"Requested volume size {sizeGb}G is larger than maximum allowed limit {perVolume}G.";
         var used = await UsageAsync(db, projectId, ct);
