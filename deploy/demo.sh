@@ -171,13 +171,16 @@ wait_backup_service() {
 # demo-*) and keeps its own for you to look at.
 remove_earlier_runs() {
   local t0 json ids id backups_before backups_after volumes_before volumes_after
-  local mine='select(.name // "" | startswith("demo-"))'
+  local mine='select(.name // "" | startswith("demo-"))' zones
   t0=$(now)
+  # Only backups of the zones served now can be deleted (an earlier run may have had other hosts and zones).
+  zones=$(api GET /os-availability-zone | jq -c '[.availabilityZoneInfo[].zoneName]')
   backups_before=$(api GET /backups/detail | jq "[.backups[] | $mine] | length")
   # Newest first: a backup that incrementals depend on is refused until they are gone.
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     json=$(api GET /backups/detail)
-    mapfile -t ids < <(jq -r ".backups[] | $mine | select(.status == \"available\" or .status == \"error\")
+    mapfile -t ids < <(jq -r --argjson zones "$zones" ".backups[] | $mine | select(.availability_zone as \$z | \$zones | index(\$z))
+      | select(.status == \"available\" or .status == \"error\")
       | select(.has_dependent_backups | not) | .id" <<<"$json")
     ((${#ids[@]} > 0)) || break
     for id in "${ids[@]}"; do api DELETE "/backups/$id" >/dev/null; done

@@ -509,6 +509,24 @@ if [[ $demo == yes ]]; then
   echo
 fi
 
+# The VolumeAgents and BackupAgents of this run, and where their metrics are.
+topology_summary() {
+  local i h ip k agents
+  if ((HOSTS == 1)); then
+    echo "  VolumeAgent       https://127.0.0.1:$VOLUME_AGENT_PORT (gRPC, mutual TLS: certificates in $VB_PKI), volumes in $VB_POOL/demo"
+    echo "  BackupAgents      http://127.0.0.1:${BACKUP_AGENT_PORTS[0]} and :${BACKUP_AGENT_PORTS[1]}, repository $VB_NFS_URL/demo"
+    echo "  Metrics           http://127.0.0.1:$API_PORT/metrics, :${BACKUP_AGENT_PORTS[0]}/metrics, :${BACKUP_AGENT_PORTS[1]}/metrics, :$VOLUME_AGENT_METRICS_PORT/metrics"
+    return
+  fi
+  for ((i = 0; i < HOSTS; i++)); do
+    h=$(host_name $i) ip=$(host_ip $i) agents=""
+    for ((k = 1; k <= AGENTS_PER_HOST; k++)); do agents+="${agents:+, }http://$ip:$(agent_port $k)"; done
+    printf '  %-17s %s\n' "$h ($(host_zone $i))" "VolumeAgent https://$ip:$VOLUME_AGENT_PORT (metrics :$VOLUME_AGENT_METRICS_PORT), volumes in $(host_pool $i); BackupAgents $agents"
+  done
+  echo "  Repository        $VB_NFS_URL/demo (certificates in $VB_PKI)"
+  echo "  Metrics           http://127.0.0.1:$API_PORT/metrics and /metrics of every agent above"
+}
+
 if [[ $AUTH_MODE == keystone ]]; then
   DASHBOARD_SIGN_IN="an admin's Keystone token: OS_USERNAME=admin OS_PROJECT_NAME=admin OS_PASSWORD=\$(cat $VB_KEYSTONE_SECRETS/admin) openstack token issue"
 else
@@ -516,10 +534,8 @@ else
 fi
 cat <<EOF
 The service is running:
-  VolumeAgent       https://127.0.0.1:$VOLUME_AGENT_PORT (gRPC, mutual TLS: certificates in $VB_PKI), volumes in $VB_POOL/demo
-  BackupAgents      http://127.0.0.1:${BACKUP_AGENT_PORTS[0]} and :${BACKUP_AGENT_PORTS[1]}, repository $VB_NFS_URL/demo
+$(topology_summary)
   Dashboard         http://127.0.0.1:$API_PORT/dashboard (sign in with $DASHBOARD_SIGN_IN)
-  Metrics           http://127.0.0.1:$API_PORT/metrics, :${BACKUP_AGENT_PORTS[0]}/metrics, :${BACKUP_AGENT_PORTS[1]}/metrics, :$VOLUME_AGENT_METRICS_PORT/metrics
   Prometheus        http://127.0.0.1:$PROMETHEUS_PORT (try: sum(volumebackup_backups_total) by (volumebackup_outcome))
   Logs              $LOGS/
 EOF
