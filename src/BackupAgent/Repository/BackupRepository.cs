@@ -9,7 +9,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using VolumeBackup.BackupAgent.Devices;
-using ZstdSharp;
+using ZstdNet;
 
 namespace VolumeBackup.BackupAgent.Repository;
 
@@ -448,7 +448,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             var packed = ArrayPool<byte>.Shared.Rent(ChunkStore.MaxStoredSize(run.ChunkSize));
             try
             {
-                using var compressor = new Compressor(settings.CompressionLevel);
+                using var compressor = new Compressor(new CompressionOptions(settings.CompressionLevel));
                 for (long i; (i = Interlocked.Increment(ref next)) < run.Hashes.Length;)
                 {
                     var (offset, length) = run.Extent(i);
@@ -549,7 +549,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         var packed = ArrayPool<byte>.Shared.Rent(ChunkStore.MaxStoredSize(run.ChunkSize));
         try
         {
-            using var compressor = new Compressor(settings.CompressionLevel);
+            using var compressor = new Compressor(new CompressionOptions(settings.CompressionLevel));
             foreach (var hash in missing)
             {
                 var index = Array.IndexOf(run.Hashes, hash);

@@ -1,5 +1,5 @@
 using System.Buffers;
-using ZstdSharp;
+using ZstdNet;
 
 namespace VolumeBackup.BackupAgent.Repository;
 
@@ -7,6 +7,8 @@ namespace VolumeBackup.BackupAgent.Repository;
 // HMAC-SHA-256 of the plain data; SHA-256 in the plain format 1). Packed, it is one codec byte and the payload (zstd when
 // that is smaller than the plain data, else the plain data); encrypted, the packed form sealed in an Envelope with the
 // chunk's container and name as associated data. Compression comes first: ciphertext does not compress.
+// zstd is the native libzstd that ZstdNet carries (runtimes/<rid>/native): faster than the managed port earlier
+// versions wrote with, and with nothing to JIT; their frames decode alike (the format is zstd's, not the library's).
 public static class ChunkStore
 {
     const byte Plain = 0;
@@ -45,10 +47,15 @@ public static class ChunkStore
     // destination must hold data.Length + 1 bytes; returns the packed length.
     static int Pack(Compressor compressor, ReadOnlySpan<byte> data, Span<byte> destination)
     {
-        if (compressor.TryWrap(data, destination.Slice(1, data.Length - 1), out var packed))
+        try
         {
+            // Only a frame smaller than the data is worth keeping: zstd fails with dstSize_tooSmall when it would not be.
+            var packed = compressor.Wrap(data, destination.Slice(1, data.Length - 1));
             destination[0] = Zstd;
             return packed + 1;
+        }
+        catch (ZstdException e) when (e.Code == ZSTD_ErrorCode.ZSTD_error_dstSize_tooSmall)
+        {
         }
         destination[0] = Plain;
         data.CopyTo(destination[1..]);
@@ -68,14 +75,16 @@ public static class ChunkStore
             case Zstd:
                 try
                 {
-                    if (decompressor.TryUnwrap(payload, destination, out var written))
-                        return written;
+                    return decompressor.Unwrap(payload, destination, bufferSizePrecheck: false);
+                }
+                catch (ZstdException e) when (e.Code == ZSTD_ErrorCode.ZSTD_error_dstSize_tooSmall)
+                {
+                    throw new InvalidDataException("it decodes to more than one chunk of data", e);
                 }
                 catch (ZstdException e)
                 {
                     throw new InvalidDataException($"zstd cannot decode it ({e.Message})", e);
                 }
-                throw new InvalidDataException("it decodes to more than one chunk of data");
             case Plain:
                 throw new InvalidDataException("it holds more than one chunk of data");
             default:
