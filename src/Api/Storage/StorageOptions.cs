@@ -16,6 +16,12 @@ public sealed class StorageOptions
 
     [Required, MinLength(1)] public List<StorageHost> Hosts { get; init; } = [];
 
+    /// <summary>
+    /// Cinder's max_over_subscription_ratio (its default, 20): volumes are sparse files, so a pool may be provisioned this
+    /// many times its size. 1 is thick accounting: no more volume GiB than the pool holds.
+    /// </summary>
+    [Range(1.0, 1000.0)] public double MaxOverSubscriptionRatio { get; init; } = 20.0;
+
     /// <summary>How long a call to a VolumeAgent may take: a create from a snapshot on a pool that cannot reflink copies the data.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "01:00:00")] public TimeSpan CallTimeout { get; init; } = TimeSpan.FromMinutes(2);
 }
@@ -49,11 +55,11 @@ public sealed class VolumeHosts(IOptions<StorageOptions> options, DeploymentTls 
     public bool ServesZone(string zone) => All.Any(h => h.Zone == zone);
 
     /// <summary>
-    /// The host for a new volume in a zone, as Cinder's filter scheduler with its capacity filter and weigher: of the
-    /// zone's hosts whose VolumeAgent answers now, those with room for the volume, the one with the most room. Room is
-    /// the pool's size (which its VolumeAgent reports) less the sizes of the volumes placed there (from our own rows,
-    /// so placements a moment ago count at once): thick accounting, Cinder's max_over_subscription_ratio of 1. Null
-    /// when no host of the zone answers or has room.
+    /// The host for a new volume in a zone, as Cinder's filter scheduler with its capacity filter and weigher for thin
+    /// provisioning: of the zone's hosts whose VolumeAgent answers now, those with room for the volume, the one with the
+    /// most room. Room is the pool's size (which its VolumeAgent reports) times the over-subscription ratio, less the
+    /// sizes of the volumes placed there (from our own rows, so placements a moment ago count at once); and, as Cinder,
+    /// its free space times the ratio must hold the volume too. Null when no host of the zone answers or has room.
     /// </summary>
     public async Task<StorageHost?> PickHostAsync(string zone, long sizeBytes, AppDbContext db, CancellationToken ct)
     {
@@ -61,18 +67,21 @@ public sealed class VolumeHosts(IOptions<StorageOptions> options, DeploymentTls 
         var names = candidates.Select(h => h.Name).ToList();
         var placed = await db.Volumes.Where(v => names.Contains(v.Host) && v.Status != VolumeStatus.Deleting)
             .GroupBy(v => v.Host).Select(g => new { Host = g.Key, Gib = g.Sum(v => (long)v.Size) }).ToDictionaryAsync(g => g.Host, g => g.Gib << 30, ct);
-        var sizes = await Task.WhenAll(candidates.Select(async h =>
+        var capacities = await Task.WhenAll(candidates.Select(async h =>
         {
             try
             {
-                return (long?)(await Client(h.Name).GetCapacityAsync(new CapacityRequest(), deadline: DateTime.UtcNow + ProbeTimeout, cancellationToken: ct)).TotalBytes;
+                return await Client(h.Name).GetCapacityAsync(new CapacityRequest(), deadline: DateTime.UtcNow + ProbeTimeout, cancellationToken: ct);
             }
             catch (RpcException)
             {
                 return null;                                  // down: no volume goes there
             }
         }));
-        return candidates.Select((h, i) => (Host: h, Room: sizes[i] - placed.GetValueOrDefault(h.Name)))
+        var ratio = options.Value.MaxOverSubscriptionRatio;
+        return candidates.Select((h, i) => (Host: h, Capacity: capacities[i]))
+            .Where(c => c.Capacity is { } capacity && capacity.FreeBytes * ratio >= sizeBytes)
+            .Select(c => (c.Host, Room: (long)(c.Capacity!.TotalBytes * ratio) - placed.GetValueOrDefault(c.Host.Name)))
             .Where(c => c.Room >= sizeBytes).OrderByDescending(c => c.Room).Select(c => c.Host).FirstOrDefault();
     }
 

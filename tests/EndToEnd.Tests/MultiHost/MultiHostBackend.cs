@@ -51,6 +51,7 @@ public sealed class MultiHostBackend : IAsyncLifetime
             ["Auth__Mode"] = "noauth",
             ["Services__DownTime"] = "00:00:15",             // Cinder's service_down_time, shortened: the test waits for a host to go down
             ["Messaging__SpillAfter"] = "00:00:02",
+            ["Storage__MaxOverSubscriptionRatio"] = "1",       // thick: the placement test counts whole volume sizes against capacity
             ["Encryption__MasterKeyFile"] = TestServices.MasterKeyFile,
         };
         foreach (var (key, value) in Pki.Settings(Pki.Api)) api[key] = value;
