@@ -74,6 +74,7 @@ public sealed class DeploymentTls
             RemoteCertificateValidationCallback = ValidateServer,
         },
         EnableMultipleHttp2Connections = true,
+        InitialHttp2StreamWindowSize = 8 << 20,     // a remote backup's ReadDevice streams: MiBs in flight, not 64 KiB to start
     };
 
     /// <summary>The role (subject OU) and availability zone (subject L) deploy/pki.sh writes into a certificate.</summary>
