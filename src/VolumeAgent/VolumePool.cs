@@ -365,6 +365,7 @@ public sealed class VolumePool
             }
         }
         to.SetLength(from.Length);
+        ct.ThrowIfCancellationRequested();                      // before the fsync, which may take as long as the copy did
         to.Flush(true);
     }
 

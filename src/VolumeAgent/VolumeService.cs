@@ -41,6 +41,12 @@ public sealed partial class VolumeService(VolumePool pool, ILogger<VolumeService
         Guid? baseBackupId = string.IsNullOrEmpty(request.BaseBackupId) ? null : ParseId(request.BaseBackupId, "base_backup_id");
         var startedAt = Stopwatch.GetTimestamp();
         var device = pool.GetBackupDevice(backupId, volumeId, snapshotId, request.InUse, baseBackupId, context.CancellationToken);
+        if (context.CancellationToken.IsCancellationRequested)
+        {
+            // Made after its caller gave up (the copy's last fsync outlasted the deadline): nobody will release it.
+            pool.ReleaseDevice(Path.GetFileName(device.Path), commit: false);
+            context.CancellationToken.ThrowIfCancellationRequested();
+        }
         Metrics.DevicePrepared("backup", device.Method, startedAt);
         logger.BackupDeviceReady(backupId, volumeId, device.Method);
         var reply = new Device

@@ -80,7 +80,11 @@ public sealed class HostProcess : IAsyncDisposable
     // Null once /health/ready answers success; else what it answered last. A process that exited fails the wait at once.
     async Task<string?> NotReadyBecauseAsync(HttpClient http)
     {
-        if (process.HasExited) throw new InvalidOperationException($"{Name} exited with {process.ExitCode}:\n{string.Join('\n', Output.TakeLast(40))}");
+        if (process.HasExited)
+        {
+            process.WaitForExit();                              // also waits until its redirected output is all read
+            throw new InvalidOperationException($"{Name} exited with {process.ExitCode}:\n{string.Join('\n', Output.TakeLast(40))}");
+        }
         var last = "no answer";
         foreach (var version in new[] { HttpVersion.Version11, HttpVersion.Version20 })
         {

@@ -6,9 +6,16 @@ using VolumeBackup.TestSupport;
 
 namespace VolumeBackup.VolumeAgent.Tests;
 
-/// <summary>The pool where it cannot reflink (a temp folder on the machine's ext4 disk), so clones are copies.</summary>
+/// <summary>
+/// The pool where it cannot reflink (a temp folder on the machine's ext4 disk), so clones are copies. Run alone: each
+/// test catches a copy mid-way by polling its file every millisecond, which other classes' work on the two cores
+/// could starve for longer than the copy lasts.
+/// </summary>
+[Collection(VolumePoolTests.Alone)]
 public sealed class VolumePoolTests : IDisposable
 {
+    public const string Alone = "volume-pool-copies";
+
     readonly string folder = Directory.CreateTempSubdirectory("volume-pool-copy-").FullName;
 
     [Fact]
@@ -16,7 +23,7 @@ public sealed class VolumePoolTests : IDisposable
     {
         var pool = new VolumePool(Options.Create(new VolumeOptions { PoolPath = folder, AllowCopyFallback = true }), NullLogger<VolumePool>.Instance);
         var volumeId = Guid.NewGuid();
-        pool.CreateVolume(volumeId, 512L << 20);
+        pool.CreateVolume(volumeId, 1L << 30);                  // long enough to copy that the cancel lands mid-way, even on a busy machine
         FillWithData(pool.VolumePath(volumeId));
         var backupId = Guid.NewGuid();
         using var cancel = new CancellationTokenSource();
@@ -71,3 +78,6 @@ public sealed class VolumePoolTests : IDisposable
 
     public void Dispose() => Directory.Delete(folder, recursive: true);
 }
+
+[CollectionDefinition(VolumePoolTests.Alone, DisableParallelization = true)]
+public sealed class VolumePoolCopies;
