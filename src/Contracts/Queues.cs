@@ -3,7 +3,7 @@ namespace VolumeBackup.Contracts;
 /// <summary>
 /// Where commands go. Each zone has a queue per command, on which all of its agents compete. Backups and restores go
 /// first to a queue of the volume's host, which only that host's agents read: a command left there for
-/// <see cref="SpillAfterKey"/> (its agents busy, dead or never started) expires into the zone's queue (the host
+/// the Api's Messaging:SpillAfter (its agents busy, dead or never started) expires into the zone's queue (the host
 /// queue's dead-letter exchange is the zone queue's exchange). Deletes and verifies touch only the repository: they go
 /// to the zone's queue. The Api declares all of them (agents may not bind a queue, nor name a dead-letter exchange,
 /// since either would let them put commands on it); agents declare the zone's queues too, with the same arguments.
@@ -23,9 +23,6 @@ public static class Queues
 
     /// <summary>A host's own queue for a zone queue's command (create-backup-nova.host-a).</summary>
     public static string OnHost(string zoneQueue, string host) => $"{zoneQueue}.{host}";
-
-    /// <summary>How long a command waits on its host's queue before it expires into the zone's (the Api's setting, set on each message).</summary>
-    public const string SpillAfterKey = "Messaging:SpillAfter";
 }
 
 /// <summary>
@@ -37,7 +34,7 @@ public static class CommandQueueArguments
     public static Dictionary<string, object?> Zone => new() { ["x-queue-type"] = "quorum" };
 
     /// <summary>
-    /// A host queue: a command that expires there (its per-message TTL, see <see cref="Queues.SpillAfterKey"/>) is
+    /// A host queue: a command that expires there (its per-message TTL, the Api's Messaging:SpillAfter) is
     /// dead-lettered to the zone queue's exchange, at least once (the broker keeps it until the zone queue has it).
     /// </summary>
     public static Dictionary<string, object?> Host(string zoneQueue) => new()

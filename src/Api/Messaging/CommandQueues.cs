@@ -38,7 +38,7 @@ public sealed class CommandQueues(IConfiguration configuration, DeploymentTls tl
 
     /// <summary>Where a command for a zone queue goes first: its volume's host's queue when that host is configured, else the zone's.</summary>
     public static string Route(StorageOptions storage, string zoneQueue, string volumeHost) =>
-        QueueScheme + (storage.Hosts.Any(h => h.Name == volumeHost && Queues.HostRouted(h.Zone).Contains(zoneQueue)) ? Queues.OnHost(zoneQueue, volumeHost) : zoneQueue);
+        QueueScheme + (HostQueues(storage).ContainsKey(Queues.OnHost(zoneQueue, volumeHost)) ? Queues.OnHost(zoneQueue, volumeHost) : zoneQueue);
 
     /// <summary>The expiration of a command sent to this destination: the spill delay for a host queue, none for a zone queue.</summary>
     public TimeSpan? ExpirationOf(string destination) =>

@@ -22,7 +22,7 @@ public sealed class MultiHostBackend : IAsyncLifetime
     readonly Dictionary<string, HostProcess> volumeAgents = [];
     readonly Dictionary<string, HostProcess> backupAgents = [];
     readonly Dictionary<string, string> pools = [];
-    string broker = "", repository = "";
+    string broker = "", repository = "", repositoryFolder = "";
 
     public string Database { get; private set; } = "";
     public HttpClient Http { get; private set; } = null!;
@@ -40,6 +40,7 @@ public sealed class MultiHostBackend : IAsyncLifetime
         broker = await TestServices.CreateVirtualHostAsync("mh");
         var folder = $"mh-{Guid.NewGuid():N}"[..16];
         repository = $"{TestServices.NfsUrl}/{folder}";
+        repositoryFolder = Path.Combine(TestServices.NfsExport, folder);
         foreach (var (name, _, _) in Hosts) pools[name] = TestServices.CreatePoolFolder($"mh-{name}");
 
         await Task.WhenAll(Hosts.Select(async h => volumeAgents[h.Name] = await StartVolumeAgentAsync(h.Name)));
@@ -195,7 +196,6 @@ public sealed class MultiHostBackend : IAsyncLifetime
         foreach (var pool in pools.Values) if (Directory.Exists(pool)) Directory.Delete(pool, recursive: true);
         if (broker.Length > 0) await TestServices.DeleteVirtualHostAsync(broker);
         if (Database.Length > 0) await TestServices.DropDatabaseAsync(Database);
-        if (repository.Length > 0 && Directory.Exists(Path.Combine(TestServices.NfsExport, repository[(repository.LastIndexOf('/') + 1)..])))
-            Directory.Delete(Path.Combine(TestServices.NfsExport, repository[(repository.LastIndexOf('/') + 1)..]), recursive: true);
+        if (repositoryFolder.Length > 0 && Directory.Exists(repositoryFolder)) Directory.Delete(repositoryFolder, recursive: true);
     }
 }
