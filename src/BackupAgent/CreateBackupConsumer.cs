@@ -30,7 +30,7 @@ public sealed class CreateBackupConsumer(
         else
             summary = await WriteAsync(context, ct);
         await context.Publish(new BackupCompleted(m.BackupId, summary.SizeBytes, summary.ObjectCount, summary.BytesWritten, summary.StoredBytes, clock.GetUtcNow(),
-            summary.Cbt, summary.BytesRead), ct);
+            summary.Cbt, summary.BytesRead, options.Value.ServiceName), ct);
     }
 
     async Task<BackupSummary> WriteAsync(ConsumeContext<CreateBackup> context, CancellationToken ct)

@@ -16,7 +16,7 @@ public record BackupProgressed(Guid BackupId, long BytesDone, long BytesTotal);
 /// <param name="Cbt">Changed-block tracking was used: only the ranges changed since the parent were read.</param>
 /// <param name="BytesRead">Bytes read from the device.</param>
 public record BackupCompleted(Guid BackupId, long SizeBytes, int ObjectCount, long BytesWritten, long StoredBytes, DateTimeOffset CompletedAt,
-    bool Cbt = false, long BytesRead = 0);
+    bool Cbt = false, long BytesRead = 0, string? AgentHost = null);
 
 /// <summary>No agent of the backup's zone took it in time (all of them gone); the Api gives it up and fails it.</summary>
 public record BackupNotTaken(Guid BackupId, string Reason);

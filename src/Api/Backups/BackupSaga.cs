@@ -83,6 +83,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 await ReleaseSourceAsync(c, now);
                 var backup = c.Saga;
                 backup.BytesDone = c.Message.SizeBytes;
+                backup.Host ??= c.Message.AgentHost;        // its BackupStarted may still be on the way (events race)
                 backup.ObjectCount = c.Message.ObjectCount;
                 backup.StoredBytes = c.Message.StoredBytes;
                 backup.BytesWritten = c.Message.BytesWritten;
@@ -116,6 +117,12 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 Db(c).Outbox.Add(OutboxMessage.Create(new VerifyBackup(c.Saga.Id, c.Saga.Container, c.Saga.AvailabilityZone), now,
                     Queues.VerifyBackup(c.Saga.AvailabilityZone)));
                 Notify(c, notifications, "backup.verify.start", now);
+            }),
+            // A BackupStarted that lost the race to its BackupCompleted only fills in what it knows.
+            When(Started).Then(c =>
+            {
+                c.Saga.Host ??= c.Message.AgentHost;
+                c.Saga.StartedAt ??= c.Message.StartedAt;
             }),
             Ignore(CreateRequested), Ignore(ImportRequested));
 

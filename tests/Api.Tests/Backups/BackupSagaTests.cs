@@ -52,6 +52,21 @@ public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarnes
     }
 
     [Fact]
+    public async Task A_completion_that_overtakes_its_start_still_names_the_agent_and_the_late_start_changes_nothing_else()
+    {
+        var (volume, backup) = await CreatingAsync(VolumeStatus.InUse);
+        var startedAt = new DateTimeOffset(2026, 11, 30, 12, 0, 0, TimeSpan.Zero);
+
+        await saga.FeedAsync(new BackupCompleted(backup.Id, 1 << 30, 3, 100, 300, startedAt.AddSeconds(1), AgentHost: "host-a-agent"));
+        await saga.FeedAsync(new BackupStarted(backup.Id, volume.Id, true, "host-b-agent", startedAt));
+
+        var done = await saga.BackupAsync(backup.Id);
+        Assert.Equal((BackupStatus.Available, "host-a-agent", startedAt), (done.Status, done.Host, done.StartedAt));
+        Assert.Equal(VolumeStatus.InUse, (await saga.VolumeAsync(volume.Id)).Status);
+        Assert.Equal(["backup.create.start", "backup.create.end"], await NotificationsAsync(backup.Id));
+    }
+
+    [Fact]
     public async Task Progress_is_reported_forward_only()
     {
         var (_, backup) = await CreatingAsync();
