@@ -64,5 +64,5 @@ VOLUME=$(cat /proc/sys/kernel/random/uuid)
 say "making a $GIB GiB volume holding $DATA_GIB GiB of data"
 dotnet "$BIN" make-image "$POOL/volume-$VOLUME" "$GIB" "$SEED" "$DATA_GIB"
 say "$ROUNDS rounds of local and remote backups and restores (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-env "${CLIENT_TLS[@]}" dotnet "$BIN" remote "$VB_NFS_URL" "$RUN" "https://127.0.0.12:$PORT" "$VOLUME" "$ROUNDS" --master-key="$MASTER_KEY" | tee "$LOG"
+env "${CLIENT_TLS[@]}" BENCH_VOLUME_AGENT_PID="$agent_pid" dotnet "$BIN" remote "$VB_NFS_URL" "$RUN" "https://127.0.0.12:$PORT" "$VOLUME" "$ROUNDS" --master-key="$MASTER_KEY" | tee "$LOG"
 say "nproc $(nproc); results in $LOG"
