@@ -244,11 +244,10 @@ start_everything() {
   "$SERVICES" master-key >/dev/null      # the programs refuse to start without it
   local volumes=$VB_POOL/demo repository=$VB_NFS_URL/demo i ca="Tls__CaFile=$VB_PKI/ca.crt"
   if [[ ${VB_BROKER:-single} == cluster ]]; then
-    # The three-node cluster instead of the single node: its URI, and RabbitMq__ClusterNodes__* the programs inherit.
-    # Its one generated user over plain AMQP on loopback (the cluster has no per-role users nor TLS listener yet).
+    # The three-node cluster instead of the single node: the Api's and the agents' users over AMQPS, as on the single
+    # node, and RabbitMq__ClusterNodes__* (the nodes' AMQPS listeners) the programs inherit.
     "$SERVICES" start-cluster
-    eval "$("$SERVICES" cluster-env)"
-    VB_RABBITMQ_TLS=$ConnectionStrings__RabbitMq VB_RABBITMQ_TLS_AGENT=$ConnectionStrings__RabbitMq
+    eval "$("$SERVICES" cluster-env tls)"
   fi
 
   echo "$HOSTS $ZONES $AGENTS_PER_HOST" >"$TOPOLOGY_FILE"

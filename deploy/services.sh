@@ -20,8 +20,9 @@
 #   started (not those already running), so a caller can stop just those.
 #   start-cluster starts a three-node RabbitMQ cluster beside the single node (not part of
 #   start; see the cluster section below): nodes ${VB_CLUSTER_NAME:-vbc}1..3@localhost, AMQP
-#   VB_CLUSTER_AMQP_PORT (5701) + 0..2, distribution VB_CLUSTER_DIST_PORT (25701) + 0..2, state in
-#   VB_CLUSTER_DIR (<state>/rabbitmq-cluster). cluster-env prints the programs' settings for it;
+#   VB_CLUSTER_AMQP_PORT (5701) + 0..2, AMQPS VB_CLUSTER_AMQPS_PORT (AMQP + 10) + 0..2, distribution
+#   VB_CLUSTER_DIST_PORT (25701) + 0..2, state in VB_CLUSTER_DIR (<state>/rabbitmq-cluster), the single
+#   node's users. cluster-env prints the programs' settings for it (plain AMQP, as env; `cluster-env tls`: AMQPS);
 #   stop-cluster-node N / kill-cluster-node N / start-cluster-node N stop (gracefully or with SIGKILL)
 #   and start one node (failure tests).
 set -euo pipefail
@@ -373,25 +374,32 @@ rabbit_secret() {
   cat "$file"
 }
 
-# rabbit_permit VHOST: every role's permissions on one virtual host.
+# rabbit_permit VHOST [CTL...]: every role's permissions on one virtual host; CTL runs rabbitmqctl against the broker
+# (the single node's when not given; `cluster_ctl 1` for the cluster).
 rabbit_permit() {
-  rabbitmqctl set_permissions -p "$1" vb-api '.*' '.*' '.*' >/dev/null
-  rabbitmqctl set_permissions -p "$1" vb-backup-agent "$AGENT_CONFIGURE" "$AGENT_WRITE" "$AGENT_READ" >/dev/null
-  rabbitmqctl set_permissions -p "$1" vb-notifications "$NOTIFY_CONFIGURE" "$NOTIFY_WRITE" "$NOTIFY_READ" >/dev/null
+  local vhost=$1 ctl=(rabbitmqctl); shift
+  (($#)) && ctl=("$@")
+  "${ctl[@]}" set_permissions -p "$vhost" vb-api '.*' '.*' '.*' >/dev/null
+  "${ctl[@]}" set_permissions -p "$vhost" vb-backup-agent "$AGENT_CONFIGURE" "$AGENT_WRITE" "$AGENT_READ" >/dev/null
+  "${ctl[@]}" set_permissions -p "$vhost" vb-notifications "$NOTIFY_CONFIGURE" "$NOTIFY_WRITE" "$NOTIFY_READ" >/dev/null
 }
 
-# Idempotent, on every start: guest removed, each user's password set from its file (delete the file and start again
-# to rotate it), the permissions on the default virtual host.
+# provision_rabbitmq [CTL...]: idempotent, on every start: guest (and any user that is not a role's, such as an
+# earlier cluster's `volumebackup`) removed, each role's password set from its file (delete the file and start again to
+# rotate it), the permissions on the default virtual host.
 provision_rabbitmq() {
-  local users user
-  users=$(rabbitmqctl list_users --quiet --no-table-headers 2>/dev/null | awk '{print $1}')
-  if grep -qx guest <<<"$users"; then rabbitmqctl delete_user guest >/dev/null; fi
+  local users user ctl=(rabbitmqctl)
+  (($#)) && ctl=("$@")
+  users=$("${ctl[@]}" list_users --quiet --no-table-headers 2>/dev/null | awk '{print $1}')
+  for user in guest volumebackup; do
+    if grep -qx "$user" <<<"$users"; then "${ctl[@]}" delete_user "$user" >/dev/null; fi
+  done
   for user in "${RABBIT_USERS[@]}"; do
     # The password goes through stdin, never a command line others could read.
-    if grep -qx "$user" <<<"$users"; then rabbit_secret "$user" | rabbitmqctl change_password "$user" >/dev/null
-    else rabbit_secret "$user" | rabbitmqctl add_user "$user" >/dev/null; fi
+    if grep -qx "$user" <<<"$users"; then rabbit_secret "$user" | "${ctl[@]}" change_password "$user" >/dev/null
+    else rabbit_secret "$user" | "${ctl[@]}" add_user "$user" >/dev/null; fi
   done
-  rabbit_permit /
+  rabbit_permit / "${ctl[@]}"
 }
 
 stop_rabbitmq() {
@@ -417,19 +425,21 @@ stop_rabbitmq() {
 
 # A three-node RabbitMQ cluster on this machine, beside (never instead of) the single node above:
 # nodes ${VB_CLUSTER_NAME}1..3@localhost, AMQP on 127.0.0.1:VB_CLUSTER_AMQP_PORT+0..2, Erlang
-# distribution on VB_CLUSTER_DIST_PORT+0..2, everything under VB_CLUSTER_DIR. The nodes share a
-# generated Erlang cookie; the only user is a generated one (no guest), its password in a 0600 file.
-# Nodes 2 and 3 join node 1 with join_cluster; a node restarted later rejoins by itself.
+# AMQPS on 127.0.0.1:VB_CLUSTER_AMQPS_PORT+0..2 (the broker certificate of deploy/pki.sh, as the single node),
+# distribution on VB_CLUSTER_DIST_PORT+0..2, everything under VB_CLUSTER_DIR. The nodes share a generated Erlang
+# cookie. Its users are the single node's roles (vb-api, vb-backup-agent, vb-notifications) with the same generated
+# passwords and permissions (provision_rabbitmq); there is no guest. Nodes 2 and 3 join node 1 with join_cluster; a
+# node restarted later rejoins by itself.
 CLUSTER_NAME=${VB_CLUSTER_NAME:-vbc}
 CLUSTER_SIZE=3
 CLUSTER_AMQP_PORT=${VB_CLUSTER_AMQP_PORT:-5701}
+CLUSTER_AMQPS_PORT=${VB_CLUSTER_AMQPS_PORT:-$((CLUSTER_AMQP_PORT + 10))}
 CLUSTER_DIST_PORT=${VB_CLUSTER_DIST_PORT:-25701}
 CLUSTER_DIR=$(realpath -m "${VB_CLUSTER_DIR:-$STATE/rabbitmq-cluster}")
-CLUSTER_USER=volumebackup
-CLUSTER_PASSWORD_FILE=$CLUSTER_DIR/secrets/amqp-password
 
 cluster_node() { echo "$CLUSTER_NAME$1@localhost"; }
 cluster_amqp_port() { echo $((CLUSTER_AMQP_PORT + $1 - 1)); }
+cluster_amqps_port() { echo $((CLUSTER_AMQPS_PORT + $1 - 1)); }
 
 # cluster_env I: the environment of node I, for its server and for rabbitmqctl (as rabbit_env does for the single node).
 cluster_env() {
@@ -456,15 +466,6 @@ cluster_ctl() { (cluster_env "$1"; "$RABBIT_SBIN/rabbitmqctl" -n "$(cluster_node
 
 cluster_node_running() { pid_alive "$CLUSTER_DIR/node$1/rabbitmq.pid" beam; }
 
-cluster_password() {
-  if [[ ! -s $CLUSTER_PASSWORD_FILE ]]; then
-    install -d -m 700 "$(dirname "$CLUSTER_PASSWORD_FILE")"
-    (umask 077; openssl rand -hex 24 >"$CLUSTER_PASSWORD_FILE")
-  fi
-  chmod 600 "$CLUSTER_PASSWORD_FILE"
-  cat "$CLUSTER_PASSWORD_FILE"
-}
-
 write_cluster_node_conf() {
   local n=$1 dir=$CLUSTER_DIR/node$1
   install -d -m 700 "$dir" "$dir/mnesia" "$dir/log"
@@ -473,11 +474,20 @@ write_cluster_node_conf() {
   # Holds the password: 0600.
   (umask 077; cat >"$dir/rabbitmq.conf" <<CONF
 # Written by deploy/services.sh start-cluster; edits are overwritten on start.
+# Plain AMQP for the tests, AMQPS for deploy/run.sh, as on the single node.
 listeners.tcp.default = 127.0.0.1:$(cluster_amqp_port "$n")
+listeners.ssl.default = 127.0.0.1:$(cluster_amqps_port "$n")
+ssl_options.cacertfile = $PKI/ca.crt
+ssl_options.certfile = $PKI/rabbitmq.crt
+ssl_options.keyfile = $PKI/rabbitmq.key
+ssl_options.versions.1 = tlsv1.3
+ssl_options.versions.2 = tlsv1.2
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 cluster_name = $CLUSTER_NAME
-# The generated user replaces guest, which is never created.
-default_user = $CLUSTER_USER
-default_pass = $(cluster_password)
+# The Api's user replaces guest at the first boot (guest is never created); provision_rabbitmq adds the other roles.
+default_user = vb-api
+default_pass = $(rabbit_secret vb-api)
 # A node cut off from the other two pauses instead of serving a split cluster (quorum queues need a majority anyway).
 cluster_partition_handling = pause_minority
 # As on the single node: a job holds its command unacknowledged for up to 24 h.
@@ -488,9 +498,11 @@ CONF
 
 # start_cluster_node I: boots node I in the background (rabbitmq-server -detached); await_cluster_node waits for it.
 start_cluster_node() {
-  local n=$1 port; port=$(cluster_amqp_port "$1")
+  local n=$1 port
   if cluster_node_running "$n"; then return; fi
-  port_open "$port" && die "port $port is taken by a server that is not ours: $(port_holder "$port"); stop it first"
+  for port in "$(cluster_amqp_port "$n")" "$(cluster_amqps_port "$n")"; do
+    port_open "$port" && die "port $port is taken by a server that is not ours: $(port_holder "$port"); stop it first"
+  done
   write_cluster_node_conf "$n"
   rm -f "$CLUSTER_DIR/node$n/rabbitmq.pid"
   (cluster_env "$n"; "$RABBIT_SBIN/rabbitmq-server" -detached >"$CLUSTER_DIR/node$n/log/start.log" 2>&1) \
@@ -503,6 +515,7 @@ await_cluster_node() {
   # await_startup fails at once while the node is not reachable yet (early in its boot): ask again.
   wait_up "$(head -n1 "$CLUSTER_DIR/node$n/rabbitmq.pid")" 60 cluster_ctl "$n" await_startup --timeout 120 || die_log "$node did not finish booting" "$log"
   wait_until 60 port_open "$(cluster_amqp_port "$n")" || die_log "$node does not answer on 127.0.0.1:$(cluster_amqp_port "$n")" "$log"
+  wait_until 60 port_open "$(cluster_amqps_port "$n")" || die_log "$node does not answer on 127.0.0.1:$(cluster_amqps_port "$n") (TLS)" "$log"
 }
 
 # join_cluster_node I: makes node I a member of node 1's cluster, unless it is one already.
@@ -522,6 +535,7 @@ start_cluster() {
     (umask 077; openssl rand -hex 32 >"$CLUSTER_DIR/home/.erlang.cookie")
   fi
   chmod 600 "$CLUSTER_DIR/home/.erlang.cookie"
+  "$REPO/deploy/pki.sh" >/dev/null   # the broker's certificate, signed by the deployment CA (the AMQPS listeners)
   # epmd: the one already answering (the single node's, say), else ours, ended by stop-cluster.
   if ! epmd -names >/dev/null 2>&1; then
     (export ERL_EPMD_ADDRESS=127.0.0.1; setsid epmd -address 127.0.0.1 >"$CLUSTER_DIR/epmd.log" 2>&1 </dev/null & echo $! >"$CLUSTER_DIR/epmd.pid")
@@ -531,7 +545,8 @@ start_cluster() {
   for ((k = 1; k <= CLUSTER_SIZE; k++)); do start_cluster_node "$k"; done
   for ((k = 1; k <= CLUSTER_SIZE; k++)); do await_cluster_node "$k"; done
   for ((k = 2; k <= CLUSTER_SIZE; k++)); do join_cluster_node "$k"; done
-  say "rabbitmq cluster: $(cluster_nodes_text) up in $((SECONDS - t0)) s (user $CLUSTER_USER, password in $CLUSTER_PASSWORD_FILE)"
+  provision_rabbitmq cluster_ctl 1
+  say "rabbitmq cluster: $(cluster_nodes_text) up in $((SECONDS - t0)) s (AMQPS on $(cluster_amqps_port 1)-$(cluster_amqps_port "$CLUSTER_SIZE"); the single node's users, passwords in $RABBIT_SECRETS)"
 }
 
 cluster_nodes_text() {
@@ -597,10 +612,19 @@ cluster_status() {
   return $rc
 }
 
+# cluster-env [tls]: as env does for the single node, the Api's URI (ConnectionStrings__RabbitMq) and the agents'
+# (VB_RABBITMQ_AGENT), plain AMQP (the tests); with tls, the same over AMQPS (VB_RABBITMQ_TLS, VB_RABBITMQ_TLS_AGENT:
+# deploy/run.sh). RabbitMq__ClusterNodes__* lists the nodes of the same listener.
 cmd_cluster_env() {
-  local k
-  echo "export ConnectionStrings__RabbitMq=\"amqp://$CLUSTER_USER:$(cluster_password)@127.0.0.1:$(cluster_amqp_port 1)/\""
-  for ((k = 1; k <= CLUSTER_SIZE; k++)); do echo "export RabbitMq__ClusterNodes__$((k - 1))=\"127.0.0.1:$(cluster_amqp_port "$k")\""; done
+  local k scheme=amqp port=cluster_amqp_port
+  if [[ ${1:-} == tls ]]; then scheme=amqps port=cluster_amqps_port; fi
+  echo "export ConnectionStrings__RabbitMq=\"$scheme://vb-api:$(rabbit_secret vb-api)@127.0.0.1:$($port 1)/\""
+  echo "export VB_RABBITMQ_AGENT=\"$scheme://vb-backup-agent:$(rabbit_secret vb-backup-agent)@127.0.0.1:$($port 1)/\""
+  if [[ $scheme == amqps ]]; then
+    echo "export VB_RABBITMQ_TLS=\"amqps://vb-api:$(rabbit_secret vb-api)@127.0.0.1:$($port 1)/\""
+    echo "export VB_RABBITMQ_TLS_AGENT=\"amqps://vb-backup-agent:$(rabbit_secret vb-backup-agent)@127.0.0.1:$($port 1)/\""
+  fi
+  for ((k = 1; k <= CLUSTER_SIZE; k++)); do echo "export RabbitMq__ClusterNodes__$((k - 1))=\"127.0.0.1:$($port "$k")\""; done
   echo "export VB_CLUSTER_DIR=\"$CLUSTER_DIR\""
 }
 
@@ -1046,7 +1070,7 @@ case ${1:-} in
   start-cluster)    start_cluster ;;
   stop-cluster)     stop_cluster ;;
   cluster-status)   cluster_status ;;
-  cluster-env)      cmd_cluster_env ;;
+  cluster-env)      cmd_cluster_env "${2:-}" ;;
   start-cluster-node) [[ ${2:-} =~ ^[1-3]$ ]] || die "usage: $0 start-cluster-node 1|2|3"; start_cluster_node "$2"; await_cluster_node "$2"; say "rabbitmq cluster: $(cluster_node "$2") started" ;;
   stop-cluster-node)  [[ ${2:-} =~ ^[1-3]$ ]] || die "usage: $0 stop-cluster-node 1|2|3"; stop_cluster_node "$2" ;;
   kill-cluster-node)  [[ ${2:-} =~ ^[1-3]$ ]] || die "usage: $0 kill-cluster-node 1|2|3"; kill_cluster_node "$2" ;;

@@ -124,7 +124,7 @@ public sealed class Backend : IAsyncLifetime
     public Task<HostProcess> StartBackupAgentAsync(string name, string? repositoryTarget = null) => Start("BackupAgent", WithClusterNodes(new(Pki.Settings(Pki.BackupAgent("nova")))
     {
         // The agents' own broker user, as deploy/run.sh runs them (a test's own cluster has one user for all).
-        ["ConnectionStrings__RabbitMq"] = OwnBroker is null ? TestServices.AgentBroker(broker) : broker,
+        ["ConnectionStrings__RabbitMq"] = TestServices.AgentBroker(broker),   // the cluster has the single node's users too
         ["Agent__Host"] = "host-a",
         ["Agent__Zone"] = "nova",
         ["Agent__VolumeAgentAddress"] = VolumeAgent.Address,

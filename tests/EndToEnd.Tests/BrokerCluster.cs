@@ -15,7 +15,7 @@ public sealed partial class BrokerCluster : IAsyncLifetime
     readonly Dictionary<string, string> environment = new();
     string Script => Path.Combine(HostProcess.RepositoryRoot(), "deploy", "services.sh");
 
-    /// <summary>The AMQP URI (generated user, node 1, virtual host /).</summary>
+    /// <summary>The AMQP URI (the Api's user, node 1, virtual host /); the agents' is <c>TestServices.AgentBroker</c> of it.</summary>
     public string ConnectionString { get; private set; } = "";
     /// <summary>host:port of every node, in node order.</summary>
     public IReadOnlyList<string> Nodes { get; private set; } = [];
@@ -61,12 +61,13 @@ public sealed partial class BrokerCluster : IAsyncLifetime
         if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
     }
 
-    // Three AMQP ports (5711 + 10k ...) and their distribution ports (+20000) that nothing listens on.
+    // Three AMQP ports (5721 + 20k ...), their AMQPS ports (+10) and distribution ports (+20000) that nothing listens on;
+    // 5701-5713 are the default cluster's (deploy/run.sh with VB_BROKER=cluster).
     static int FreeBase()
     {
-        for (var port = 5711; port < 5800; port += 10)
-            if (Enumerable.Range(port, 3).All(p => Free(p) && Free(p + 20000))) return port;
-        throw new InvalidOperationException("no free ports for a test cluster between 5711 and 5800");
+        for (var port = 5721; port < 5900; port += 20)
+            if (Enumerable.Range(port, 3).All(p => Free(p) && Free(p + 10) && Free(p + 20000))) return port;
+        throw new InvalidOperationException("no free ports for a test cluster between 5721 and 5900");
     }
 
     static bool Free(int port)
