@@ -279,6 +279,20 @@ rabbit_env() {
 RABBIT_SBIN=/usr/lib/rabbitmq/bin
 rabbitmqctl() { "$RABBIT_SBIN/rabbitmqctl" -n "$RABBIT_NODE" "$@"; }
 
+# The AMQPS listener's settings, the single node's and the cluster's: the broker certificate of deploy/pki.sh; clients
+# authenticate with their user's password (no client certificates).
+rabbit_tls_options() {
+  cat <<CONF
+ssl_options.cacertfile = $PKI/ca.crt
+ssl_options.certfile = $PKI/rabbitmq.crt
+ssl_options.keyfile = $PKI/rabbitmq.key
+ssl_options.versions.1 = tlsv1.3
+ssl_options.versions.2 = tlsv1.2
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+CONF
+}
+
 rabbit_running() { pid_alive "$RUN/rabbitmq.pid" beam; }
 
 start_rabbitmq() {
@@ -306,13 +320,7 @@ start_rabbitmq() {
 # makes one user per role, with a generated password and the least permissions the role needs.
 listeners.tcp.default = 127.0.0.1:$AMQP_PORT
 listeners.ssl.default = 127.0.0.1:$AMQPS_PORT
-ssl_options.cacertfile = $PKI/ca.crt
-ssl_options.certfile = $PKI/rabbitmq.crt
-ssl_options.keyfile = $PKI/rabbitmq.key
-ssl_options.versions.1 = tlsv1.3
-ssl_options.versions.2 = tlsv1.2
-ssl_options.verify = verify_none
-ssl_options.fail_if_no_peer_cert = false
+$(rabbit_tls_options)
 loopback_users.guest = true
 # A job holds its command unacknowledged until it ends; past consumer_timeout the
 # broker closes the channel and redelivers the command while the job still runs.
@@ -477,13 +485,7 @@ write_cluster_node_conf() {
 # Plain AMQP for the tests, AMQPS for deploy/run.sh, as on the single node.
 listeners.tcp.default = 127.0.0.1:$(cluster_amqp_port "$n")
 listeners.ssl.default = 127.0.0.1:$(cluster_amqps_port "$n")
-ssl_options.cacertfile = $PKI/ca.crt
-ssl_options.certfile = $PKI/rabbitmq.crt
-ssl_options.keyfile = $PKI/rabbitmq.key
-ssl_options.versions.1 = tlsv1.3
-ssl_options.versions.2 = tlsv1.2
-ssl_options.verify = verify_none
-ssl_options.fail_if_no_peer_cert = false
+$(rabbit_tls_options)
 cluster_name = $CLUSTER_NAME
 # The Api's user replaces guest at the first boot (guest is never created); provision_rabbitmq adds the other roles.
 default_user = vb-api
