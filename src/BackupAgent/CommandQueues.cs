@@ -17,7 +17,7 @@ public sealed class CommandQueues(IConfiguration configuration, IOptions<AgentOp
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        for (var delay = TimeSpan.FromSeconds(1); ; delay = Backoff(delay))
+        for (var delay = Broker.NextRetryDelay(null); ; delay = Broker.NextRetryDelay(delay))
         {
             try
             {
@@ -36,8 +36,6 @@ public sealed class CommandQueues(IConfiguration configuration, IOptions<AgentOp
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    internal static TimeSpan Backoff(TimeSpan delay) => TimeSpan.FromSeconds(Math.Min(delay.TotalSeconds * 2, 30));
 }
 
 /// <summary>
@@ -54,7 +52,7 @@ public sealed class HostQueues(
     {
         var agent = options.Value;
         var queues = Queues.HostRouted(agent.Zone).Select(zoneQueue => (Zone: zoneQueue, Host: Queues.OnHost(zoneQueue, agent.Host))).ToList();
-        for (var delay = TimeSpan.FromSeconds(1); !await ExistAsync(queues.Select(q => q.Host), stoppingToken); delay = CommandQueues.Backoff(delay))
+        for (var delay = Broker.NextRetryDelay(null); !await ExistAsync(queues.Select(q => q.Host), stoppingToken); delay = Broker.NextRetryDelay(delay))
         {
             logger.HostQueuesMissing(agent.Host, delay);
             await Task.Delay(delay, stoppingToken);

@@ -26,6 +26,10 @@ public sealed record Broker(Uri Uri, IReadOnlyList<AmqpTcpEndpoint> Nodes)
 
     public bool Tls => Uri.Scheme == "amqps";
 
+    /// <summary>The wait before the next try of something that needs the broker: doubling from 1 s, at most 30 s.</summary>
+    public static TimeSpan NextRetryDelay(TimeSpan? previous) =>
+        previous is { } p ? TimeSpan.FromSeconds(Math.Min(p.TotalSeconds * 2, 30)) : TimeSpan.FromSeconds(1);
+
     static AmqpTcpEndpoint Parse(string node) =>
         node.Split(':') is [var host, var port] && host.Length > 0 && int.TryParse(port, out var p) && p is > 0 and < 65536
             ? new AmqpTcpEndpoint(host, p)

@@ -101,7 +101,7 @@ public sealed class CommandTopology(CommandQueues queues, ILogger<CommandTopolog
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        for (var delay = TimeSpan.FromSeconds(1); ; delay = TimeSpan.FromSeconds(Math.Min(delay.TotalSeconds * 2, 30)))
+        for (var delay = Broker.NextRetryDelay(null); ; delay = Broker.NextRetryDelay(delay))
         {
             try
             {
