@@ -39,15 +39,18 @@ internal static partial class NativeFile
     /// <summary>The alignment of offsets, lengths and buffers that O_DIRECT needs on every disk it is used on (512 or 4096).</summary>
     public const int DirectAlignment = 4096;
 
-    /// <summary>A handle of <paramref name="path"/> for reads that bypass the page cache (O_DIRECT); null where the filesystem has none.</summary>
-    public static SafeFileHandle? OpenDirectRead(string path)
+    /// <summary>A handle of <paramref name="path"/> whose reads and writes bypass the page cache (O_DIRECT); null where the filesystem has none.</summary>
+    public static SafeFileHandle? OpenDirect(string path, FileAccess access)
     {
-        var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        var file = File.OpenHandle(path, FileMode.Open, access, FileShare.ReadWrite);
         var flags = fcntl(file, FGetFl, 0);
         if (flags >= 0 && fcntl(file, FSetFl, flags | ODirect) == 0) return file;
         file.Dispose();
         return null;
     }
+
+    /// <summary>True when a piece at <paramref name="offset"/> of <paramref name="length"/> bytes lies on the O_DIRECT grid.</summary>
+    public static bool OnDirectGrid(long offset, int length) => offset % DirectAlignment == 0 && length % DirectAlignment == 0;
 
     /// <summary>A pinned buffer of <paramref name="length"/> bytes starting on a <see cref="DirectAlignment"/> boundary.</summary>
     public static unsafe Memory<byte> AlignedBuffer(int length)

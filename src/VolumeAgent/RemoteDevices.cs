@@ -32,7 +32,7 @@ public sealed partial class VolumeService
         using var file = Open(path, FileAccess.Read, request.DeviceId);
         // A backup device is read once: O_DIRECT keeps it out of the host's page cache (which its VMs' volumes need) and
         // saves the copy through it. Pieces off the 4 KiB grid, and filesystems without O_DIRECT, read through `file`.
-        using var direct = NativeFile.OpenDirectRead(path);
+        using var direct = NativeFile.OpenDirect(path, FileAccess.Read);
         var length = RandomAccess.GetLength(file);
         var ranges = Ranges(request.Ranges, length);
         var startedAt = Stopwatch.GetTimestamp();
@@ -65,7 +65,8 @@ public sealed partial class VolumeService
     public override async Task<WriteDeviceReply> WriteDevice(IAsyncStreamReader<DeviceData> requestStream, ServerCallContext context)
     {
         var ct = context.CancellationToken;
-        SafeFileHandle? file = null;
+        SafeFileHandle? file = null, direct = null;
+        Memory<byte> aligned = default;
         string deviceId = "";
         long length = 0, written = 0;
         var startedAt = Stopwatch.GetTimestamp();
@@ -79,6 +80,9 @@ public sealed partial class VolumeService
                     var path = pool.ResolveRestoreDevice(deviceId) ?? throw Invalid($"device_id '{deviceId}' names no restore device");
                     file = Open(path, FileAccess.ReadWrite, deviceId);
                     length = RandomAccess.GetLength(file);
+                    // As a local restore writes (RestoreTarget): pieces on the 4 KiB grid go to the disk without the page
+                    // cache (no copy into it, no writeback left for the fsync); the rest through it.
+                    direct = NativeFile.OpenDirect(path, FileAccess.Write);
                 }
                 else if (message.DeviceId.Length > 0 && message.DeviceId != deviceId)
                     throw Invalid($"One WriteDevice call writes one device: '{deviceId}', not '{message.DeviceId}'");
@@ -94,7 +98,14 @@ public sealed partial class VolumeService
                 }
                 if (XxHash3.HashToUInt64(message.Data.Span) != message.Xxh3)
                     throw new RpcException(new Status(StatusCode.DataLoss, $"Bytes at {message.Offset} of device {deviceId} arrived corrupt (checksum mismatch)"));
-                await RandomAccess.WriteAsync(file, message.Data.Memory, message.Offset, ct);
+                if (direct is not null && NativeFile.OnDirectGrid(message.Offset, message.Data.Length) && message.Data.Length <= MaxSplit)
+                {
+                    if (aligned.IsEmpty) aligned = NativeFile.AlignedBuffer(MaxSplit);
+                    message.Data.Memory.CopyTo(aligned);          // the message's bytes are not aligned in memory, as O_DIRECT needs
+                    await RandomAccess.WriteAsync(direct, aligned[..message.Data.Length], message.Offset, ct);
+                }
+                else
+                    await RandomAccess.WriteAsync(file, message.Data.Memory, message.Offset, ct);
                 written += message.Data.Length;
             }
             if (file is null) throw Invalid("WriteDevice received no message");
@@ -102,6 +113,7 @@ public sealed partial class VolumeService
         }
         finally
         {
+            direct?.Dispose();
             file?.Dispose();
         }
         Metrics.DeviceStreamed("write", written);
@@ -139,7 +151,7 @@ public sealed partial class VolumeService
     // One read through `direct` when the piece lies on its grid (buffer aligned by the caller); the rest, if any, through `file`.
     static async Task ReadExactlyAsync(SafeFileHandle? direct, SafeFileHandle file, Memory<byte> buffer, long offset, CancellationToken ct)
     {
-        var done = direct is not null && offset % NativeFile.DirectAlignment == 0 && buffer.Length % NativeFile.DirectAlignment == 0
+        var done = direct is not null && NativeFile.OnDirectGrid(offset, buffer.Length)
             ? await RandomAccess.ReadAsync(direct, buffer, offset, ct)
             : 0;
         while (done < buffer.Length)

@@ -160,6 +160,27 @@ public sealed class RemoteDeviceTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task WriteDevice_writes_pieces_on_and_off_the_4_KiB_grid_in_one_stream()
+    {
+        // On the grid: O_DIRECT from an aligned copy; off it (a piece 100 bytes in, a short one): through the page cache.
+        var volumeId = await VolumeAsync();
+        var device = await client.GetRestoreDeviceAsync(new GetRestoreDeviceRequest { VolumeId = volumeId.ToString(), RestoreId = Guid.NewGuid().ToString() });
+        var pieces = new (long Offset, byte[] Bytes)[] { (0, TestFiles.RandomBytes(1 << 20, seed: 11)), ((2 << 20) + 100, TestFiles.RandomBytes(1000, seed: 12)), (3 << 20, TestFiles.RandomBytes(8192, seed: 13)) };
+
+        using (var call = client.WriteDevice())
+        {
+            foreach (var (offset, bytes) in pieces)
+                await call.RequestStream.WriteAsync(new DeviceData { DeviceId = device.DeviceId, Offset = offset, Data = ByteString.CopyFrom(bytes), Xxh3 = XxHash3.HashToUInt64(bytes) });
+            await call.RequestStream.CompleteAsync();
+            Assert.Equal(pieces.Sum(p => p.Bytes.Length), (await call).BytesWritten);
+        }
+
+        var written = await File.ReadAllBytesAsync(Path.Combine(pool, device.DeviceId));
+        foreach (var (offset, bytes) in pieces)
+            Assert.Equal(bytes, written.AsSpan((int)offset, bytes.Length).ToArray());
+    }
+
+    [Fact]
     public async Task ReadDevice_sends_what_was_just_written_including_a_tail_off_the_4_KiB_grid()
     {
         // The aligned part is read with O_DIRECT, the last 1000 bytes through the page cache; the bytes were written
