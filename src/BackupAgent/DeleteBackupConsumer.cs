@@ -14,13 +14,14 @@ public sealed class DeleteBackupConsumer(
     public async Task Consume(ConsumeContext<DeleteBackup> context)
     {
         var m = context.Message;
-        var summary = await repository.DeleteAsync(m.Container, m.BackupId, context.CancellationToken);
+        var dataId = m.ManifestId ?? m.BackupId;               // a row imported under another id names its manifest's
+        var summary = await repository.DeleteAsync(m.Container, dataId, context.CancellationToken);
         logger.BackupDeleted(m.BackupId, summary.ChunksDeleted, summary.BytesFreed);
         // Best effort, and only on this host's VolumeAgent: a base left elsewhere is never used (an incremental's parent
         // must be the base's backup) and goes with the volume's next backup or the bound on base space.
         try
         {
-            await volumes.DropBackupBaseAsync(new DropBackupBaseRequest { BackupId = m.BackupId.ToString() },
+            await volumes.DropBackupBaseAsync(new DropBackupBaseRequest { BackupId = dataId.ToString() },
                 deadline: DateTime.UtcNow + options.Value.ReleaseCallTimeout, cancellationToken: context.CancellationToken);
         }
         catch (Grpc.Core.RpcException e)

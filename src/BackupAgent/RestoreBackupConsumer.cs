@@ -32,7 +32,7 @@ public sealed class RestoreBackupConsumer(
         await context.Publish(new RestoreStarted(m.BackupId, m.RestoreId, m.VolumeId, agent.ServiceName), ct);
         var progress = new ProgressReporter(agent.ProgressEveryBytes, done => context.Publish(new RestoreProgressed(m.BackupId, m.RestoreId, done, device.SizeBytes), ct));
         await using var target = local ? DeviceWriter.Local(DevicePath.Check(agent.PoolPath, device.Path)) : new RemoteDeviceWriter(volumes, host, device, agent, ct);
-        var summary = await repository.RestoreAsync(m.Container, m.BackupId, target, progress.ReportAsync, ct);
+        var summary = await repository.RestoreAsync(m.Container, m.ManifestId ?? m.BackupId, target, progress.ReportAsync, ct);
         await lease.CommitAsync();                             // fails if the device vanished meanwhile: the retry restores again
         logger.BackupRestored(m.BackupId, m.VolumeId, summary.SizeBytes);
         await context.Publish(new BackupRestored(m.BackupId, m.RestoreId, m.VolumeId, summary.SizeBytes), ct);

@@ -17,7 +17,7 @@ public sealed class VerifyBackupConsumer(BackupRepository repository, ILogger<Ve
         var m = context.Message;
         try
         {
-            var summary = await repository.VerifyAsync(m.Container, m.BackupId, context.CancellationToken);
+            var summary = await repository.VerifyAsync(m.Container, m.ManifestId ?? m.BackupId, context.CancellationToken);
             logger.BackupVerified(m.BackupId, summary.ChunksChecked, summary.BytesChecked);
             await context.Publish(new BackupVerified(m.BackupId, summary.ChunksChecked, summary.BytesChecked, DateTimeOffset.UtcNow), context.CancellationToken);
         }

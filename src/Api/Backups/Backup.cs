@@ -57,6 +57,11 @@ public sealed class Backup : SagaStateMachineInstance
     public long BytesWritten { get; set; }
     public long BytesFreed { get; set; }
     public Guid? ParentId { get; init; }
+    /// <summary>The backup whose manifest on the share holds this one's data, when that is not this row's own id: a row
+    /// imported under another id (Cinder's users change the record's id to import a second row of the same backup).</summary>
+    public Guid? ManifestId { get; init; }
+    /// <summary>The id the agents find this backup's data under on the share.</summary>
+    public Guid DataId => ManifestId ?? Id;
     public int NumDependentBackups { get; set; }
     public required string AvailabilityZone { get; init; }
     /// <summary>The storage host of the agent that took the backup.</summary>

@@ -17,7 +17,7 @@ public sealed record ImportRecord(string? BackupService, string? BackupUrl);
 public sealed record BackupRecord(
     Guid Id, Guid VolumeId, Guid? SnapshotId, string Container, int Size, int ObjectCount, long StoredBytes, Guid? ParentId,
     string AvailabilityZone, string? Name, string? Description, DateTimeOffset DataTimestamp, DateTimeOffset CreatedAt,
-    Dictionary<string, string> Metadata)
+    Dictionary<string, string> Metadata, Guid? ManifestId = null)
 {
     // Cinder names the backup driver's module here; clients and Tempest expect that prefix.
     public const string Service = "cinder.backup.drivers.volumebackup";
@@ -26,7 +26,7 @@ public sealed record BackupRecord(
     public static Dictionary<string, string> Export(Backup b, RecordSigner signer)
     {
         var record = new BackupRecord(b.Id, b.VolumeId, b.SnapshotId, b.Container, b.Size, b.ObjectCount, b.StoredBytes, b.ParentId,
-            b.AvailabilityZone, b.Name, b.Description, b.DataTimestamp, b.CreatedAt, b.Metadata);
+            b.AvailabilityZone, b.Name, b.Description, b.DataTimestamp, b.CreatedAt, b.Metadata, b.ManifestId);
         var body = JsonSerializer.SerializeToUtf8Bytes(record, Json);
         var signed = new SignedRecord(b.Id, Convert.ToBase64String(body), signer.MasterKeyId, Convert.ToBase64String(signer.Sign(body)));
         return new()
@@ -67,7 +67,7 @@ public sealed record BackupRecord(
             // Its fields are checked by Problem, which names what is wrong. The outer id, outside the signature, is the id the
             // row is imported under: Cinder's users (and Tempest) change it to import a second row for the same backup.
             return JsonSerializer.Deserialize<BackupRecord>(body, Json) is { } record
-                ? (signed.Id is { } id && id != record.Id ? record with { Id = id } : record, null)
+                ? (signed.Id is { } id && id != record.Id ? record with { Id = id, ManifestId = record.ManifestId ?? record.Id } : record, null)
                 : (null, "Invalid input received: Can't parse backup record.");
         }
         catch (JsonException)
@@ -95,6 +95,7 @@ public sealed record BackupRecord(
         Id = Id, ProjectId = projectId, UserId = userId, VolumeId = VolumeId, SnapshotId = SnapshotId, Container = Container, Size = Size,
         ObjectCount = ObjectCount, StoredBytes = StoredBytes, ParentId = ParentId, AvailabilityZone = AvailabilityZone, Name = Name,
         Description = Description, DataTimestamp = DataTimestamp, CreatedAt = CreatedAt, UpdatedAt = now, Metadata = Metadata ?? [],
+        ManifestId = ManifestId,
     };
 
     // backup_url decoded: the id to import under, the record's JSON (base64, signed as is: no canonical form to agree on),

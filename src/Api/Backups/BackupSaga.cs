@@ -1,4 +1,5 @@
 using MassTransit;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using VolumeBackup.Api.Messaging;
 using VolumeBackup.Api.Storage;
@@ -52,8 +53,10 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 var b = c.Saga;
                 var now = Touch(c, clock);
                 var host = await VolumeHostAsync(c, b.VolumeId);
+                // The agent builds on the parent's manifest: an imported parent's may carry another id than its row.
+                var parentData = b.ParentId is { } parentId ? (await Db(c).Backups.FindAsync([parentId], c.CancellationToken))?.DataId ?? parentId : (Guid?)null;
                 Db(c).Outbox.Add(OutboxMessage.Send(new CreateBackup(
-                    b.Id, b.VolumeId, b.SnapshotId, b.Container, b.ParentId, c.Message.InUse, (long)b.Size << 30, b.ProjectId, b.AvailabilityZone, host),
+                    b.Id, b.VolumeId, b.SnapshotId, b.Container, parentData, c.Message.InUse, (long)b.Size << 30, b.ProjectId, b.AvailabilityZone, host),
                     now, Route(c, Queues.CreateBackup(b.AvailabilityZone), host)));
                 Notify(c, notifications, "backup.create.start", now);
             }).TransitionTo(Creating),
@@ -94,7 +97,7 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
             }).TransitionTo(Available).Then(c => Notify(c, notifications, "backup.create.end", clock.GetUtcNow(), c.Message)),
             When(Faulted).ThenAsync(c => FailAsync(c, FailReason(c.Message.Exceptions), clock)).TransitionTo(Error).Then(c => Notify(c, notifications, "backup.create.error", clock.GetUtcNow())),
             When(NotTaken).ThenAsync(c => FailAsync(c, c.Message.Reason, clock)).TransitionTo(Error).Then(c => Notify(c, notifications, "backup.create.error", clock.GetUtcNow())),
-            When(ForceDeleteRequested).ThenAsync(c => CancelAsync(c, clock)).Then(c => StartDelete(c, clock, notifications)).TransitionTo(Deleting),
+            When(ForceDeleteRequested).ThenAsync(c => CancelAsync(c, clock)).ThenAsync(c => StartDeleteAsync(c, clock, notifications)).TransitionTo(Deleting),
             When(ResetRequested, c => c.Message.Status == BackupStatus.Available).ThenAsync(c => CancelAsync(c, clock)).TransitionTo(Available),
             When(ResetRequested, c => c.Message.Status == BackupStatus.Error).ThenAsync(c => CancelAsync(c, clock)).TransitionTo(Error),
             When(RestoreRequested).ThenAsync(c => RejectRestoreAsync(c, clock, notifications)),
@@ -107,14 +110,14 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
                 c.Saga.RestoreId = c.Message.RestoreId;
                 c.Saga.RestoreVolumeId = c.Message.VolumeId;
                 var host = await VolumeHostAsync(c, c.Message.VolumeId);
-                Db(c).Outbox.Add(OutboxMessage.Send(new RestoreBackup(c.Saga.Id, c.Message.RestoreId, c.Message.VolumeId, c.Saga.Container, c.Saga.AvailabilityZone, host),
+                Db(c).Outbox.Add(OutboxMessage.Send(new RestoreBackup(c.Saga.Id, c.Message.RestoreId, c.Message.VolumeId, c.Saga.Container, c.Saga.AvailabilityZone, host, c.Saga.ManifestId),
                     now, Route(c, Queues.RestoreBackup(c.Saga.AvailabilityZone), host)));
             }).TransitionTo(Restoring).Then(c => Notify(c, notifications, "backup.restore.start", clock.GetUtcNow())),
             // A verify reads the share only: the backup stays available (and restorable) while it runs.
             When(VerifyRequested).Then(c =>
             {
                 var now = Touch(c, clock);
-                Db(c).Outbox.Add(OutboxMessage.Create(new VerifyBackup(c.Saga.Id, c.Saga.Container, c.Saga.AvailabilityZone), now,
+                Db(c).Outbox.Add(OutboxMessage.Create(new VerifyBackup(c.Saga.Id, c.Saga.Container, c.Saga.AvailabilityZone, c.Saga.ManifestId), now,
                     Queues.VerifyBackup(c.Saga.AvailabilityZone)));
                 Notify(c, notifications, "backup.verify.start", now);
             }),
@@ -142,8 +145,8 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
 
         // Cinder deletes an available or error backup, and retries a delete that failed on the share.
         During(Available, Error, ErrorDeleting,
-            When(DeleteRequested).Then(c => StartDelete(c, clock, notifications)).TransitionTo(Deleting),
-            When(ForceDeleteRequested).Then(c => StartDelete(c, clock, notifications)).TransitionTo(Deleting));
+            When(DeleteRequested).ThenAsync(c => StartDeleteAsync(c, clock, notifications)).TransitionTo(Deleting),
+            When(ForceDeleteRequested).ThenAsync(c => StartDeleteAsync(c, clock, notifications)).TransitionTo(Deleting));
 
         During(Error,
             // An agent that comes back and takes a backup already given up is told to stop; its volume is no longer held.
@@ -268,11 +271,18 @@ public sealed class BackupSaga : MassTransitStateMachine<Backup>
         await ReleaseSourceAsync(c, now);
     }
 
-    static void StartDelete(BehaviorContext<Backup> c, TimeProvider clock, NotificationOptions notifications)
+    static async Task StartDeleteAsync(BehaviorContext<Backup> c, TimeProvider clock, NotificationOptions notifications)
     {
         var now = Touch(c, clock);
         c.Saga.FailReason = null;
-        Db(c).Outbox.Add(OutboxMessage.Create(new DeleteBackup(c.Saga.Id, c.Saga.Container, c.Saga.AvailabilityZone), now, Queues.DeleteBackup(c.Saga.AvailabilityZone)));
+        var (id, dataId) = (c.Saga.Id, c.Saga.DataId);
+        // Another row on the same manifest (an import under another id, or the backup it came from) still needs the data:
+        // only this row goes, through the same event an agent sends. Deleted rows are filtered out of Backups.
+        if (await Db(c).Backups.AnyAsync(b => b.Id != id && (b.Id == dataId || b.ManifestId == dataId), c.CancellationToken))
+            Db(c).Outbox.Add(OutboxMessage.Create(new BackupDeleted(id, 0, 0), now));
+        else
+            Db(c).Outbox.Add(OutboxMessage.Create(new DeleteBackup(id, c.Saga.Container, c.Saga.AvailabilityZone, c.Saga.ManifestId), now,
+                Queues.DeleteBackup(c.Saga.AvailabilityZone)));
         Notify(c, notifications, "backup.delete.start", now);
     }
 

@@ -51,5 +51,6 @@ public sealed class OutboxMessage
         typeof(CreateBackup), typeof(RestoreBackup), typeof(DeleteBackup), typeof(CancelBackup), typeof(BackupNotification), typeof(BackupNotTaken),
         typeof(BackupCreateRequested), typeof(BackupImportRequested), typeof(BackupRestoreRequested), typeof(BackupDeleteRequested),
         typeof(BackupForceDeleteRequested), typeof(BackupResetRequested), typeof(OsloNotification), typeof(VerifyBackup), typeof(BackupVerifyRequested),
+        typeof(BackupDeleted),      // the saga's own, for a row whose manifest another row still uses
     }.ToDictionary(t => t.Name);
 }

@@ -72,6 +72,10 @@ namespace VolumeBackup.Api.Migrations
                         .HasColumnType("text")
                         .HasColumnName("host");
 
+                    b.Property<Guid?>("ManifestId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("manifest_id");
+
                     b.Property<Dictionary<string, string>>("Metadata")
                         .IsRequired()
                         .HasColumnType("jsonb")

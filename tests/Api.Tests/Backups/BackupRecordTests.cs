@@ -29,6 +29,28 @@ public sealed class BackupRecordTests(ApiFactory api) : IClassFixture<ApiFactory
     }
 
     [Fact]
+    public async Task A_record_imported_under_another_id_is_a_second_row_on_the_same_manifest_and_exports_as_such()
+    {
+        var (_, backup) = await Seed.VolumeWithBackupAsync(api, "rec-h");
+        var envelope = Envelope(await ExportAsync("rec-h", backup.Id));
+        var copyId = Guid.NewGuid();
+        envelope["id"] = copyId.ToString();                    // outside the signature, as Cinder's users change it
+
+        Assert.Equal(HttpStatusCode.Created, (await ImportAsync("rec-h", Encode(envelope))).StatusCode);
+
+        await api.WaitUntilAsync(async db => await db.Backups.AnyAsync(b => b.Id == copyId && b.State == nameof(BackupSaga.Available)), "the copy available");
+        await using (var db = api.NewDbContext())
+        {
+            Assert.Equal(backup.Id, (await db.Backups.SingleAsync(b => b.Id == copyId)).ManifestId);
+            Assert.Null((await db.Backups.SingleAsync(b => b.Id == backup.Id)).ManifestId);
+        }
+        // Its own record names the manifest too, so a third row made from it still finds the data.
+        var again = Envelope(await ExportAsync("rec-h", copyId));
+        var body = JsonNode.Parse(Convert.FromBase64String((string)again["record"]!))!;
+        Assert.Equal((copyId.ToString(), backup.Id.ToString()), ((string?)body["id"], (string?)body["manifestId"]));
+    }
+
+    [Fact]
     public async Task An_edited_record_is_refused_and_nothing_changes()
     {
         var (_, backup) = await Seed.VolumeWithBackupAsync(api, "rec-b");

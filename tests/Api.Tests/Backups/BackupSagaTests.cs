@@ -67,6 +67,45 @@ public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarnes
     }
 
     [Fact]
+    public async Task A_row_imported_under_another_id_restores_from_the_original_manifest_which_stays_while_either_row_lives()
+    {
+        var (_, original) = await AvailableAsync();
+        var copy = await ImportedCopyAsync(original);
+
+        var target = await TargetVolumeAsync();
+        var restoreId = Guid.NewGuid();
+        await saga.FeedAsync(new BackupRestoreRequested(copy.Id, restoreId, target.Id));
+        Assert.Equal(original.Id, JsonSerializer.Deserialize<RestoreBackup>(Assert.Single(await saga.OutboxAsync<RestoreBackup>(copy.Id)).Body)!.ManifestId);
+        await saga.FeedAsync(new BackupRestored(copy.Id, restoreId, target.Id, 1));
+
+        // The original goes first: the copy still needs the manifest, so no agent is asked to delete it.
+        await saga.FeedAsync(new BackupDeleteRequested(original.Id));
+        Assert.Empty(await saga.OutboxAsync<DeleteBackup>(original.Id));
+        Assert.Single(await saga.OutboxAsync<BackupDeleted>(original.Id));
+        await saga.FeedAsync(new BackupDeleted(original.Id, 0, 0));
+        Assert.Equal(BackupStatus.Deleted, (await saga.BackupAsync(original.Id)).Status);
+
+        // The copy, now alone on it, has the manifest deleted under the original's id.
+        await saga.FeedAsync(new BackupDeleteRequested(copy.Id));
+        var delete = JsonSerializer.Deserialize<DeleteBackup>(Assert.Single(await saga.OutboxAsync<DeleteBackup>(copy.Id)).Body)!;
+        Assert.Equal((copy.Id, (Guid?)original.Id), (delete.BackupId, delete.ManifestId));
+        Assert.Equal(["backup.delete.start"], (await NotificationsAsync(copy.Id)).Where(e => e.StartsWith("backup.delete", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task An_incremental_of_a_row_imported_under_another_id_builds_on_the_original_manifest()
+    {
+        var (_, original) = await AvailableAsync();
+        var copy = await ImportedCopyAsync(original);
+
+        var (_, child) = await CreatingAsync(parentId: copy.Id);
+
+        var sent = JsonSerializer.Deserialize<CreateBackup>(Assert.Single(await saga.OutboxAsync<CreateBackup>(child.Id)).Body)!;
+        Assert.Equal(original.Id, sent.ParentId);
+        Assert.Equal(copy.Id, (await saga.BackupAsync(child.Id)).ParentId);       // the rows' relation stays the copy's
+    }
+
+    [Fact]
     public async Task Progress_is_reported_forward_only()
     {
         var (_, backup) = await CreatingAsync();
@@ -338,6 +377,24 @@ public sealed class BackupSagaTests(SagaHarness saga) : IClassFixture<SagaHarnes
         var (volume, backup) = await CreatingAsync();
         await saga.FeedAsync(new BackupCompleted(backup.Id, 1 << 30, 1, 1, 1, DateTimeOffset.UtcNow));
         return (volume, backup);
+    }
+
+    /// <summary>A row as import_record writes it for a record whose id was changed: its data under the original's manifest.</summary>
+    async Task<Backup> ImportedCopyAsync(Backup original)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var copy = new Backup
+        {
+            Id = Guid.NewGuid(), ProjectId = "p", UserId = "u", VolumeId = original.VolumeId, Container = original.Container, AvailabilityZone = "nova",
+            Size = 1, ManifestId = original.Id, CreatedAt = now, DataTimestamp = now,
+        };
+        await using (var db = saga.NewDbContext())
+        {
+            db.Add(copy);
+            await db.SaveChangesAsync();
+        }
+        await saga.FeedAsync(new BackupImportRequested(copy.Id));
+        return copy;
     }
 
     /// <summary>A volume as the restore handler leaves it: reserved for the restore.</summary>
