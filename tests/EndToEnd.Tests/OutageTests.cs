@@ -2,7 +2,7 @@ using VolumeBackup.TestSupport;
 
 namespace VolumeBackup.EndToEnd.Tests;
 
-/// <summary>The broker and the database go away in the middle of a backup; run alone, as they are everyone's.</summary>
+/// <summary>The broker, the database and the NFS server go away; run alone, as they are everyone's.</summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class OutageCollection : ICollectionFixture<Backend>
 {
@@ -12,6 +12,33 @@ public sealed class OutageCollection : ICollectionFixture<Backend>
 [Collection(OutageCollection.Name)]
 public sealed class OutageTests(Backend backend)
 {
+    // Here, not beside the other Backend tests: the NFS server is shared, and tests running meanwhile (the multi-host
+    // ones) would see their backups fail.
+    [Fact]
+    public async Task With_the_NFS_server_stopped_a_backup_ends_in_error_and_the_volume_is_released()
+    {
+        var volumeId = await backend.CreateVolumeAsync();
+        TestFiles.WriteGuestData(backend.VolumeFile(volumeId), seed: 40, offset: 0, bytes: 1 << 20);
+        await backend.PostAsync($"volumes/{volumeId}/action", new Dictionary<string, object> { ["os-attach"] = new { instance_uuid = Guid.NewGuid(), mountpoint = "/dev/vdb" } });
+        await TestServices.SetNfsRunningAsync(false);
+        try
+        {
+            var created = await backend.PostAsync("backups", new { backup = new { volume_id = volumeId, force = true } });
+            var backupId = (string)created["backup"]!["id"]!;
+
+            var backup = await backend.WaitForAsync($"backups/{backupId}", "backup", "available", "error");
+
+            Assert.Equal("error", (string?)backup["status"]);
+            Assert.Contains("NFS", (string?)backup["fail_reason"], StringComparison.OrdinalIgnoreCase);
+            Assert.Equal("in-use", (string?)(await backend.GetAsync($"volumes/{volumeId}"))["volume"]!["status"]);
+            Assert.Empty(Directory.EnumerateFiles(backend.Pool, "tmp-*"));
+        }
+        finally
+        {
+            await TestServices.SetNfsRunningAsync(true);
+        }
+    }
+
     [Theory]
     [InlineData("rabbitmq")]
     [InlineData("postgres")]
