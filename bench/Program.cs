@@ -16,7 +16,7 @@ namespace VolumeBackup.Bench;
 static class BenchProgram
 {
     const string Usage = """
-        usage: Bench <command> [--chunk-kib=N] [--workers=N] [--connections=N] [--level=N] [--profile] [--master-key=PATH | --plain]
+        usage: Bench <command> [--chunk-kib=N] [--workers=N] [--connections=N] [--compression=lz4|zstd|none] [--level=N] [--profile] [--master-key=PATH | --plain]
           make-image <path> <GiB> <seed> [dataGiB] [text]  deterministic sparse image (25 % holes, 25 % random, 50 % text;
                                                      with "text": 5 % holes, 5 % random, 90 % text)
           change <path> <percent> <seed> [runKiB]    deterministic change in place, spread over the image (runs of 256 KiB)
@@ -100,6 +100,7 @@ static class BenchProgram
     {
         var defaults = new RepositoryOptions();
         int chunk = defaults.ChunkSize, workers = defaults.Workers, connections = defaults.Connections, level = defaults.CompressionLevel;
+        var compression = defaults.Compression;
         profile = false;
         string? keyFile = null;
         var plain = false;
@@ -111,6 +112,7 @@ static class BenchProgram
                 case "--chunk-kib": chunk = checked(int.Parse(value, CultureInfo.InvariantCulture) * 1024); break;
                 case "--workers": workers = int.Parse(value, CultureInfo.InvariantCulture); break;
                 case "--connections": connections = int.Parse(value, CultureInfo.InvariantCulture); break;
+                case "--compression": compression = Enum.Parse<ChunkCompression>(value, ignoreCase: true); break;
                 case "--level": level = int.Parse(value, CultureInfo.InvariantCulture); break;
                 case "--profile": profile = true; break;
                 case "--master-key": keyFile = value; break;
@@ -119,11 +121,11 @@ static class BenchProgram
             }
         }
         masterKey = () => plain ? null : MasterKey.Load(keyFile ?? throw new ArgumentException($"backup and restore need --master-key=PATH or --plain\n{Usage}"));
-        return new RepositoryOptions { Target = "bench", ChunkSize = chunk, Workers = workers, Connections = connections, CompressionLevel = level };
+        return new RepositoryOptions { Target = "bench", ChunkSize = chunk, Workers = workers, Connections = connections, Compression = compression, CompressionLevel = level };
     }
 
     static string Describe(RepositoryOptions s) =>
-        $"chunk_kib={s.ChunkSize / 1024} workers={s.Workers} connections={s.Connections} level={s.CompressionLevel}";
+        $"chunk_kib={s.ChunkSize / 1024} workers={s.Workers} connections={s.Connections} compression={s.Compression.ToString().ToLowerInvariant()} level={s.CompressionLevel}";
 
     static async Task BackupAsync(RepositoryOptions settings, bool profile, MasterKey? masterKey, string target, string container, string image, Guid? parent)
     {
@@ -190,6 +192,7 @@ static class BenchProgram
         var key = ContainerKey.Create(container, MasterKey.FromBytes(RandomNumberGenerator.GetBytes(MasterKey.Size))).Key;
         using var compressor = new Compressor(new CompressionOptions(settings.CompressionLevel));
         using var decompressor = new Decompressor();
+        using var packer = new ChunkPacker(settings.Compression, settings.CompressionLevel);
         var t = new Dictionary<string, double>();
         var handled = new Dictionary<string, long>();   // bytes of data each phase saw
         long dataBytes = 0, packedBytes = 0;
@@ -232,7 +235,7 @@ static class BenchProgram
             foreach (var (phase, codec, chunkName) in new[] { ("9a encode+decode, plain", ContainerKey.Plain, hash), ("9b encode+decode, encrypted", key, name) })
             {
                 s = Stopwatch.GetTimestamp();
-                var n9 = ChunkStore.Encode(codec, container, chunkName, compressor, plain.AsSpan(0, length), encoded);
+                var n9 = ChunkStore.Encode(codec, container, chunkName, packer, plain.AsSpan(0, length), encoded);
                 ChunkStore.Decode(codec, container, chunkName, decompressor, encoded.AsSpan(0, n9), back.AsSpan(0, length));
                 Add(phase, s, length);
             }

@@ -13,7 +13,7 @@
 #
 # Environment (all optional):
 #   BENCH_ROUNDS=3  BENCH_SEED=42  BENCH_CHANGE_RUN_KIB=256 (size of each changed run)
-#   BENCH_CHUNK_KIB, BENCH_WORKERS, BENCH_CONNECTIONS, BENCH_LEVEL   RepositoryOptions (default: the agent's defaults)
+#   BENCH_CHUNK_KIB, BENCH_WORKERS, BENCH_CONNECTIONS, BENCH_COMPRESSION (lz4|zstd|none), BENCH_LEVEL   RepositoryOptions (default: the agent's defaults)
 #   BENCH_SWEEP=1 also measures other RepositoryOptions (chunk size, workers, connections, level), each in every
 #     round right after the same baseline, and prints a comparison;  BENCH_CONFIGS='label|--opt=v ...;label|...'
 #     sets that list yourself (the first entry gets the full table and the 16 GiB image)
@@ -33,13 +33,14 @@ OPTS=()
 [[ -n ${BENCH_CHUNK_KIB:-} ]] && OPTS+=("--chunk-kib=$BENCH_CHUNK_KIB")
 [[ -n ${BENCH_WORKERS:-} ]] && OPTS+=("--workers=$BENCH_WORKERS")
 [[ -n ${BENCH_CONNECTIONS:-} ]] && OPTS+=("--connections=$BENCH_CONNECTIONS")
+[[ -n ${BENCH_COMPRESSION:-} ]] && OPTS+=("--compression=$BENCH_COMPRESSION")
 [[ -n ${BENCH_LEVEL:-} ]] && OPTS+=("--level=$BENCH_LEVEL")
 [[ ${BENCH_PROFILE:-0} == 1 ]] && OPTS+=(--profile)
 CONFIGS=("${OPTS[*]:-defaults}|${OPTS[*]}")
 if [[ ${BENCH_SWEEP:-0} == 1 ]]; then
   CONFIGS+=("workers 4|--workers=4" "workers 8|--workers=8" "workers 8, connections 4|--workers=8 --connections=4"
             "chunk 1 MiB|--chunk-kib=1024" "chunk 1 MiB, workers 8|--chunk-kib=1024 --workers=8"
-            "chunk 2 MiB, workers 8|--chunk-kib=2048 --workers=8" "workers 8, level 3|--workers=8 --level=3")
+            "chunk 2 MiB, workers 8|--chunk-kib=2048 --workers=8" "zstd|--compression=zstd" "zstd level 3|--compression=zstd --level=3")
 fi
 if [[ -n ${BENCH_CONFIGS:-} ]]; then IFS=';' read -ra CONFIGS <<<"$BENCH_CONFIGS"; fi
 ENCRYPTION=${BENCH_ENCRYPTION:-both}

@@ -448,14 +448,14 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
             var packed = ArrayPool<byte>.Shared.Rent(ChunkStore.MaxStoredSize(run.ChunkSize));
             try
             {
-                using var compressor = new Compressor(new CompressionOptions(settings.CompressionLevel));
+                using var packer = new ChunkPacker(settings.Compression, settings.CompressionLevel);
                 for (long i; (i = Interlocked.Increment(ref next)) < run.Hashes.Length;)
                 {
                     var (offset, length) = run.Extent(i);
                     if (run.Reused?[i] == true)
                         run.Reuse(i);
                     else if (await run.Source.ReadChunkAsync(offset, plain.AsMemory(0, length), token))
-                        await StoreChunkAsync(run, i, plain.AsMemory(0, length), packed, compressor, token);
+                        await StoreChunkAsync(run, i, plain.AsMemory(0, length), packed, packer, token);
                     else
                         Metrics.ZeroChunk();
                     await gate.AddAsync(length, token);
@@ -470,7 +470,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
     }
 
     // The chunk's data is in plain, read by StoreChunksAsync.
-    async Task StoreChunkAsync(BackupRun run, long index, Memory<byte> plain, byte[] packed, Compressor compressor, CancellationToken ct)
+    async Task StoreChunkAsync(BackupRun run, long index, Memory<byte> plain, byte[] packed, ChunkPacker packer, CancellationToken ct)
     {
         Interlocked.Add(ref run.BytesRead, plain.Length);
         Metrics.ChunkRead(plain.Length);
@@ -498,13 +498,13 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 return;
             }
         }
-        await WriteChunkAsync(run, hash, plain.Span, packed, compressor, ct);
+        await WriteChunkAsync(run, hash, plain.Span, packed, packer, ct);
     }
 
     // Atomic, so that a crash never leaves a partial chunk under a name later backups trust.
-    Task WriteChunkAsync(BackupRun run, string hash, ReadOnlySpan<byte> plain, byte[] packed, Compressor compressor, CancellationToken ct)
+    Task WriteChunkAsync(BackupRun run, string hash, ReadOnlySpan<byte> plain, byte[] packed, ChunkPacker packer, CancellationToken ct)
     {
-        var length = ChunkStore.Encode(run.Key, run.Container, hash, compressor, plain, packed);
+        var length = ChunkStore.Encode(run.Key, run.Container, hash, packer, plain, packed);
         run.Stored[hash] = length;
         run.Written.Add(hash);
         Interlocked.Increment(ref run.ChunksWritten);
@@ -549,7 +549,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
         var packed = ArrayPool<byte>.Shared.Rent(ChunkStore.MaxStoredSize(run.ChunkSize));
         try
         {
-            using var compressor = new Compressor(new CompressionOptions(settings.CompressionLevel));
+            using var packer = new ChunkPacker(settings.Compression, settings.CompressionLevel);
             foreach (var hash in missing)
             {
                 var index = Array.IndexOf(run.Hashes, hash);
@@ -559,7 +559,7 @@ public sealed class BackupRepository(IRepositoryStore store, IOptions<Repository
                 if (run.Key.NameOf(data.Span) != hash)
                     throw new BackupDataException($"Backup {run.BackupId}: chunk {index} of {run.DevicePath} changed while it was backed up, and a concurrent delete collected its copy.",
                         run.BackupId, index, hash);
-                await WriteChunkAsync(run, hash, data.Span, packed, compressor, ct);
+                await WriteChunkAsync(run, hash, data.Span, packed, packer, ct);
             }
         }
         finally

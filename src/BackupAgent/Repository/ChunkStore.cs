@@ -1,18 +1,20 @@
 using System.Buffers;
+using K4os.Compression.LZ4;
 using ZstdNet;
 
 namespace VolumeBackup.BackupAgent.Repository;
 
 // A chunk is stored at <container>/chunks/<first 2 hex>/<name>, its name given by the container's key (ContainerKey.NameOf:
-// HMAC-SHA-256 of the plain data; SHA-256 in the plain format 1). Packed, it is one codec byte and the payload (zstd when
-// that is smaller than the plain data, else the plain data); encrypted, the packed form sealed in an Envelope with the
+// HMAC-SHA-256 of the plain data; SHA-256 in the plain format 1). Packed, it is one codec byte and the payload (LZ4 or zstd,
+// as RepositoryOptions.Compression says, when that is smaller than the plain data, else the plain data); encrypted, the packed form sealed in an Envelope with the
 // chunk's container and name as associated data. Compression comes first: ciphertext does not compress.
 // zstd is the native libzstd that ZstdNet carries (runtimes/<rid>/native): faster than the managed port earlier
 // versions wrote with, and with nothing to JIT; their frames decode alike (the format is zstd's, not the library's).
 public static class ChunkStore
 {
-    const byte Plain = 0;
-    const byte Zstd = 1;
+    public const byte Plain = 0;
+    public const byte Zstd = 1;
+    public const byte Lz4 = 2;
 
     static readonly SearchValues<char> Hex = SearchValues.Create("0123456789abcdef");
 
@@ -24,11 +26,11 @@ public static class ChunkStore
     public static int MaxStoredSize(int chunkSize) => chunkSize + 1 + Envelope.Overhead;
 
     // The stored form of one chunk named `name` into destination (MaxStoredSize(data.Length) bytes); returns its length.
-    public static int Encode(ContainerKey key, string container, string name, Compressor compressor, ReadOnlySpan<byte> data, Span<byte> destination)
+    public static int Encode(ContainerKey key, string container, string name, ChunkPacker packer, ReadOnlySpan<byte> data, Span<byte> destination)
     {
         if (!key.Encrypted)
-            return Pack(compressor, data, destination);
-        var packed = Pack(compressor, data, destination[Envelope.HeaderSize..]);
+            return packer.Pack(data, destination);
+        var packed = packer.Pack(data, destination[Envelope.HeaderSize..]);
         return key.Seal(destination, packed, ContainerKey.ChunkIdentity(container, name));
     }
 
@@ -42,24 +44,6 @@ public static class ChunkStore
             throw new InvalidDataException($"it decodes to {length} bytes, not the {destination.Length} of its place in the volume");
         if (key.NameOf(destination) != name)
             throw new InvalidDataException("its data does not match its name");
-    }
-
-    // destination must hold data.Length + 1 bytes; returns the packed length.
-    static int Pack(Compressor compressor, ReadOnlySpan<byte> data, Span<byte> destination)
-    {
-        try
-        {
-            // Only a frame smaller than the data is worth keeping: zstd fails with dstSize_tooSmall when it would not be.
-            var packed = compressor.Wrap(data, destination.Slice(1, data.Length - 1));
-            destination[0] = Zstd;
-            return packed + 1;
-        }
-        catch (ZstdException e) when (e.Code == ZSTD_ErrorCode.ZSTD_error_dstSize_tooSmall)
-        {
-        }
-        destination[0] = Plain;
-        data.CopyTo(destination[1..]);
-        return data.Length + 1;
     }
 
     static int Unpack(Decompressor decompressor, ReadOnlySpan<byte> stored, Span<byte> destination)
@@ -85,6 +69,10 @@ public static class ChunkStore
                 {
                     throw new InvalidDataException($"zstd cannot decode it ({e.Message})", e);
                 }
+            case Lz4:
+                // The safe decoder: it never reads or writes past either span, and fails on any malformed block.
+                var length = LZ4Codec.Decode(payload, destination);
+                return length >= 0 ? length : throw new InvalidDataException("lz4 cannot decode it (a malformed block, or more than one chunk of data)");
             case Plain:
                 throw new InvalidDataException("it holds more than one chunk of data");
             default:

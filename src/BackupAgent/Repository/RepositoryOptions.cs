@@ -22,6 +22,10 @@ public sealed class RepositoryOptions
     // Connections of the NFS store's pool.
     [Range(1, 64)] public int Connections { get; init; } = 8;
 
+    // The codec new chunks are written with (Cinder's backup_compression_algorithm); restores read every codec.
+    public ChunkCompression Compression { get; init; } = ChunkCompression.Lz4;
+
+    // zstd's level, when Compression is Zstd.
     [Range(1, 19)] public int CompressionLevel { get; init; } = 1;
 
     // Slack subtracted from the garbage collector's cutoff. All timestamps compared are the share's own

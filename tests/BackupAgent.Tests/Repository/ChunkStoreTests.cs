@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using K4os.Compression.LZ4;
 using VolumeBackup.BackupAgent.Repository;
 using VolumeBackup.Contracts;
 using VolumeBackup.TestSupport;
@@ -8,8 +9,8 @@ using static VolumeBackup.TestSupport.TestFiles;
 
 namespace VolumeBackup.BackupAgent.Tests.Repository;
 
-// The stored form of one chunk, encoded and decoded with the native libzstd, against chunks the managed port
-// (ZstdSharp, which every earlier version wrote with) left on shares.
+// The stored form of one chunk, encoded with each codec and decoded whatever the repository's codec is now, against chunks
+// the managed zstd port (ZstdSharp, which earlier versions wrote with) left on shares.
 public sealed class ChunkStoreTests
 {
     const string Container = "chunkstore";
@@ -32,13 +33,16 @@ public sealed class ChunkStoreTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Text_is_stored_compressed_and_random_data_plain_and_both_decode(bool encrypted)
+    [InlineData(false, ChunkCompression.Lz4, ChunkStore.Lz4)]
+    [InlineData(true, ChunkCompression.Lz4, ChunkStore.Lz4)]
+    [InlineData(false, ChunkCompression.Zstd, ChunkStore.Zstd)]
+    [InlineData(true, ChunkCompression.Zstd, ChunkStore.Zstd)]
+    [InlineData(false, ChunkCompression.None, ChunkStore.Plain)]
+    public void Text_is_stored_with_the_codec_chosen_and_random_data_plain_and_both_decode(bool encrypted, ChunkCompression compression, byte textCodec)
     {
         var key = encrypted ? Encrypted : ContainerKey.Plain;
         var random = RandomBytes(Text.Length, seed: 5);
-        using var compressor = new Compressor(new CompressionOptions(1));
+        using var packer = new ChunkPacker(compression, zstdLevel: 1);
         using var decompressor = new Decompressor();
         var overhead = ChunkStore.MaxStoredSize(Text.Length) - Text.Length;
 
@@ -46,16 +50,38 @@ public sealed class ChunkStoreTests
         {
             var name = key.NameOf(data);
             var stored = new byte[ChunkStore.MaxStoredSize(data.Length)];
-            var length = ChunkStore.Encode(key, Container, name, compressor, data, stored);
+            var length = ChunkStore.Encode(key, Container, name, packer, data, stored);
             var back = new byte[data.Length];
             ChunkStore.Decode(key, Container, name, decompressor, stored.AsSpan(0, length), back);
 
             Assert.Equal(data, back);
-            if (data == random)
+            if (!encrypted)
+                Assert.Equal(data == random ? ChunkStore.Plain : textCodec, stored[0]);
+            if (data == random || compression == ChunkCompression.None)
                 Assert.Equal(data.Length + (encrypted ? overhead : 1), length);   // kept plain: one codec byte, and the envelope
             else
                 Assert.True(length < data.Length / 4, $"{length} stored bytes for {data.Length} of text");
         }
+    }
+
+    [Fact]
+    public void An_lz4_block_that_decodes_to_more_than_its_chunk_or_is_malformed_is_refused()
+    {
+        var block = new byte[LZ4Codec.MaximumOutputSize(Text.Length)];
+        byte[] tooLong = [ChunkStore.Lz4, .. block.AsSpan(0, LZ4Codec.Encode(Text, block))];
+        var half = Text.AsSpan(0, Text.Length / 2).ToArray();
+        byte[] truncated = tooLong[..(tooLong.Length / 2)];
+        using var decompressor = new Decompressor();
+
+        foreach (var (stored, plain) in new[] { (tooLong, half), (truncated, Text) })
+        {
+            var error = Assert.Throws<InvalidDataException>(() =>
+                ChunkStore.Decode(ContainerKey.Plain, Container, ContainerKey.Plain.NameOf(plain), decompressor, stored, new byte[plain.Length]));
+            Assert.StartsWith("lz4 cannot decode it", error.Message, StringComparison.Ordinal);
+        }
+        var back = new byte[Text.Length];
+        ChunkStore.Decode(ContainerKey.Plain, Container, ContainerKey.Plain.NameOf(Text), decompressor, tooLong, back);
+        Assert.Equal(Text, back);
     }
 
     [Fact]
