@@ -1,10 +1,9 @@
 namespace VolumeBackup.Contracts;
 
 /// <summary>Back up a volume (or one of its snapshots) into a container of the repository.</summary>
-/// <param name="ParentId">The backup an incremental builds on; null for a full backup.</param>
+/// <param name="ParentId">The backup an incremental builds on, by the id its data is found under on the share (its manifest's); null for a full backup.</param>
 /// <param name="InUse">The volume is attached: the agent must back up a temporary clone.</param>
 /// <param name="VolumeHost">The storage host whose VolumeAgent owns the volume; an agent elsewhere reads it through that VolumeAgent.</param>
-/// <param name="ParentId">The id the parent's data is found under on the share (its manifest's).</param>
 public record CreateBackup(
     Guid BackupId, Guid VolumeId, Guid? SnapshotId, string Container, Guid? ParentId,
     bool InUse, long SizeBytes, string ProjectId, string AvailabilityZone, string VolumeHost = "");

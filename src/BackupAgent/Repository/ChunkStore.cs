@@ -5,9 +5,9 @@ using ZstdNet;
 namespace VolumeBackup.BackupAgent.Repository;
 
 // A chunk is stored at <container>/chunks/<first 2 hex>/<name>, its name given by the container's key (ContainerKey.NameOf:
-// HMAC-SHA-256 of the plain data; SHA-256 in the plain format 1). Packed, it is one codec byte and the payload (LZ4 or zstd,
-// as RepositoryOptions.Compression says, when that is smaller than the plain data, else the plain data); encrypted, the packed form sealed in an Envelope with the
-// chunk's container and name as associated data. Compression comes first: ciphertext does not compress.
+// HMAC-SHA-256 of the plain data; SHA-256 in the plain format 1). Packed, it is one codec byte and the payload (ChunkPacker:
+// LZ4 or zstd when that is smaller than the plain data, else the plain data); encrypted, the packed form sealed in an
+// Envelope with the chunk's container and name as associated data. Compression comes first: ciphertext does not compress.
 // zstd is the native libzstd that ZstdNet carries (runtimes/<rid>/native): faster than the managed port earlier
 // versions wrote with, and with nothing to JIT; their frames decode alike (the format is zstd's, not the library's).
 public static class ChunkStore
