@@ -67,7 +67,7 @@ KEYSTONE_API_ENDPOINT=${VB_KEYSTONE_API_ENDPOINT:-http://127.0.0.1:8776/v3/%(pro
 
 # Packages a fresh Debian 12 machine needs (PostgreSQL is usually preinstalled;
 # cmd_install adds postgresql-15 only when no initdb can be found).
-PACKAGES=(rabbitmq-server nfs-ganesha nfs-ganesha-vfs rpcbind libnfs13 libnfs-utils
+PACKAGES=(rabbitmq-server nfs-ganesha nfs-ganesha-vfs rpcbind libnfs13 libnfs-utils liblz4-1
           xfsprogs python3-cinderclient jq curl openssl iproute2
           python3-oslo.messaging prometheus chromium chromium-driver
           python3-keystone uwsgi-core uwsgi-plugin-python3 python3-openstackclient python3-openstacksdk

@@ -1,4 +1,3 @@
-using K4os.Compression.LZ4;
 using ZstdNet;
 
 namespace VolumeBackup.BackupAgent.Repository;
@@ -23,7 +22,7 @@ public sealed class ChunkPacker(ChunkCompression compression, int zstdLevel) : I
         var room = destination.Slice(1, data.Length - 1);
         switch (compression)
         {
-            case ChunkCompression.Lz4 when LZ4Codec.Encode(data, room, LZ4Level.L00_FAST) is > 0 and var packed:
+            case ChunkCompression.Lz4 when Lz4Block.Encode(data, room) is > 0 and var packed:
                 destination[0] = ChunkStore.Lz4;
                 return packed + 1;
             case ChunkCompression.Zstd:

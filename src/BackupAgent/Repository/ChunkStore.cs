@@ -1,5 +1,4 @@
 using System.Buffers;
-using K4os.Compression.LZ4;
 using ZstdNet;
 
 namespace VolumeBackup.BackupAgent.Repository;
@@ -70,8 +69,7 @@ public static class ChunkStore
                     throw new InvalidDataException($"zstd cannot decode it ({e.Message})", e);
                 }
             case Lz4:
-                // The safe decoder: it never reads or writes past either span, and fails on any malformed block.
-                var length = LZ4Codec.Decode(payload, destination);
+                var length = Lz4Block.Decode(payload, destination);
                 return length >= 0 ? length : throw new InvalidDataException("lz4 cannot decode it (a malformed block, or more than one chunk of data)");
             case Plain:
                 throw new InvalidDataException("it holds more than one chunk of data");

@@ -20,6 +20,10 @@ sealed class RepositoryLock : IAsyncDisposable
 {
     static readonly TimeSpan MaxPoll = TimeSpan.FromMilliseconds(250);
 
+    // A holder writes its line into the lock right after creating it; a lock still empty this long after its last change
+    // was left by a holder killed between the two calls, and waiting staleAfter for it would hold up every backup.
+    static readonly TimeSpan EmptyLockGrace = TimeSpan.FromSeconds(10);
+
     readonly IRepositoryStore store;
     readonly string path;
     readonly TimeSpan staleAfter;
@@ -74,7 +78,7 @@ sealed class RepositoryLock : IAsyncDisposable
                 }
                 logger.LockWaiting(path, holder?.Owner?.ToString().Trim() ?? "unknown");
             }
-            else if (Stopwatch.GetElapsedTime(seenAt) > staleAfter)
+            else if (Stopwatch.GetElapsedTime(seenAt) > (holder?.Owner is null && holder?.Token is null ? Min(EmptyLockGrace, staleAfter) : staleAfter))
             {
                 logger.StaleLockBroken(path, seen.Modified);
                 // Only the lock that went stale: one another waiter took since is left alone.
@@ -86,6 +90,8 @@ sealed class RepositoryLock : IAsyncDisposable
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxPoll.Ticks));
         }
     }
+
+    static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
 
     static async Task<RepositoryLock> HeldAsync(IRepositoryStore store, string path, string token, TimeSpan staleAfter, ILogger logger, CancellationToken ct)
     {

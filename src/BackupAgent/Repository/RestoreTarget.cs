@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
@@ -11,6 +12,10 @@ namespace VolumeBackup.BackupAgent.Repository;
 // O_DIRECT (tmpfs) and unaligned pieces (a last block shorter than 4 KiB, a chunk size that is not a multiple of
 // 4 KiB) go through the ordinary handle. Writes may come from several threads at once. A device of this host: a
 // restore into another host's goes through RemoteDeviceWriter.
+//
+// A write blocks its thread until the disk has the data, so writes and hole punches run on the target's own threads:
+// a restore worker awaiting its write leaves its core to decode the next chunk (on a thread-pool thread it held the
+// core's thread, and a two-core host sat a fifth idle).
 public sealed unsafe partial class RestoreTarget : DeviceWriter
 {
     // Covers the logical block size of every disk and file system O_DIRECT is used on (512 or 4096).
@@ -21,18 +26,26 @@ public sealed unsafe partial class RestoreTarget : DeviceWriter
     const int FallocKeepSize = 1;
     const int FallocPunchHole = 2;
 
+    // Enough for disks that take writes in parallel; where the file system takes them one by one, the rest wait here.
+    const int WriterThreads = 4;
+
     static readonly byte[] Zeros = new byte[1024 * 1024];
     static readonly int ODirect = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
 
     readonly string path;
     readonly SafeFileHandle buffered;
     readonly SafeFileHandle? direct;
+    readonly BlockingCollection<(Action Io, TaskCompletionSource Done)> queued = new();
+    readonly Thread[] writers;
 
     RestoreTarget(string path, SafeFileHandle buffered, SafeFileHandle? direct)
     {
         this.path = path;
         this.buffered = buffered;
         this.direct = direct;
+        writers = [.. Enumerable.Range(0, WriterThreads).Select(i => new Thread(WriteQueued) { IsBackground = true, Name = $"restore-write-{i}" })];
+        foreach (var writer in writers)
+            writer.Start();
     }
 
     public override string Describe => path;
@@ -77,17 +90,10 @@ public sealed unsafe partial class RestoreTarget : DeviceWriter
     // Writes data (from an AlignedBuffer) at offset, leaving its all-zero 4 KiB blocks (of the file, whatever the chunk
     // size) as holes, so that a restored image is no less sparse than its source, and punching them where the target
     // held old data.
-    public override ValueTask WriteAsync(ReadOnlyMemory<byte> data, long offset, CancellationToken ct)
-    {
-        Write(data.Span, offset);
-        return ValueTask.CompletedTask;
-    }
+    // The caller keeps data untouched until the returned task completes; once queued, a write is done whatever ct says.
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> data, long offset, CancellationToken ct) => Queue(() => Write(data.Span, offset), ct);
 
-    public override ValueTask ZeroAsync(long offset, long length, CancellationToken ct)
-    {
-        Zero(offset, length);
-        return ValueTask.CompletedTask;
-    }
+    public override ValueTask ZeroAsync(long offset, long length, CancellationToken ct) => Queue(() => Zero(offset, length), ct);
 
     public override ValueTask FlushAsync(CancellationToken ct)
     {
@@ -95,7 +101,31 @@ public sealed unsafe partial class RestoreTarget : DeviceWriter
         return ValueTask.CompletedTask;
     }
 
-    public void Write(ReadOnlySpan<byte> data, long offset)
+    ValueTask Queue(Action io, CancellationToken ct)
+    {
+        // Asynchronous continuations: the awaiting worker's next decode must not run on a writer thread.
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        queued.Add((io, done), ct);
+        return new ValueTask(done.Task);
+    }
+
+    void WriteQueued()
+    {
+        foreach (var (io, done) in queued.GetConsumingEnumerable())
+        {
+            try
+            {
+                io();
+                done.SetResult();
+            }
+            catch (Exception e)
+            {
+                done.SetException(e);
+            }
+        }
+    }
+
+    void Write(ReadOnlySpan<byte> data, long offset)
     {
         for (var start = 0; start < data.Length;)
         {
@@ -114,7 +144,7 @@ public sealed unsafe partial class RestoreTarget : DeviceWriter
     // Makes the range read as zeros: a hole where the file system can punch one, written zeros elsewhere. A range that
     // is a hole already (a restore into a fresh device) costs one lseek: punching takes the inode's locks exclusively
     // and flushes the range, which stalls the other workers writing into the same file.
-    public void Zero(long offset, long length)
+    void Zero(long offset, long length)
     {
         if (SparseFile.IsHole(buffered, offset, length) || fallocate(buffered, FallocPunchHole | FallocKeepSize, offset, length) == 0)
             return;
@@ -136,6 +166,10 @@ public sealed unsafe partial class RestoreTarget : DeviceWriter
 
     public override ValueTask DisposeAsync()
     {
+        queued.CompleteAdding();
+        foreach (var writer in writers)
+            writer.Join();   // every queued write has finished: its handle may close
+        queued.Dispose();
         direct?.Dispose();
         buffered.Dispose();
         return base.DisposeAsync();

@@ -570,6 +570,21 @@ public sealed class BackupRepositoryTests(ITestOutputHelper output) : IDisposabl
         Assert.False(File.Exists(Path.Join(fx.ContainerPath, "gc.lock")));
     }
 
+    [Fact]
+    public async Task An_empty_lock_left_by_a_holder_killed_between_creating_and_writing_it_is_broken_after_seconds()
+    {
+        PlantLock("");
+        var data = RandomBytes(2 * ChunkSize, seed: 63);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        // Five minutes to go stale: the empty lock's short grace lets this finish well within the test's timeout.
+        var summary = await BackupAsync(fx.Repository(), fx.Volume(data), data.Length);
+
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(9), TimeSpan.FromSeconds(40));   // waited for the grace, not less
+        Assert.Equal(data, await RestoreAsync(fx.Repository(), summary, data.Length));
+        Assert.False(File.Exists(Path.Join(fx.ContainerPath, "gc.lock")));
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using K4os.Compression.LZ4;
 using VolumeBackup.BackupAgent.Repository;
 using VolumeBackup.Contracts;
 using VolumeBackup.TestSupport;
@@ -10,7 +9,7 @@ using static VolumeBackup.TestSupport.TestFiles;
 namespace VolumeBackup.BackupAgent.Tests.Repository;
 
 // The stored form of one chunk, encoded with each codec and decoded whatever the repository's codec is now, against chunks
-// the managed zstd port (ZstdSharp, which earlier versions wrote with) left on shares.
+// the managed ports earlier versions wrote with (ZstdSharp for zstd, K4os for LZ4) left on shares.
 public sealed class ChunkStoreTests
 {
     const string Container = "chunkstore";
@@ -28,6 +27,19 @@ public sealed class ChunkStoreTests
 
         using var decompressor = new Decompressor();
         ChunkStore.Decode(ContainerKey.Plain, Container, name, decompressor, stored, back);
+
+        Assert.Equal(Text, back);
+    }
+
+    [Fact]
+    public void A_chunk_the_managed_lz4_port_compressed_decodes_to_its_data()
+    {
+        var block = new byte[K4os.Compression.LZ4.LZ4Codec.MaximumOutputSize(Text.Length)];
+        byte[] stored = [ChunkStore.Lz4, .. block.AsSpan(0, K4os.Compression.LZ4.LZ4Codec.Encode(Text, block, K4os.Compression.LZ4.LZ4Level.L00_FAST))];
+        var back = new byte[Text.Length];
+
+        using var decompressor = new Decompressor();
+        ChunkStore.Decode(ContainerKey.Plain, Container, ContainerKey.Plain.NameOf(Text), decompressor, stored, back);
 
         Assert.Equal(Text, back);
     }
@@ -67,8 +79,8 @@ public sealed class ChunkStoreTests
     [Fact]
     public void An_lz4_block_that_decodes_to_more_than_its_chunk_or_is_malformed_is_refused()
     {
-        var block = new byte[LZ4Codec.MaximumOutputSize(Text.Length)];
-        byte[] tooLong = [ChunkStore.Lz4, .. block.AsSpan(0, LZ4Codec.Encode(Text, block))];
+        var block = new byte[Lz4Block.MaxEncodedLength(Text.Length)];
+        byte[] tooLong = [ChunkStore.Lz4, .. block.AsSpan(0, Lz4Block.Encode(Text, block))];
         var half = Text.AsSpan(0, Text.Length / 2).ToArray();
         byte[] truncated = tooLong[..(tooLong.Length / 2)];
         using var decompressor = new Decompressor();
