@@ -5,7 +5,7 @@
 #
 # Builds bench/ (Release), starts or reuses the local NFS server (deploy/services.sh start-nfs), makes the test
 # images once (cached under .state/bench/images with their SHA-256), then runs BENCH_ROUNDS rounds (3) of:
-#   raw copy of the 2 GiB image to the share with nfs-cp, and back (+ fsync; checksum checked)
+#   raw copy of the 2 GiB image to the share with nfs-cp, and back (+ fsync; checksum checked; the faster of two copies back)
 #   full backup, incremental after a 1 % change, restore of the incremental (checksum checked)
 #   a full backup of a 16 GiB sparse image holding the same data (peak memory)
 # and prints the medians, the ratios and the targets (PASS/MISS). Each operation is its own process, so the peak
@@ -208,6 +208,19 @@ copy_up()   { nfs-cp "$BASE" "$1" >/dev/null; }
 copy_back() { nfs-cp "$1" "$2" >/dev/null && sync "$2"; }   # sync FILE: fsync, as a restore does
 result() { grep '^RESULT' <<<"$OUT" || die "no RESULT line; log: $LOG"; }
 
+# best_copy_back NAME URL: the copy back twice, the faster one kept (SECS, CPU, SRV). A copy that follows large deletes
+# on a file system mounted with online discard, or that has to reclaim a full page cache, took up to three times as
+# long here (6.5 s against 2.2 s, mostly system CPU); the baseline is measured at its fastest.
+best_copy_back() {
+  local name=$1 url=$2 best=() i
+  for i in 1 2; do
+    rm -f "$BENCH/work/back.img"
+    measure "$name ($i)" copy_back "$url" "$BENCH/work/back.img"; ((RESTARTED)) && return
+    if ((i == 1)) || awk -v a="$SECS" -v b="${best[0]}" 'BEGIN { exit !(a < b) }'; then best=("$SECS" "$CPU" "$SRV"); fi
+  done
+  SECS=${best[0]} CPU=${best[1]} SRV=${best[2]}
+}
+
 # backups C R TAG: config C's full backup, incremental and restore (checksum checked) in round R, in container TAG.
 backups() {
   local c=$1 r=$2 tag=$3 line full_id inc_id got opts
@@ -264,13 +277,13 @@ round() {
   rm -f "$VB_NFS_EXPORT/$tag.raw.img" "$BENCH/work/back.img"
   measure "r$r raw copy to NFS" copy_up "$VB_NFS_URL/$tag.raw.img"; ((RESTARTED)) && return
   R[raw_up,$r]=$SECS; R[raw_up_cpu,$r]=$CPU; R[raw_up_srv,$r]=$SRV
-  measure "r$r raw copy back" copy_back "$VB_NFS_URL/$tag.raw.img" "$BENCH/work/back.img"; ((RESTARTED)) && return
+  best_copy_back "r$r raw copy back" "$VB_NFS_URL/$tag.raw.img"; ((RESTARTED)) && return
   R[raw_back,$r]=$SECS; R[raw_back_cpu,$r]=$CPU; R[raw_back_srv,$r]=$SRV
   [[ $(bench sha256 "$BENCH/work/back.img" | cut -d' ' -f1) == "$BASE_SHA" ]] || die "r$r: the raw copy back differs from the image"
   rm -f "$BENCH/work/back.img" "$VB_NFS_EXPORT/$tag.raw.img"
   SHARE_DIRS+=("$tag.text.img")
   nfs-cp "$TEXT" "$VB_NFS_URL/$tag.text.img" >/dev/null   # untimed: only the copy back of the second image is compared
-  measure "r$r raw copy back, text image" copy_back "$VB_NFS_URL/$tag.text.img" "$BENCH/work/back.img"; ((RESTARTED)) && return
+  best_copy_back "r$r raw copy back, text image" "$VB_NFS_URL/$tag.text.img"; ((RESTARTED)) && return
   R[raw_back_text,$r]=$SECS
   [[ $(bench sha256 "$BENCH/work/back.img" | cut -d' ' -f1) == "$TEXT_SHA" ]] || die "r$r: the raw copy back differs from the text image"
   rm -f "$BENCH/work/back.img" "$VB_NFS_EXPORT/$tag.text.img"
@@ -313,15 +326,15 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'
   echo "Images: 2 GiB (25 % holes, 25 % random, 50 % text), second image 2 GiB (5 % holes, 5 % random, 90 % text); change: 1 % in ${RUN_KIB} KiB runs; share: $VB_NFS_URL"
   echo "RepositoryOptions: ${SETTINGS[0]}"
   echo
-  printf '%-38s %10s   %s\n' "measure" "median" "rounds"
-  row() { printf '%-38s %10s   %s\n' "$1" "$(med "$2") $3" "$(values "$2" | paste -sd' ')"; }
+  printf '%-44s %10s   %s\n' "measure" "median" "rounds"
+  row() { printf '%-44s %10s   %s\n' "$1" "$(med "$2") $3" "$(values "$2" | paste -sd' ')"; }
   row "raw copy to NFS (nfs-cp)" raw_up s
-  row "raw copy back (nfs-cp + fsync)" raw_back s
+  row "raw copy back (nfs-cp + fsync, best of 2)" raw_back s
   row "full backup" full,0 s
   row "incremental after 1 % change" inc,0 s
   row "restore of the incremental" restore,0 s
   row "  the same, first in a fresh process" restore_cold,0 s
-  row "raw copy back, text image" raw_back_text s
+  row "raw copy back, text image (best of 2)" raw_back_text s
   row "restore of a full, text image" restore_text s
   row "  the same, first in a fresh process" restore_text_cold s
   [[ ${BENCH_16G:-1} == 1 ]] && row "full backup, 16 GiB sparse image" big,0 s
@@ -343,12 +356,12 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'
   row "peak RSS, restore 2 GiB" restore_mem,0 MiB
   [[ ${BENCH_16G:-1} == 1 ]] && row "peak RSS, full backup 16 GiB" big_mem,0 MiB
   echo
-  target() { printf '%-38s %10s   target <= %-6s %s\n' "$1" "$2" "$3" "$(verdict "$2" "$3")"; }
+  target() { printf '%-44s %10s   target <= %-6s %s\n' "$1" "$2" "$3" "$(verdict "$2" "$3")"; }
   target "full backup / raw copy" "$(ratio "$(med full,0)" "$(med raw_up)")" 0.70
   target "incremental / full backup" "$(ratio "$(med inc,0)" "$(med full,0)")" 0.25
   target "restore / raw copy back" "$(ratio "$(med restore,0)" "$(med raw_back)")" 0.80
   target "restore / raw copy back, text image" "$(ratio "$(med restore_text)" "$(med raw_back_text)")" 0.80
-  printf '%-38s %10s   (first restore of a fresh process; no target)\n' "  the same, first in a fresh process" "$(ratio "$(med restore_cold,0)" "$(med raw_back)") $(ratio "$(med restore_text_cold)" "$(med raw_back_text)")"
+  printf '%-44s %10s   (first restore of a fresh process; no target)\n' "  the same, first in a fresh process" "$(ratio "$(med restore_cold,0)" "$(med raw_back)") $(ratio "$(med restore_text_cold)" "$(med raw_back_text)")"
   peak=$(for k in full_mem,0 inc_mem,0 restore_mem,0 big_mem,0; do values "$k"; done | sort -g | tail -n1)
   target "peak RSS, any operation (MiB)" "$peak" 512
   if [[ ${BENCH_16G:-1} == 1 ]]; then
@@ -361,14 +374,14 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "MISS" }'
     enc_row() {   # enc_row LABEL KEY
       local per="" r
       for ((r = 1; r <= ROUNDS; r++)); do per+="$(ratio "${R[$2,0,$r]}" "${R[$2,$PLAIN,$r]}") "; done
-      printf '%-38s %10s   target <= %-6s %s   (%s s vs %s s; per round %s)\n' "$1" "$(ratio "$(med "$2",0)" "$(med "$2,$PLAIN")")" 1.10 \
+      printf '%-44s %10s   target <= %-6s %s   (%s s vs %s s; per round %s)\n' "$1" "$(ratio "$(med "$2",0)" "$(med "$2,$PLAIN")")" 1.10 \
         "$(verdict "$(ratio "$(med "$2",0)" "$(med "$2,$PLAIN")")" 1.10)" "$(med "$2",0)" "$(med "$2,$PLAIN")" "${per% }"
     }
     enc_row "full backup, encrypted / unencrypted" full
     enc_row "restore, encrypted / unencrypted" restore
     enc_row "incremental, encrypted / unencrypted" inc
-    printf '%-38s %10s\n' "CPU full backup (agent), enc / unenc" "$(ratio "$(med full_cpu,0)" "$(med full_cpu,$PLAIN)")"
-    printf '%-38s %10s\n' "CPU restore (agent), enc / unenc" "$(ratio "$(med restore_cpu,0)" "$(med restore_cpu,$PLAIN)")"
+    printf '%-44s %10s\n' "CPU full backup (agent), enc / unenc" "$(ratio "$(med full_cpu,0)" "$(med full_cpu,$PLAIN)")"
+    printf '%-44s %10s\n' "CPU restore (agent), enc / unenc" "$(ratio "$(med restore_cpu,0)" "$(med restore_cpu,$PLAIN)")"
   fi
   if ((${#CONFIGS[@]} > 1)); then
     echo

@@ -20,6 +20,10 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
     static readonly ActivitySource Source = new(ServiceDefaultsExtensions.TelemetryName);
 
     static readonly TimeSpan KeepSent = TimeSpan.FromDays(1);
+    // A send whose confirm never comes (seen when the broker node holding the channel was killed mid-send) held up every
+    // row behind it for good. After this it counts as a broker error and is tried again: consumers are idempotent by
+    // MessageId, so a message the broker did take meanwhile costs a duplicate, never a loss.
+    static readonly TimeSpan SendTimeout = TimeSpan.FromSeconds(15);
     static readonly TimeSpan ObserveEvery = TimeSpan.FromSeconds(5);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -100,21 +104,7 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
                 continue;
             try
             {
-                if (message is OsloNotification notification)
-                    await oslo.PublishAsync(notification, row.Id, ct);
-                else if (row.Destination is null)
-                    await bus.Publish(message, type, c => c.MessageId = row.Id, ct);
-                else
-                    await (await bus.GetSendEndpoint(await commandQueues.AddressAsync(row.Destination, ct))).Send(message, type, c =>
-                    {
-                        c.MessageId = row.Id;
-                        // Unroutable (its queue deleted): returned and tried again, never dropped.
-                        if (!c.TryGetPayload<RabbitMqSendContext>(out var rabbit)) return;
-                        rabbit.Mandatory = true;
-                        // On a host queue: expires into the zone's queue unless one of the host's agents takes it first.
-                        if (commandQueues.ExpirationOf(row.Destination) is { } spill)
-                            rabbit.BasicProperties.Expiration = ((long)spill.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
-                    }, ct);
+                await SendAsync(bus, row, type, message, ct).WaitAsync(SendTimeout, ct);
             }
             catch (Exception e) when (e is not OperationCanceledException && message is OsloNotification)
             {
@@ -136,6 +126,25 @@ public sealed class OutboxRelay(IServiceScopeFactory scopes, OutboxSignal signal
         if ((brokerError ?? osloError) is { } error) throw new InvalidOperationException("The broker refused an outbox row", error);   // then a pause
         if (rows.Count > 0) logger.OutboxRelayed(rows.Count);
         return rows.Count;
+    }
+
+    async Task SendAsync(IBus bus, OutboxMessage row, Type type, object message, CancellationToken ct)
+    {
+        if (message is OsloNotification notification)
+            await oslo.PublishAsync(notification, row.Id, ct);
+        else if (row.Destination is null)
+            await bus.Publish(message, type, c => c.MessageId = row.Id, ct);
+        else
+            await (await bus.GetSendEndpoint(await commandQueues.AddressAsync(row.Destination, ct))).Send(message, type, c =>
+            {
+                c.MessageId = row.Id;
+                // Unroutable (its queue deleted): returned and tried again, never dropped.
+                if (!c.TryGetPayload<RabbitMqSendContext>(out var rabbit)) return;
+                rabbit.Mandatory = true;
+                // On a host queue: expires into the zone's queue unless one of the host's agents takes it first.
+                if (commandQueues.ExpirationOf(row.Destination) is { } spill)
+                    rabbit.BasicProperties.Expiration = ((long)spill.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
+            }, ct);
     }
 
     /// <summary>The row's message, or null after parking a row that no retry could send (an unknown type, a body that does not read).</summary>
