@@ -21,9 +21,9 @@
 #   BENCH_ENCRYPTION=both (default: the agent's encrypted format, and the unencrypted one as an extra config in the same
 #     rounds, compared at the end) | on (encrypted only) | off (unencrypted only)
 #   BENCH_NFS_FROM=/other/checkout/deploy/services.sh  use the NFS server that checkout started (its export), start none
-#   BENCH_DROP_CACHES=1 (default, as root) drops the clean page cache at the start of each round: with the cache full, the
-#     raw copies' buffered writes reclaim pages as they go and take two to three times as long, which flattered every
-#     ratio against them; with it dropped they are measured at their fastest. 0 leaves the cache as it is.
+#   BENCH_DROP_CACHES=1 (default, as root) drops the clean page cache at the start of each round (then reads the images
+#     back in): with the cache full, the raw copies' buffered writes reclaim pages as they go and took up to twice as
+#     long, which flattered every ratio against them. 0 leaves the cache as it is.
 #   Restores are timed as an agent runs them: the second restore of the process (the first, which also compiles the
 #   code, is printed as "first in a fresh process").
 set -euo pipefail
@@ -271,7 +271,10 @@ backups() {
 round() {
   local r=$1 tag=$2 c
   SHARE_DIRS+=("$tag.raw.img")
-  if [[ ${BENCH_DROP_CACHES:-1} == 1 && -w /proc/sys/vm/drop_caches ]]; then sync; echo 1 >/proc/sys/vm/drop_caches; fi
+  if [[ ${BENCH_DROP_CACHES:-1} == 1 && -w /proc/sys/vm/drop_caches ]]; then
+    sync; echo 1 >/proc/sys/vm/drop_caches
+    cat "$BASE" "$CHANGED" "$TEXT" >/dev/null   # the images are read from memory, as in every run before this option
+  fi
   # Baseline: the raw image, holes and all, to the share and back (nfs-cp: one stream of 1 MiB WRITEs; libnfs commits at
   # close). nfs-cp creates its target with O_EXCL: remove it first.
   rm -f "$VB_NFS_EXPORT/$tag.raw.img" "$BENCH/work/back.img"
