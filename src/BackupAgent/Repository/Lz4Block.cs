@@ -4,7 +4,8 @@ namespace VolumeBackup.BackupAgent.Repository;
 
 // LZ4 blocks through the reference C library (Debian's liblz4-1, as libnfs comes from libnfs13). The managed port
 // used before decoded at half its speed, in a restore the largest cost after the name check; the block format is LZ4's,
-// so chunks written by either read alike. Two calls, so no wrapper package: none in reach binds the native library.
+// so chunks written by either read alike. Bound by hand (three calls): the one wrapper package in reach (IronCompress)
+// ships a native build of its own instead of the system's.
 public static unsafe partial class Lz4Block
 {
     const string Library = "liblz4.so.1";
