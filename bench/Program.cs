@@ -155,6 +155,7 @@ static class BenchProgram
         var (store, timing) = Open(target, settings, profile);
         var clock = new Stopwatch();
         var cold = TimeSpan.Zero;
+        TimeSpan cpu, coldCpu = TimeSpan.Zero;
         RestoreSummary summary;
         await using (store)
         {
@@ -164,20 +165,31 @@ static class BenchProgram
             if (warm)
             {
                 CreateSparse(output, manifest.SizeBytes);
+                var coldCpu0 = ProcessCpu();
                 clock.Start();
                 await repository.RestoreAsync(container, id, output, null, CancellationToken.None);
                 cold = clock.Elapsed;
+                coldCpu = ProcessCpu() - coldCpu0;
                 clock.Reset();
             }
             CreateSparse(output, manifest.SizeBytes);
+            var cpu0 = ProcessCpu();
             clock.Start();
             summary = await repository.RestoreAsync(container, id, output, null, CancellationToken.None);
             clock.Stop();
+            cpu = ProcessCpu() - cpu0;
         }
         timing?.Report(Console.Out, clock.Elapsed.TotalSeconds);
         Console.WriteLine(Invariant($"RESULT op=restore id={id} seconds={clock.Elapsed.TotalSeconds:F3} hwm_mib={PeakMiB():F1} " +
             $"size_mib={summary.SizeBytes / 1048576.0:F0} chunks_read={summary.ChunksRead} read_mib={summary.BytesRead / 1048576.0:F1} encrypted={masterKey is not null} " +
-            $"{(warm ? Invariant($"cold_seconds={cold.TotalSeconds:F3} ") : "")}{Describe(settings)}"));
+            $"cpu_seconds={cpu.TotalSeconds:F2} {(warm ? Invariant($"cold_seconds={cold.TotalSeconds:F3} cold_cpu_seconds={coldCpu.TotalSeconds:F2} ") : "")}{Describe(settings)}"));
+    }
+
+    // This process's CPU time (user + system, every thread) so far.
+    static TimeSpan ProcessCpu()
+    {
+        using var self = Process.GetCurrentProcess();
+        return self.TotalProcessorTime;
     }
 
     // A fresh sparse file, as a new volume would be.
