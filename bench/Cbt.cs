@@ -77,8 +77,8 @@ static class Cbt
                 await RestoreAsync("restore_warmup", container, fullRead);
                 for (var round = 0; round < 3; round++)
                 {
-                    var pair = new[] { ("restore_cbt", cbt), ("restore_fullread", fullRead) };
-                    foreach (var (op, id) in round % 2 == 0 ? pair : pair.Reverse())
+                    (string, Guid)[] pair = round % 2 == 0 ? [("restore_cbt", cbt), ("restore_fullread", fullRead)] : [("restore_fullread", fullRead), ("restore_cbt", cbt)];
+                    foreach (var (op, id) in pair)
                         await RestoreAsync(op, container, id);
                 }
             }

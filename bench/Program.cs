@@ -46,7 +46,7 @@ static class BenchProgram
         var args = argv.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray();   // not Except: a set operation, it drops repeated arguments ("2 2")
         try
         {
-            var settings = Settings(options, out var profile, out var masterKey);
+            var settings = Settings(options, out var profile, out var warm, out var masterKey);
             switch (args)
             {
                 case ["make-image", var path, var gib, var seed, .. var rest]:
@@ -65,7 +65,7 @@ static class BenchProgram
                     await BackupAsync(settings, profile, masterKey(), target, container, image, rest is [var parent] ? Guid.Parse(parent) : null);
                     return 0;
                 case ["restore", var target, var container, var id, var output]:
-                    await RestoreAsync(settings, profile, options.Contains("--warm"), masterKey(), target, container, Guid.Parse(id), output);
+                    await RestoreAsync(settings, profile, warm, masterKey(), target, container, Guid.Parse(id), output);
                     return 0;
                 case ["cbt", var target, var container, var poolFolder, var volumeGiB, var dataGiB, var changeSeed, var runKiB]:
                     await Cbt.RunAsync(settings, target, container, poolFolder, int.Parse(volumeGiB, CultureInfo.InvariantCulture),
@@ -97,12 +97,12 @@ static class BenchProgram
     }
 
     // masterKey: the key backup and restore use, null with --plain; it throws when neither option was given.
-    static RepositoryOptions Settings(string[] options, out bool profile, out Func<MasterKey?> masterKey)
+    static RepositoryOptions Settings(string[] options, out bool profile, out bool warm, out Func<MasterKey?> masterKey)
     {
         var defaults = new RepositoryOptions();
         int chunk = defaults.ChunkSize, workers = defaults.Workers, connections = defaults.Connections, level = defaults.CompressionLevel;
         var compression = defaults.Compression;
-        profile = false;
+        profile = warm = false;
         string? keyFile = null;
         var plain = false;
         foreach (var option in options)
@@ -118,7 +118,7 @@ static class BenchProgram
                 case "--profile": profile = true; break;
                 case "--master-key": keyFile = value; break;
                 case "--plain": plain = true; break;
-                case "--warm": break;   // restore's, read in Main
+                case "--warm": warm = true; break;
                 default: throw new ArgumentException($"unknown option {option}\n{Usage}");
             }
         }
@@ -153,34 +153,27 @@ static class BenchProgram
     static async Task RestoreAsync(RepositoryOptions settings, bool profile, bool warm, MasterKey? masterKey, string target, string container, Guid id, string output)
     {
         var (store, timing) = Open(target, settings, profile);
-        var clock = new Stopwatch();
-        var cold = TimeSpan.Zero;
-        TimeSpan cpu, coldCpu = TimeSpan.Zero;
         RestoreSummary summary;
+        TimeSpan seconds, cpu, cold = TimeSpan.Zero, coldCpu = TimeSpan.Zero;
         await using (store)
         {
             var repository = new BackupRepository(store, Options.Create(settings), masterKey, NullLogger<BackupRepository>.Instance);
             var manifest = await repository.ReadManifestAsync(container, id, CancellationToken.None)
                 ?? throw new FileNotFoundException($"backup {id} has no manifest in {container} on {target}");
-            if (warm)
+            async Task<(RestoreSummary, TimeSpan Seconds, TimeSpan Cpu)> TimedRestoreAsync()
             {
                 CreateSparse(output, manifest.SizeBytes);
-                var coldCpu0 = ProcessCpu();
-                clock.Start();
-                await repository.RestoreAsync(container, id, output, null, CancellationToken.None);
-                cold = clock.Elapsed;
-                coldCpu = ProcessCpu() - coldCpu0;
-                clock.Reset();
+                var cpu0 = ProcessCpu();
+                var clock = Stopwatch.StartNew();
+                var result = await repository.RestoreAsync(container, id, output, null, CancellationToken.None);
+                return (result, clock.Elapsed, ProcessCpu() - cpu0);
             }
-            CreateSparse(output, manifest.SizeBytes);
-            var cpu0 = ProcessCpu();
-            clock.Start();
-            summary = await repository.RestoreAsync(container, id, output, null, CancellationToken.None);
-            clock.Stop();
-            cpu = ProcessCpu() - cpu0;
+            if (warm)
+                (_, cold, coldCpu) = await TimedRestoreAsync();
+            (summary, seconds, cpu) = await TimedRestoreAsync();
         }
-        timing?.Report(Console.Out, clock.Elapsed.TotalSeconds);
-        Console.WriteLine(Invariant($"RESULT op=restore id={id} seconds={clock.Elapsed.TotalSeconds:F3} hwm_mib={PeakMiB():F1} " +
+        timing?.Report(Console.Out, seconds.TotalSeconds);
+        Console.WriteLine(Invariant($"RESULT op=restore id={id} seconds={seconds.TotalSeconds:F3} hwm_mib={PeakMiB():F1} " +
             $"size_mib={summary.SizeBytes / 1048576.0:F0} chunks_read={summary.ChunksRead} read_mib={summary.BytesRead / 1048576.0:F1} encrypted={masterKey is not null} " +
             $"cpu_seconds={cpu.TotalSeconds:F2} {(warm ? Invariant($"cold_seconds={cold.TotalSeconds:F3} cold_cpu_seconds={coldCpu.TotalSeconds:F2} ") : "")}{Describe(settings)}"));
     }

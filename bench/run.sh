@@ -22,8 +22,8 @@
 #     rounds, compared at the end) | on (encrypted only) | off (unencrypted only)
 #   BENCH_NFS_FROM=/other/checkout/deploy/services.sh  use the NFS server that checkout started (its export), start none
 #   BENCH_DROP_CACHES=1 (default, as root) drops the clean page cache at the start of each round (then reads the images
-#     back in): with the cache full, the raw copies' buffered writes reclaim pages as they go and took up to twice as
-#     long, which flattered every ratio against them. 0 leaves the cache as it is.
+#     back in), so that the raw copies' buffered writes never start by reclaiming a full cache (a suspect in their slow
+#     runs, not measured apart from best_copy_back's cause). 0 leaves the cache as it is.
 #   Restores are timed as an agent runs them: the second restore of the process (the first, which also compiles the
 #   code, is printed as "first in a fresh process").
 set -euo pipefail

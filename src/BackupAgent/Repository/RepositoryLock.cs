@@ -52,6 +52,7 @@ sealed class RepositoryLock : IAsyncDisposable
         var token = Guid.NewGuid().ToString("N");
         var content = Encoding.UTF8.GetBytes($"{LockOwner.Current}token {token}\n");
         var delay = TimeSpan.FromMilliseconds(10);
+        var emptyAfter = EmptyLockGrace < staleAfter ? EmptyLockGrace : staleAfter;
         StoreEntry? seen = null;
         var seenAt = 0L;
         while (true)
@@ -78,7 +79,7 @@ sealed class RepositoryLock : IAsyncDisposable
                 }
                 logger.LockWaiting(path, holder?.Owner?.ToString().Trim() ?? "unknown");
             }
-            else if (Stopwatch.GetElapsedTime(seenAt) > (holder?.Owner is null && holder?.Token is null ? Min(EmptyLockGrace, staleAfter) : staleAfter))
+            else if (Stopwatch.GetElapsedTime(seenAt) > (holder?.Owner is null && holder?.Token is null ? emptyAfter : staleAfter))
             {
                 logger.StaleLockBroken(path, seen.Modified);
                 // Only the lock that went stale: one another waiter took since is left alone.
@@ -90,8 +91,6 @@ sealed class RepositoryLock : IAsyncDisposable
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxPoll.Ticks));
         }
     }
-
-    static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
 
     static async Task<RepositoryLock> HeldAsync(IRepositoryStore store, string path, string token, TimeSpan staleAfter, ILogger logger, CancellationToken ct)
     {

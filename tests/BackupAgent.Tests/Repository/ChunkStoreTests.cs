@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using K4os.Compression.LZ4;
 using VolumeBackup.BackupAgent.Repository;
 using VolumeBackup.Contracts;
 using VolumeBackup.TestSupport;
@@ -34,8 +35,8 @@ public sealed class ChunkStoreTests
     [Fact]
     public void A_chunk_the_managed_lz4_port_compressed_decodes_to_its_data()
     {
-        var block = new byte[K4os.Compression.LZ4.LZ4Codec.MaximumOutputSize(Text.Length)];
-        byte[] stored = [ChunkStore.Lz4, .. block.AsSpan(0, K4os.Compression.LZ4.LZ4Codec.Encode(Text, block, K4os.Compression.LZ4.LZ4Level.L00_FAST))];
+        var block = new byte[LZ4Codec.MaximumOutputSize(Text.Length)];
+        byte[] stored = [ChunkStore.Lz4, .. block.AsSpan(0, LZ4Codec.Encode(Text, block, LZ4Level.L00_FAST))];
         var back = new byte[Text.Length];
 
         using var decompressor = new Decompressor();
