@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Http.Json;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
@@ -119,7 +120,12 @@ sealed class OsloListener : IAsyncDisposable
         {
             if (e.Data is null) return;
             if (e.Data == "ready") listener.ready.TrySetResult();
-            else if (JsonNode.Parse(e.Data) is JsonObject n) listener.heard.Enqueue(n);
+            else
+            {
+                // An exception here would crash the test host: a line that is not one JSON object is reported instead.
+                try { if (JsonNode.Parse(e.Data) is JsonObject n) listener.heard.Enqueue(n); }
+                catch (JsonException) { listener.errors.Enqueue($"not one JSON object: {e.Data}"); }
+            }
         };
         listener.process.ErrorDataReceived += (_, e) => { if (e.Data is not null) listener.errors.Enqueue(e.Data); };
         listener.process.BeginOutputReadLine();

@@ -7,6 +7,7 @@ and "ready" once its queues are declared and bound.
 """
 import json
 import sys
+import threading
 import time
 
 from oslo_config import cfg
@@ -14,9 +15,16 @@ import oslo_messaging
 
 
 class Endpoint:
+    # The threading executor calls endpoints from several threads; print() writes the line and its newline
+    # separately, so two notifications could share a line. One write per line, one writer at a time.
+    _lock = threading.Lock()
+
     def _print(self, priority, publisher_id, event_type, payload, metadata):
-        print(json.dumps({"priority": priority, "publisher_id": publisher_id, "event_type": event_type,
-                          "payload": payload, "metadata": metadata}), flush=True)
+        line = json.dumps({"priority": priority, "publisher_id": publisher_id, "event_type": event_type,
+                           "payload": payload, "metadata": metadata}) + "\n"
+        with self._lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
         return oslo_messaging.NotificationResult.HANDLED
 
     def info(self, ctxt, publisher_id, event_type, payload, metadata):
