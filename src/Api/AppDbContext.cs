@@ -46,6 +46,8 @@ public sealed class AppDbContext(DbContextOptions<AppDbContext> options) : DbCon
             e.Ignore(b => b.Status);
             e.Property(b => b.State).HasMaxLength(32);
             e.HasIndex(b => b.State);
+            // A delete asks whether another row shares its data (an import names the manifest of another id): only imports have one.
+            e.HasIndex(b => b.ManifestId).HasFilter("manifest_id IS NOT NULL");
             // A deleted backup keeps its row (the saga ignores its late events) but is gone from every query of the Api.
             e.HasQueryFilter(b => b.State != nameof(BackupSaga.Deleted));
         });

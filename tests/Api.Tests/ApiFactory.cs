@@ -88,5 +88,6 @@ public class ApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
     {
         await DisposeAsync();                                   // the host first: its bus lets go of the virtual host
         if (broker.Length > 0) await TestServices.DeleteVirtualHostAsync(broker);
+        if (database.Length > 0) await TestServices.DropDatabaseAsync(database);   // else every run leaves its databases behind
     }
 }

@@ -158,6 +158,10 @@ namespace VolumeBackup.Api.Migrations
                     b.HasKey("Id")
                         .HasName("pk_backups");
 
+                    b.HasIndex("ManifestId")
+                        .HasDatabaseName("ix_backups_manifest_id")
+                        .HasFilter("manifest_id IS NOT NULL");
+
                     b.HasIndex("State")
                         .HasDatabaseName("ix_backups_state");
 

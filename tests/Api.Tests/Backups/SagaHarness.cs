@@ -50,6 +50,7 @@ public sealed class SagaHarness : IAsyncLifetime
     {
         await Harness.Stop();
         await provider.DisposeAsync();
+        if (database.Length > 0) await TestServices.DropDatabaseAsync(database);
     }
 
     public AppDbContext NewDbContext() => new((DbContextOptions<AppDbContext>)AppDbContext.Configure(new DbContextOptionsBuilder<AppDbContext>(), database).Options);
