@@ -140,7 +140,10 @@ public sealed class RemoteDeviceTests : IAsyncDisposable
 
         var restored = Path.Combine(pool, $"volume-{target}");
         Assert.Equal(await File.ReadAllBytesAsync(source), await File.ReadAllBytesAsync(restored));
-        Assert.Equal(DataBytes, TestFiles.AllocatedBytes(restored));   // the holes stayed holes
+        // The holes stayed holes: writing any of them would allocate 60 KiB more or worse (the hole beside a 4 KiB block in
+        // its 64 KiB chunk). The slack of four blocks is the file system's own: an extent-map block, when writes that landed
+        // out of order leave more extents than the inode holds.
+        Assert.InRange(TestFiles.AllocatedBytes(restored), DataBytes, DataBytes + 4 * 4096);
     }
 
     [Fact]
